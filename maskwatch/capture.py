@@ -1,0 +1,275 @@
+"""Capture: open a source (camera, stream, video file, image or folder) and feed frames to a queue.
+
+A :class:`Producer` thread reads the source. Live sources drop the oldest queued frame when the
+consumer is behind (what is shown stays fresh); files block instead so no frame is ever lost.
+"""
+
+from __future__ import annotations
+
+import queue
+import re
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+from loguru import logger
+
+from maskwatch.errors import SourceError
+from maskwatch.types import Frame
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
+
+
+def scrub_url(text: str) -> str:
+    """Replace ``user:password@`` in any URL inside ``text`` with ``***@``."""
+    return _CREDENTIALS.sub(r"\g<scheme>***@", str(text))
+
+
+def to_bgr8(image: np.ndarray) -> np.ndarray:
+    """Convert grayscale, BGRA and 16-bit images to 3-channel uint8 BGR."""
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        image = cv2.normalize(image, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    if image.shape[2] == 1:
+        return cv2.cvtColor(image[:, :, 0], cv2.COLOR_GRAY2BGR)
+    return image
+
+
+class Source(Protocol):
+    """A frame source. ``read`` returns the next BGR uint8 frame with its name, or None at the end."""
+
+    name: str
+    is_live: bool
+    fps: float
+    frame_count: int | None
+
+    def read(self) -> tuple[np.ndarray, str] | None: ...
+
+    def close(self) -> None: ...
+
+
+class VideoFileSource:
+    """A video file decoded with OpenCV; fails at open if it has no decodable frame."""
+
+    is_live = False
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.name = str(path)
+        self._cap = cv2.VideoCapture(str(path))
+        if not self._cap.isOpened():
+            raise SourceError(f"cannot open video {path}: not a readable video file")
+        ok, first = self._cap.read()
+        if not ok or first is None:
+            self._cap.release()
+            raise SourceError(f"video {path} has no readable frames (empty, truncated or not a video)")
+        self._pending: np.ndarray | None = first
+        fps = self._cap.get(cv2.CAP_PROP_FPS)
+        self.fps = float(fps) if fps and 0 < fps < 1000 else 25.0
+        count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        self.frame_count = count if count > 0 else None
+
+    def read(self) -> tuple[np.ndarray, str] | None:
+        if self._pending is not None:
+            frame, self._pending = self._pending, None
+            return to_bgr8(frame), self.name
+        ok, frame = self._cap.read()
+        return (to_bgr8(frame), self.name) if ok and frame is not None else None
+
+    def close(self) -> None:
+        self._cap.release()
+
+
+class ImageFilesSource:
+    """One image or a folder of images (sorted by name); an unreadable image is skipped with a warning."""
+
+    is_live = False
+    fps = 1.0
+
+    def __init__(self, paths: list[Path], name: str) -> None:
+        self.paths = paths
+        self.name = name
+        self.frame_count = len(paths)
+        self._next = 0
+        self.skipped: list[Path] = []
+
+    def read(self) -> tuple[np.ndarray, str] | None:
+        while self._next < len(self.paths):
+            path = self.paths[self._next]
+            self._next += 1
+            image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+            if image is None or image.size == 0:
+                logger.warning(f"skipping {path}: not a readable image")
+                self.skipped.append(path)
+                continue
+            return to_bgr8(image), path.name
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+class LiveSource:
+    """A webcam (index) or network stream (rtsp://, http://) opened with OpenCV."""
+
+    is_live = True
+    frame_count = None
+
+    def __init__(self, spec: str | int, open_timeout_s: float = 10.0) -> None:
+        self.spec = spec
+        self.name = scrub_url(str(spec))
+        if isinstance(spec, int):
+            self._cap = cv2.VideoCapture(spec)
+        else:
+            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(open_timeout_s * 1000),
+                      cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(open_timeout_s * 1000)]
+            self._cap = cv2.VideoCapture(spec, cv2.CAP_ANY, params)
+        if not self._cap.isOpened():
+            what = f"camera {spec}" if isinstance(spec, int) else f"stream {self.name}"
+            raise SourceError(f"cannot open {what}: no such device or the stream is unreachable")
+        fps = self._cap.get(cv2.CAP_PROP_FPS)
+        self.fps = float(fps) if fps and 0 < fps < 1000 else 25.0
+
+    def read(self) -> tuple[np.ndarray, str] | None:
+        ok, frame = self._cap.read()
+        return (to_bgr8(frame), self.name) if ok and frame is not None else None
+
+    def close(self) -> None:
+        self._cap.release()
+
+
+def open_source(spec: str, open_timeout_s: float = 10.0) -> Source:
+    """Open ``spec``: a camera index (``0``), a URL, an image, a folder of images or a video file."""
+    spec = str(spec).strip()
+    if spec.isdigit():
+        return LiveSource(int(spec), open_timeout_s)
+    if "://" in spec:
+        return LiveSource(spec, open_timeout_s)
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        images = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if not images:
+            raise SourceError(f"folder {path} contains no images ({', '.join(IMAGE_SUFFIXES)})")
+        return ImageFilesSource(images, name=str(path))
+    if not path.exists():
+        raise SourceError(f"source not found: {path}")
+    if not path.is_file():
+        raise SourceError(f"source {path} is not a file, folder, camera index or URL")
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        if cv2.imread(str(path), cv2.IMREAD_UNCHANGED) is None:
+            raise SourceError(f"cannot read image {path}: not a valid image file")
+        return ImageFilesSource([path], name=str(path))
+    return VideoFileSource(path)
+
+
+@dataclass
+class CaptureStats:
+    """What the producer did: frames read and frames dropped because the consumer was behind."""
+
+    read: int = 0
+    dropped: int = 0
+
+
+END = object()
+"""Queue sentinel: the source is exhausted (or failed; see ``Producer.error``)."""
+
+
+class Producer(threading.Thread):
+    """Reads ``source`` into ``frames`` until the source ends or ``stop`` is set.
+
+    ``drop_oldest`` (live sources): a full queue loses its oldest frame, counted in ``stats.dropped``.
+    Otherwise the put blocks (back-pressure), re-checking ``stop`` every ``poll_s`` so it never hangs.
+    An exception is kept in ``error`` and the END sentinel is still delivered.
+    """
+
+    def __init__(
+        self,
+        source: Source,
+        frames: queue.Queue,
+        stop: threading.Event,
+        drop_oldest: bool,
+        read_timeout_s: float = 10.0,
+        poll_s: float = 0.1,
+    ) -> None:
+        super().__init__(name="maskwatch-capture", daemon=True)
+        self.source = source
+        self.frames = frames
+        self.stop = stop
+        self.drop_oldest = drop_oldest
+        self.read_timeout_s = read_timeout_s
+        self.poll_s = poll_s
+        self.stats = CaptureStats()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:  # handed to the main thread, which reports it
+            self.error = exc
+        finally:
+            self._deliver_end()
+
+    def _loop(self) -> None:
+        index = 0
+        last_frame_at = time.monotonic()
+        while not self.stop.is_set():
+            item = self.source.read()
+            now = time.monotonic()
+            if item is None:
+                if self.source.is_live and now - last_frame_at < self.read_timeout_s:
+                    time.sleep(min(self.poll_s, 0.05))
+                    continue
+                if self.source.is_live:
+                    raise SourceError(f"live source {self.source.name} sent no frame for {self.read_timeout_s:.0f} s")
+                return
+            last_frame_at = now
+            image, name = item
+            ts = now if self.source.is_live else index / self.source.fps
+            frame = Frame(image=image, index=index, timestamp_s=ts, captured_at=now, name=name)
+            index += 1
+            self.stats.read += 1
+            if self.drop_oldest:
+                self._put_dropping(frame)
+            elif not self._put_blocking(frame):
+                return
+
+    def _put_dropping(self, frame: Frame) -> None:
+        while True:
+            try:
+                self.frames.put_nowait(frame)
+                return
+            except queue.Full:
+                try:
+                    self.frames.get_nowait()
+                    self.stats.dropped += 1
+                except queue.Empty:
+                    pass
+
+    def _put_blocking(self, item: object) -> bool:
+        while not self.stop.is_set():
+            try:
+                self.frames.put(item, timeout=self.poll_s)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _deliver_end(self) -> None:
+        # Always reach the consumer: if the queue stays full and nobody reads, give up once stopped.
+        while True:
+            try:
+                self.frames.put(END, timeout=self.poll_s)
+                return
+            except queue.Full:
+                if self.stop.is_set():
+                    return

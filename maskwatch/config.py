@@ -1,0 +1,161 @@
+"""The one place that reads and validates configuration.
+
+Every tunable lives in a section model below; ``extra="forbid"`` turns a typo into an error and the
+field bounds reject out-of-range values. The field descriptions are the config reference.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from maskwatch.errors import ConfigError
+
+BGR = tuple[int, int, int]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DetectorConfig(_Section):
+    weights: str = Field("detector.pt", description="Detector model file; a bare name is looked up in weights/.")
+    input_size: int = Field(640, ge=64, le=4096, description="Longest side (px) a frame is resized to for detection.")
+    score_threshold: float = Field(0.5, gt=0.0, lt=1.0, description="Minimum detector score to keep a face.")
+    nms_iou: float = Field(0.4, gt=0.0, le=1.0, description="IoU above which overlapping faces are merged (NMS).")
+    max_faces: int = Field(200, ge=1, le=5000, description="At most this many faces per frame, highest scores first.")
+
+
+class ClassifierConfig(_Section):
+    weights: str = Field("classifier.pt", description="Mask classifier model file; a bare name is looked up in weights/.")
+    crop_margin: float = Field(0.15, ge=0.0, le=1.0, description="Context added to each side of a face box, as a fraction of its size.")
+    min_confidence: float = Field(
+        0.0, ge=0.0, le=1.0, description="A face whose top class probability is below this is left undecided (grey)."
+    )
+
+
+class CaptureConfig(_Section):
+    queue_size: int = Field(8, ge=1, le=1024, description="Frames buffered between capture and inference for files.")
+    live_queue_size: int = Field(
+        2, ge=1, le=64, description="Frames buffered for live sources; the oldest is dropped when full."
+    )
+    open_timeout_s: float = Field(10.0, gt=0.0, le=300.0, description="How long to wait for a stream or camera to open.")
+    read_timeout_s: float = Field(
+        10.0, gt=0.0, le=3600.0, description="A live source that yields no frame for this long ends the run with an error."
+    )
+
+
+class RuntimeConfig(_Section):
+    device: Literal["cpu", "cuda"] = Field("cpu", description="Where the models run.")
+    precision: Literal["fp32", "int8"] = Field("fp32", description="Model precision.")
+    threads: int = Field(0, ge=0, le=256, description="Torch CPU threads; 0 keeps torch's default (one per core).")
+
+
+class RenderConfig(_Section):
+    colors: dict[Literal["with_mask", "without_mask", "mask_weared_incorrect", "undecided"], BGR] = Field(
+        default_factory=lambda: {
+            "with_mask": (0, 200, 0),
+            "without_mask": (0, 0, 230),
+            "mask_weared_incorrect": (0, 170, 255),
+            "undecided": (160, 160, 160),
+        },
+        description="Box colour per class, as B, G, R (0-255).",
+    )
+    thickness: int = Field(2, ge=1, le=20, description="Box line thickness in px.")
+    font_scale: float = Field(0.5, gt=0.0, le=5.0, description="Label text scale.")
+    hud: bool = Field(True, description="Draw the fps and per-class counts in the top-left corner.")
+
+
+class OutputConfig(_Section):
+    fourcc: str = Field("mp4v", min_length=4, max_length=4, description="FourCC codec of output videos.")
+    jpeg_quality: int = Field(92, ge=1, le=100, description="Quality of annotated JPEG images.")
+
+
+class LoggingConfig(_Section):
+    level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+    status_interval_s: float = Field(1.0, gt=0.0, le=3600.0, description="Seconds between status lines for live sources.")
+
+
+class Config(_Section):
+    """The whole maskwatch configuration (``configs/default.yaml`` lists every field)."""
+
+    detector: DetectorConfig = Field(default_factory=DetectorConfig)
+    classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
+    capture: CaptureConfig = Field(default_factory=CaptureConfig)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    render: RenderConfig = Field(default_factory=RenderConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        return f"unknown config key '{key}'"
+    return f"invalid config value for '{key}': {first['msg']}"
+
+
+def config_from_dict(data: dict[str, Any] | None) -> Config:
+    """Validate a plain dict (e.g. from YAML) into a :class:`Config`."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError("config must be a mapping of sections (detector:, classifier:, ...)")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """Read ``path`` (None: the built-in defaults, as in configs/default.yaml), apply dotted ``overrides``, validate."""
+    if path is None:
+        return config_from_dict(_apply_overrides({}, overrides))
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        raise ConfigError(f"config file {path} is not valid YAML{where}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text") from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections, not {type(data).__name__}")
+    try:
+        return config_from_dict(_apply_overrides(dict(data or {}), overrides))
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def _apply_overrides(data: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """Set ``section.key`` values (from CLI flags) on top of the file's; None means not given."""
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        section, _, key = dotted.partition(".")
+        current = data.get(section, {})
+        if not isinstance(current, dict):
+            raise ConfigError(f"config section '{section}' must be a mapping")
+        data[section] = {**current, key: value}
+    return data
+
+
+def render_reference() -> str:
+    """The config reference as Markdown, generated from the field descriptions."""
+    lines = ["| key | default | description |", "|---|---|---|"]
+    defaults = Config()
+    for section_name, section_field in Config.model_fields.items():
+        section = getattr(defaults, section_name)
+        for name, field in type(section).model_fields.items():
+            value = getattr(section, name)
+            if isinstance(value, dict):
+                value = ", ".join(f"{k}: {list(v)}" for k, v in value.items())
+            lines.append(f"| `{section_name}.{name}` | `{value}` | {field.description} |")
+    return "\n".join(lines)

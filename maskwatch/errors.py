@@ -1,0 +1,24 @@
+"""Errors that the CLI reports as one line, without a traceback."""
+
+
+class MaskwatchError(Exception):
+    """A problem the user can fix: bad input, bad config, missing or wrong weights.
+
+    The CLI prints ``str(error)`` and exits non-zero; anything else is a bug and keeps its traceback.
+    """
+
+
+class ConfigError(MaskwatchError):
+    """The configuration file or a flag is invalid."""
+
+
+class SourceError(MaskwatchError):
+    """The input source cannot be opened or read."""
+
+
+class WeightsError(MaskwatchError):
+    """A model file is missing, corrupt, unverified or of the wrong architecture."""
+
+
+class OutputError(MaskwatchError):
+    """An output cannot be written."""

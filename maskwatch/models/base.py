@@ -1,0 +1,27 @@
+"""The interfaces of the two model stages. Tests pass fakes that merely have these methods."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from maskwatch.types import FaceDetections
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """Finds faces in a BGR uint8 frame of any size."""
+
+    def detect(self, image_bgr: np.ndarray) -> FaceDetections:
+        """Return boxes in the frame's pixel coordinates with detector scores (classes undecided)."""
+        ...
+
+
+@runtime_checkable
+class Classifier(Protocol):
+    """Classifies face crops into ``maskwatch.types.CLASS_NAMES``."""
+
+    def classify(self, crops_bgr: list[np.ndarray]) -> np.ndarray:
+        """Return (N, C) class probabilities for N BGR uint8 crops of any sizes, in one batch."""
+        ...

@@ -1,0 +1,75 @@
+"""Overlay renderer: colour-coded face boxes with labels and a small HUD."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from maskwatch.types import CLASS_NAMES, DISPLAY_NAMES, FrameResult
+
+DEFAULT_COLORS: dict[str, tuple[int, int, int]] = {
+    "with_mask": (0, 200, 0),
+    "without_mask": (0, 0, 230),
+    "mask_weared_incorrect": (0, 170, 255),
+    "undecided": (160, 160, 160),
+}
+
+
+class OverlayRenderer:
+    """Draws a :class:`FrameResult` onto a copy of its frame.
+
+    Green = with_mask, red = without_mask, amber = incorrect, grey = undecided (BGR colours configurable).
+    """
+
+    def __init__(
+        self,
+        colors: dict[str, tuple[int, int, int]] | None = None,
+        thickness: int = 2,
+        font_scale: float = 0.5,
+        hud: bool = True,
+    ) -> None:
+        self.colors = {**DEFAULT_COLORS, **(colors or {})}
+        self.thickness = thickness
+        self.font_scale = font_scale
+        self.hud = hud
+
+    def annotate(self, result: FrameResult, fps: float | None = None) -> np.ndarray:
+        """Return the annotated frame; the input frame is left untouched."""
+        canvas = result.frame.image.copy()
+        faces = result.faces
+        scores = faces.class_score
+        h, w = canvas.shape[:2]
+        for i in range(len(faces)):
+            x1, y1, x2, y2 = (int(round(v)) for v in faces.xyxy[i])
+            label = faces.label(i)
+            color = self.colors[label or "undecided"]
+            cv2.rectangle(canvas, (x1, y1), (x2, y2), color, self.thickness, cv2.LINE_AA)
+            text = f"{DISPLAY_NAMES[label]} {scores[i]:.0%}" if label else f"face {faces.det_score[i]:.0%}"
+            self._label(canvas, text, (x1, y1), color, (w, h))
+        if self.hud:
+            self._hud(canvas, result, fps)
+        return canvas
+
+    def _label(self, canvas: np.ndarray, text: str, corner: tuple[int, int], color, size_wh) -> None:
+        font = cv2.FONT_HERSHEY_SIMPLEX
+        (tw, th), base = cv2.getTextSize(text, font, self.font_scale, 1)
+        x = min(max(corner[0], 0), max(size_wh[0] - tw - 2, 0))
+        y = corner[1] - th - base - 2
+        if y < 0:  # no room above the box: draw inside it
+            y = max(corner[1], 0)
+        cv2.rectangle(canvas, (x, y), (x + tw + 4, y + th + base + 2), color, cv2.FILLED)
+        luminance = 0.114 * color[0] + 0.587 * color[1] + 0.299 * color[2]
+        ink = (0, 0, 0) if luminance > 140 else (255, 255, 255)
+        cv2.putText(canvas, text, (x + 2, y + th + 1), font, self.font_scale, ink, 1, cv2.LINE_AA)
+
+    def _hud(self, canvas: np.ndarray, result: FrameResult, fps: float | None) -> None:
+        counts = result.faces.counts()
+        parts = [f"{fps:.1f} fps"] if fps else []
+        parts += [f"{DISPLAY_NAMES[name]}: {counts[name]}" for name in CLASS_NAMES]
+        text = "  ".join(parts)
+        font = cv2.FONT_HERSHEY_SIMPLEX
+        scale = self.font_scale
+        (tw, th), base = cv2.getTextSize(text, font, scale, 1)
+        overlay = canvas[0 : th + base + 8, 0 : tw + 10]
+        overlay[:] = (overlay * 0.4).astype(np.uint8)
+        cv2.putText(canvas, text, (5, th + 4), font, scale, (255, 255, 255), 1, cv2.LINE_AA)

@@ -1,0 +1,140 @@
+"""Runs capture → pipeline → render → sinks with one producer thread and the consumer on the caller's thread.
+
+Nothing here can hang: every queue operation has a timeout or a stop check, a failing thread's exception
+reaches the caller, and sinks are closed by the caller's ``with`` on every exit path.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from loguru import logger
+from tqdm import tqdm
+
+from maskwatch.capture import END, Producer, Source
+from maskwatch.render import OverlayRenderer
+from maskwatch.sinks import Sink, WindowSink
+from maskwatch.types import Frame, FrameResult
+
+
+@dataclass
+class RunStats:
+    """What a run did. ``ages_ms``: how old each frame was when its result reached the sinks."""
+
+    frames: int = 0
+    dropped: int = 0
+    faces: int = 0
+    wall_s: float = 0.0
+    stopped_early: bool = False
+    counts: dict[str, int] = field(default_factory=dict)
+    ages_ms: deque = field(default_factory=lambda: deque(maxlen=100_000))
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.wall_s if self.wall_s > 0 else 0.0
+
+    def age_percentiles(self) -> dict[str, float]:
+        if not self.ages_ms:
+            return {}
+        ages = np.fromiter(self.ages_ms, dtype=np.float64)
+        return {"median_ms": float(np.median(ages)), "p99_ms": float(np.percentile(ages, 99))}
+
+
+class _Rate:
+    """Exponential moving average of frames per second, for the HUD."""
+
+    def __init__(self) -> None:
+        self.fps: float | None = None
+        self._last: float | None = None
+
+    def tick(self, now: float) -> float | None:
+        if self._last is not None and now > self._last:
+            inst = 1.0 / (now - self._last)
+            self.fps = inst if self.fps is None else 0.9 * self.fps + 0.1 * inst
+        self._last = now
+        return self.fps
+
+
+def run(
+    source: Source,
+    process: Callable[[Frame], FrameResult],
+    sinks: Sequence[Sink],
+    renderer: OverlayRenderer | None = None,
+    *,
+    stop: threading.Event | None = None,
+    queue_size: int = 8,
+    live_queue_size: int = 2,
+    read_timeout_s: float = 10.0,
+    status_interval_s: float = 1.0,
+    progress: bool = True,
+    poll_s: float = 0.1,
+) -> RunStats:
+    """Process every frame of ``source`` (files) or the freshest frames (live) until the end or ``stop``.
+
+    Setting ``stop`` ends capture; frames already queued are still processed and written. Raises the
+    producer's or any stage's exception after the producer thread has been stopped and joined.
+    """
+    stop = stop or threading.Event()
+    live = source.is_live
+    frames: queue.Queue = queue.Queue(maxsize=live_queue_size if live else queue_size)
+    producer = Producer(source, frames, stop, drop_oldest=live, read_timeout_s=read_timeout_s, poll_s=poll_s)
+    needs_image = renderer is not None and any(not _is_data_only(s) for s in sinks)
+    stats = RunStats()
+    rate = _Rate()
+    bar = tqdm(total=source.frame_count, unit="frame", disable=not progress or live, dynamic_ncols=True)
+    started = time.monotonic()
+    next_status = started + status_interval_s
+    producer.start()
+    try:
+        while True:
+            try:
+                item = frames.get(timeout=poll_s)
+            except queue.Empty:
+                if not producer.is_alive() and frames.empty():
+                    break
+                continue
+            if item is END:
+                break
+            result = process(item)
+            fps = rate.tick(time.monotonic())
+            annotated = renderer.annotate(result, fps) if needs_image else result.frame.image
+            for sink in sinks:
+                sink.write(result, annotated)
+            now = time.monotonic()
+            stats.frames += 1
+            stats.faces += len(result.faces)
+            for name, n in result.faces.counts().items():
+                stats.counts[name] = stats.counts.get(name, 0) + n
+            stats.ages_ms.append((now - item.captured_at) * 1e3)
+            bar.update(1)
+            if live and now >= next_status:
+                next_status = now + status_interval_s
+                logger.info(
+                    f"{source.name}: {stats.frames} frames, {fps or 0:.1f} fps, "
+                    f"{producer.stats.dropped} dropped, {len(result.faces)} faces in view"
+                )
+            if any(isinstance(s, WindowSink) and s.quit_requested for s in sinks):
+                stop.set()
+    finally:
+        stats.stopped_early = stop.is_set()
+        stop.set()
+        producer.join(timeout=5.0)
+        if not producer.is_alive():  # a thread stuck inside a driver read must not see a released capture
+            source.close()
+        bar.close()
+        stats.wall_s = time.monotonic() - started
+        stats.dropped = producer.stats.dropped
+    if producer.error is not None:
+        raise producer.error
+    return stats
+
+
+def _is_data_only(sink: Sink) -> bool:
+    """Sinks that never look at pixels (so frames need not be rendered for them)."""
+    return getattr(sink, "data_only", False)

@@ -1,0 +1,153 @@
+"""Sinks: where annotated frames and detections go (window, video, images, JSON lines).
+
+Every sink is a context manager whose ``close`` finalizes its output on any exit path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from maskwatch.errors import OutputError
+from maskwatch.types import FrameResult
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+class Sink(Protocol):
+    """Receives every processed frame in order."""
+
+    def write(self, result: FrameResult, annotated: np.ndarray) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class _ClosingSink:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def check_writable(path: Path, inputs: tuple[Path, ...] = ()) -> None:
+    """Fail early if ``path`` cannot be written or would overwrite an input."""
+    parent = path.parent if path.parent != Path("") else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"output folder does not exist: {parent}")
+    if not os.access(parent, os.W_OK):
+        raise OutputError(f"output folder is not writable: {parent}")
+    if path.is_dir() and path.suffix:
+        raise OutputError(f"output {path} is a folder")
+    for source in inputs:
+        if path.exists() and source.exists() and path.resolve() == source.resolve():
+            raise OutputError(f"output {path} would overwrite the input")
+
+
+class VideoSink(_ClosingSink):
+    """Writes annotated frames to a video with the source's size and fps; opened at the first frame."""
+
+    def __init__(self, path: Path, fps: float, fourcc: str = "mp4v") -> None:
+        self.path = path
+        self.fps = fps
+        self.fourcc = fourcc
+        self.frames_written = 0
+        self._writer: cv2.VideoWriter | None = None
+        self._size: tuple[int, int] | None = None
+
+    def write(self, result: FrameResult, annotated: np.ndarray) -> None:
+        h, w = annotated.shape[:2]
+        if self._writer is None:
+            self._size = (w, h)
+            self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, self._size)
+            if not self._writer.isOpened():
+                self._writer = None
+                raise OutputError(f"cannot write video {self.path} (codec {self.fourcc})")
+        if (w, h) != self._size:  # a stream changed resolution: keep the file consistent
+            annotated = cv2.resize(annotated, self._size, interpolation=cv2.INTER_AREA)
+        self._writer.write(annotated)
+        self.frames_written += 1
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+
+
+class ImageSink(_ClosingSink):
+    """Writes annotated images: into a folder (named as the inputs) or to one file for a single image."""
+
+    def __init__(self, path: Path, single_file: bool, jpeg_quality: int = 92) -> None:
+        self.path = path
+        self.single_file = single_file
+        self.jpeg_quality = jpeg_quality
+        self.frames_written = 0
+        if not single_file:
+            try:
+                path.mkdir(parents=False, exist_ok=True)
+            except OSError as exc:
+                raise OutputError(f"cannot create output folder {path}: {exc.strerror}") from None
+
+    def write(self, result: FrameResult, annotated: np.ndarray) -> None:
+        target = self.path if self.single_file else self.path / Path(result.frame.name).name
+        params = [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality] if target.suffix.lower() in (".jpg", ".jpeg") else []
+        tmp = target.with_name(f".{target.stem}.partial{target.suffix}")
+        if not cv2.imwrite(str(tmp), annotated, params):
+            raise OutputError(f"cannot write image {target}")
+        os.replace(tmp, target)  # never leave a half-written image under the final name
+        self.frames_written += 1
+
+    def close(self) -> None:
+        pass
+
+
+class JsonLinesSink(_ClosingSink):
+    """``--detections``: one JSON object per frame, flushed as it is written."""
+
+    data_only = True
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self._file = open(path, "w", encoding="utf-8")
+        except OSError as exc:
+            raise OutputError(f"cannot write detections file {path}: {exc.strerror}") from None
+
+    def write(self, result: FrameResult, annotated: np.ndarray) -> None:
+        self._file.write(json.dumps(result.to_json(), separators=(",", ":")) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+
+
+class WindowSink(_ClosingSink):
+    """Shows frames in an OpenCV window; pressing ``q`` or Esc (or closing the window) asks to stop."""
+
+    def __init__(self, title: str = "maskwatch") -> None:
+        self.title = title
+        self.quit_requested = False
+        try:
+            cv2.namedWindow(title, cv2.WINDOW_NORMAL)
+        except cv2.error:
+            raise OutputError("--show needs a display and an OpenCV build with GUI support (opencv-python)") from None
+
+    def write(self, result: FrameResult, annotated: np.ndarray) -> None:
+        cv2.imshow(self.title, annotated)
+        key = cv2.waitKey(1) & 0xFF
+        closed = cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) < 1
+        if key in (ord("q"), 27) or closed:
+            self.quit_requested = True
+
+    def close(self) -> None:
+        try:
+            cv2.destroyWindow(self.title)
+        except cv2.error:
+            pass

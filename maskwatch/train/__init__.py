@@ -1,0 +1,1 @@
+"""Training programs for maskwatch's models."""

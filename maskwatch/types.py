@@ -1,0 +1,134 @@
+"""The typed results that flow through maskwatch's stages.
+
+The detector fills a :class:`FaceDetections`, the classifier enriches it with classes and
+probabilities, and the renderer and sinks only read the :class:`FrameResult` that carries it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+CLASS_NAMES: tuple[str, ...] = ("with_mask", "without_mask", "mask_weared_incorrect")
+"""Class names, in class-id order, exactly as in the training data."""
+
+DISPLAY_NAMES: dict[str, str] = {
+    "with_mask": "mask",
+    "without_mask": "no mask",
+    "mask_weared_incorrect": "incorrect",
+}
+
+UNDECIDED = -1
+"""Class id of a face that has not been classified (drawn grey)."""
+
+
+@dataclass
+class FaceDetections:
+    """Faces of one frame as parallel arrays (one row per face).
+
+    xyxy: (N, 4) float32 pixel boxes in the frame; det_score: (N,) detector confidence;
+    class_id: (N,) int64, ``UNDECIDED`` until classified; class_prob: (N, C) class probabilities.
+    """
+
+    xyxy: np.ndarray
+    det_score: np.ndarray
+    class_id: np.ndarray = field(default=None)  # type: ignore[assignment]
+    class_prob: np.ndarray = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        self.xyxy = np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4)
+        n = len(self.xyxy)
+        self.det_score = np.asarray(self.det_score, dtype=np.float32).reshape(-1)
+        if self.class_id is None:
+            self.class_id = np.full(n, UNDECIDED, dtype=np.int64)
+        if self.class_prob is None:
+            self.class_prob = np.zeros((n, len(CLASS_NAMES)), dtype=np.float32)
+        self.class_id = np.asarray(self.class_id, dtype=np.int64).reshape(-1)
+        self.class_prob = np.asarray(self.class_prob, dtype=np.float32).reshape(n, len(CLASS_NAMES))
+        for name in ("det_score", "class_id", "class_prob"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"FaceDetections.{name} has {len(getattr(self, name))} rows, xyxy has {n}")
+
+    @classmethod
+    def empty(cls) -> FaceDetections:
+        return cls(xyxy=np.zeros((0, 4), np.float32), det_score=np.zeros(0, np.float32))
+
+    def __len__(self) -> int:
+        return len(self.xyxy)
+
+    def __getitem__(self, index: np.ndarray | slice | list[int]) -> FaceDetections:
+        """Select faces with a boolean mask, an index array or a slice."""
+        return FaceDetections(
+            xyxy=self.xyxy[index],
+            det_score=self.det_score[index],
+            class_id=self.class_id[index],
+            class_prob=self.class_prob[index],
+        )
+
+    @property
+    def class_score(self) -> np.ndarray:
+        """Probability of the chosen class per face (0 where undecided)."""
+        if len(self) == 0:
+            return np.zeros(0, np.float32)
+        score = self.class_prob[np.arange(len(self)), np.clip(self.class_id, 0, None)]
+        return np.where(self.class_id == UNDECIDED, 0.0, score).astype(np.float32)
+
+    def label(self, i: int) -> str | None:
+        """Class name of face ``i``, or None if undecided."""
+        cid = int(self.class_id[i])
+        return None if cid == UNDECIDED else CLASS_NAMES[cid]
+
+    def counts(self) -> dict[str, int]:
+        """Number of faces per class name (undecided ones are left out)."""
+        return {name: int(np.sum(self.class_id == i)) for i, name in enumerate(CLASS_NAMES)}
+
+
+@dataclass
+class Frame:
+    """A captured frame: BGR uint8 image, its index in the source and capture time."""
+
+    image: np.ndarray
+    index: int
+    timestamp_s: float
+    """Position in the source for files (index / fps), monotonic capture time for live sources."""
+    captured_at: float = 0.0
+    """time.monotonic() when the producer read it, used to measure staleness."""
+    name: str = ""
+    """Name of what the frame came from: the video or stream, or the image file for image inputs."""
+
+
+@dataclass
+class FrameResult:
+    """Everything known about one processed frame; renderer and sinks only read it."""
+
+    frame: Frame
+    faces: FaceDetections
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def frame_index(self) -> int:
+        return self.frame.index
+
+    @property
+    def size_wh(self) -> tuple[int, int]:
+        h, w = self.frame.image.shape[:2]
+        return w, h
+
+    def to_json(self) -> dict:
+        """The ``--detections`` JSON-lines record of this frame."""
+        faces = self.faces
+        scores = faces.class_score
+        return {
+            "source": self.frame.name,
+            "frame": self.frame.index,
+            "faces": [
+                {
+                    "box": [round(float(v), 1) for v in faces.xyxy[i]],
+                    "label": faces.label(i),
+                    "score": round(float(scores[i]), 4),
+                    "det_score": round(float(faces.det_score[i]), 4),
+                }
+                for i in range(len(faces))
+            ],
+        }
