@@ -131,8 +131,12 @@ class LiveSource:
         if isinstance(spec, int):
             self._cap = cv2.VideoCapture(spec)
         else:
-            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(open_timeout_s * 1000),
-                      cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(open_timeout_s * 1000)]
+            params = [
+                cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+                int(open_timeout_s * 1000),
+                cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+                int(open_timeout_s * 1000),
+            ]
             self._cap = cv2.VideoCapture(spec, cv2.CAP_ANY, params)
         if not self._cap.isOpened():
             what = f"camera {spec}" if isinstance(spec, int) else f"stream {self.name}"

@@ -111,8 +111,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             if args.show:
                 sinks.append(stack.enter_context(WindowSink(f"maskwatch: {source.name}")))
             received = stack.enter_context(stop_on_signals(stop))
-            logger.info(f"running on {source.name} ({'live' if source.is_live else 'file'}, {cfg.runtime.device}, "
-                        f"{cfg.runtime.precision})")
+            logger.info(
+                f"running on {source.name} ({'live' if source.is_live else 'file'}, {cfg.runtime.device}, "
+                f"{cfg.runtime.precision})"
+            )
             stats = run(
                 source,
                 pipeline,

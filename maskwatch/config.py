@@ -30,8 +30,12 @@ class DetectorConfig(_Section):
 
 
 class ClassifierConfig(_Section):
-    weights: str = Field("classifier.pt", description="Mask classifier model file; a bare name is looked up in weights/.")
-    crop_margin: float = Field(0.15, ge=0.0, le=1.0, description="Context added to each side of a face box, as a fraction of its size.")
+    weights: str = Field(
+        "classifier.pt", description="Mask classifier model file; a bare name is looked up in weights/."
+    )
+    crop_margin: float = Field(
+        0.15, ge=0.0, le=1.0, description="Context added to each side of a face box, as a fraction of its size."
+    )
     min_confidence: float = Field(
         0.0, ge=0.0, le=1.0, description="A face whose top class probability is below this is left undecided (grey)."
     )
@@ -42,9 +46,14 @@ class CaptureConfig(_Section):
     live_queue_size: int = Field(
         2, ge=1, le=64, description="Frames buffered for live sources; the oldest is dropped when full."
     )
-    open_timeout_s: float = Field(10.0, gt=0.0, le=300.0, description="How long to wait for a stream or camera to open.")
+    open_timeout_s: float = Field(
+        10.0, gt=0.0, le=300.0, description="How long to wait for a stream or camera to open."
+    )
     read_timeout_s: float = Field(
-        10.0, gt=0.0, le=3600.0, description="A live source that yields no frame for this long ends the run with an error."
+        10.0,
+        gt=0.0,
+        le=3600.0,
+        description="A live source that yields no frame for this long ends the run with an error.",
     )
 
 
@@ -76,7 +85,9 @@ class OutputConfig(_Section):
 
 class LoggingConfig(_Section):
     level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
-    status_interval_s: float = Field(1.0, gt=0.0, le=3600.0, description="Seconds between status lines for live sources.")
+    status_interval_s: float = Field(
+        1.0, gt=0.0, le=3600.0, description="Seconds between status lines for live sources."
+    )
 
 
 class Config(_Section):
@@ -151,7 +162,7 @@ def render_reference() -> str:
     """The config reference as Markdown, generated from the field descriptions."""
     lines = ["| key | default | description |", "|---|---|---|"]
     defaults = Config()
-    for section_name, section_field in Config.model_fields.items():
+    for section_name, _section_field in Config.model_fields.items():
         section = getattr(defaults, section_name)
         for name, field in type(section).model_fields.items():
             value = getattr(section, name)

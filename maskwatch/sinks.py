@@ -5,6 +5,7 @@ Every sink is a context manager whose ``close`` finalizes its output on any exit
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -115,7 +116,7 @@ class JsonLinesSink(_ClosingSink):
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            self._file = open(path, "w", encoding="utf-8")
+            self._file = open(path, "w", encoding="utf-8")  # noqa: SIM115 (closed by close())
         except OSError as exc:
             raise OutputError(f"cannot write detections file {path}: {exc.strerror}") from None
 
@@ -147,7 +148,5 @@ class WindowSink(_ClosingSink):
             self.quit_requested = True
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(cv2.error):
             cv2.destroyWindow(self.title)
-        except cv2.error:
-            pass

@@ -27,9 +27,7 @@ def test_face_detections_rejects_mismatched_rows():
 
 
 def test_frame_result_json_matches_contract():
-    faces = FaceDetections(
-        xyxy=[[1, 2, 3, 4]], det_score=[0.75], class_id=[1], class_prob=[[0.1, 0.85, 0.05]]
-    )
+    faces = FaceDetections(xyxy=[[1, 2, 3, 4]], det_score=[0.75], class_id=[1], class_prob=[[0.1, 0.85, 0.05]])
     result = FrameResult(frame=Frame(np.zeros((8, 8, 3), np.uint8), 7, 0.7, name="cam"), faces=faces)
     record = result.to_json()
     assert record == {
@@ -81,3 +79,7 @@ def test_reference_lists_every_field():
     for section, field in Config.model_fields.items():
         for name in field.annotation.model_fields:
             assert f"`{section}.{name}`" in ref
+
+
+def test_readme_config_reference_is_current():
+    assert render_reference() in (ROOT / "README.md").read_text()

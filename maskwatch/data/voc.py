@@ -69,7 +69,9 @@ def read_voc(root: str | Path, split_file: str | Path | None = None) -> list[Ann
         xmls = [ann_dir / f"{s}.xml" for s in stems]
         missing = [x for x in xmls if not x.is_file()]
         if missing:
-            raise MaskwatchError(f"split {split_file} names {len(missing)} images without annotations, e.g. {missing[0].name}")
+            raise MaskwatchError(
+                f"split {split_file} names {len(missing)} images without annotations, e.g. {missing[0].name}"
+            )
     else:
         xmls = sorted(ann_dir.glob("*.xml"))
     return [parse_annotation(x, images_dir) for x in xmls]

@@ -76,7 +76,10 @@ def verify(path: str | Path) -> Path:
         raise WeightsError(f"weights file {p} has no sha256 entry in {p.parent / MANIFEST_NAME}; refusing to load it")
     actual = sha256_of(p)
     if actual != expected:
-        raise WeightsError(f"weights file {p} is corrupt or modified: sha256 {actual[:12]}… does not match the manifest's {expected[:12]}…")
+        raise WeightsError(
+            f"weights file {p} is corrupt or modified: "
+            f"sha256 {actual[:12]}… does not match the manifest's {expected[:12]}…"
+        )
     return p
 
 

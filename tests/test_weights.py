@@ -1,0 +1,79 @@
+import pickle
+
+import pytest
+import torch
+
+from maskwatch.errors import WeightsError
+from maskwatch.models.weights import (
+    load_checked,
+    load_model_file,
+    load_state_dict_strict,
+    save_model_file,
+    sha256_of,
+    write_manifest_entry,
+)
+
+
+def test_roundtrip_and_manifest(tmp_path):
+    net = torch.nn.Linear(3, 2)
+    path = tmp_path / "m.pt"
+    digest = save_model_file(path, "linear", net.state_dict(), {"input_size": 3})
+    assert digest == sha256_of(path)
+    assert f"{digest}  m.pt" in (tmp_path / "SHA256SUMS").read_text()
+    state, meta = load_model_file(path, "linear")
+    assert meta == {"input_size": 3}
+    other = torch.nn.Linear(3, 2)
+    load_state_dict_strict(other, state, path)
+    assert torch.equal(other.weight, net.weight)
+
+
+def test_missing_file_and_missing_manifest_entry(tmp_path):
+    with pytest.raises(WeightsError, match="not found"):
+        load_checked(tmp_path / "none.pt")
+    path = tmp_path / "x.pt"
+    torch.save({"a": torch.zeros(1)}, path)
+    with pytest.raises(WeightsError, match="no sha256 entry"):
+        load_checked(path)
+
+
+def test_modified_file_is_refused(tmp_path):
+    path = tmp_path / "m.pt"
+    save_model_file(path, "linear", torch.nn.Linear(2, 2).state_dict())
+    path.write_bytes(path.read_bytes()[:-10])  # truncated after the manifest was written
+    with pytest.raises(WeightsError, match="sha256"):
+        load_checked(path)
+
+
+def test_truncated_but_listed_file_gives_clear_error(tmp_path):
+    path = tmp_path / "m.pt"
+    torch.save({"state_dict": {}}, path)
+    path.write_bytes(path.read_bytes()[:40])
+    write_manifest_entry(path)
+    with pytest.raises(WeightsError, match="cannot load weights file"):
+        load_checked(path)
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+def test_code_executing_pickle_is_refused(tmp_path, capsys):
+    path = tmp_path / "evil.pt"
+    with open(path, "wb") as f:
+        pickle.dump({"state_dict": _Evil()}, f)
+    write_manifest_entry(path)
+    with pytest.raises(WeightsError, match="cannot load"):
+        load_checked(path)
+    assert "pwned" not in capsys.readouterr().out
+
+
+def test_wrong_architecture_is_named_not_dumped(tmp_path):
+    path = tmp_path / "m.pt"
+    save_model_file(path, "linear", torch.nn.Linear(4, 4).state_dict())
+    with pytest.raises(WeightsError, match="holds a 'linear' model"):
+        load_model_file(path, "retinaface_mnet025")
+    state, _ = load_model_file(path, "linear")
+    with pytest.raises(WeightsError, match="does not fit Conv2d: .*wrong-shape") as err:
+        load_state_dict_strict(torch.nn.Conv2d(4, 4, 3), state, path)
+    assert len(str(err.value).splitlines()) == 1
