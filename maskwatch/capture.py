@@ -46,10 +46,15 @@ def to_bgr8(image: np.ndarray) -> np.ndarray:
 
 
 class Source(Protocol):
-    """A frame source. ``read`` returns the next BGR uint8 frame with its name, or None at the end."""
+    """A frame source. ``read`` returns the next BGR uint8 frame with its name, or None.
+
+    ``is_live``: frames arrive on their own clock, so a slow consumer drops the oldest instead of waiting.
+    ``finite``: None from ``read`` means the end; otherwise it is a stall (waited out up to a timeout).
+    """
 
     name: str
     is_live: bool
+    finite: bool
     fps: float
     frame_count: int | None
 
@@ -62,6 +67,7 @@ class VideoFileSource:
     """A video file decoded with OpenCV; fails at open if it has no decodable frame."""
 
     is_live = False
+    finite = True
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -94,6 +100,7 @@ class ImageFilesSource:
     """One image or a folder of images (sorted by name); an unreadable image is skipped with a warning."""
 
     is_live = False
+    finite = True
     fps = 1.0
 
     def __init__(self, paths: list[Path], name: str) -> None:
@@ -123,6 +130,7 @@ class LiveSource:
     """A webcam (index) or network stream (rtsp://, http://) opened with OpenCV."""
 
     is_live = True
+    finite = False
     frame_count = None
 
     def __init__(self, spec: str | int, open_timeout_s: float = 10.0) -> None:
@@ -152,8 +160,39 @@ class LiveSource:
         self._cap.release()
 
 
-def open_source(spec: str, open_timeout_s: float = 10.0) -> Source:
-    """Open ``spec``: a camera index (``0``), a URL, an image, a folder of images or a video file."""
+class RealtimeFileSource:
+    """A video file played at its own fps as if it were a camera: a slow consumer drops frames (``--realtime``)."""
+
+    is_live = True
+    finite = True
+
+    def __init__(self, video: VideoFileSource) -> None:
+        self.video = video
+        self.name = video.name
+        self.fps = video.fps
+        self.frame_count = video.frame_count
+        self._start: float | None = None
+        self._sent = 0
+
+    def read(self) -> tuple[np.ndarray, str] | None:
+        if self._start is None:
+            self._start = time.monotonic()
+        due = self._start + self._sent / self.fps
+        delay = due - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        self._sent += 1
+        return self.video.read()
+
+    def close(self) -> None:
+        self.video.close()
+
+
+def open_source(spec: str, open_timeout_s: float = 10.0, realtime: bool = False) -> Source:
+    """Open ``spec``: a camera index (``0``), a URL, an image, a folder of images or a video file.
+
+    ``realtime`` plays a video file at its own fps with live-source semantics (frames dropped when behind).
+    """
     spec = str(spec).strip()
     if spec.isdigit():
         return LiveSource(int(spec), open_timeout_s)
@@ -173,7 +212,8 @@ def open_source(spec: str, open_timeout_s: float = 10.0) -> Source:
         if cv2.imread(str(path), cv2.IMREAD_UNCHANGED) is None:
             raise SourceError(f"cannot read image {path}: not a valid image file")
         return ImageFilesSource([path], name=str(path))
-    return VideoFileSource(path)
+    video = VideoFileSource(path)
+    return RealtimeFileSource(video) if realtime else video
 
 
 @dataclass
@@ -230,15 +270,15 @@ class Producer(threading.Thread):
             item = self.source.read()
             now = time.monotonic()
             if item is None:
-                if self.source.is_live and now - last_frame_at < self.read_timeout_s:
+                if self.source.finite:
+                    return
+                if now - last_frame_at < self.read_timeout_s:
                     time.sleep(min(self.poll_s, 0.05))
                     continue
-                if self.source.is_live:
-                    raise SourceError(f"live source {self.source.name} sent no frame for {self.read_timeout_s:.0f} s")
-                return
+                raise SourceError(f"live source {self.source.name} sent no frame for {self.read_timeout_s:.0f} s")
             last_frame_at = now
             image, name = item
-            ts = now if self.source.is_live else index / self.source.fps
+            ts = index / self.source.fps if self.source.finite else now
             frame = Frame(image=image, index=index, timestamp_s=ts, captured_at=now, name=name)
             index += 1
             self.stats.read += 1

@@ -33,8 +33,47 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--config", type=Path, help="YAML config (default: built-in defaults, see configs/default.yaml)")
     run.add_argument("--device", choices=["cpu", "cuda"], help="where the models run (default from config: cpu)")
     run.add_argument("--precision", choices=["int8", "fp32"], help="model precision (default from config)")
+    run.add_argument(
+        "--realtime", action="store_true", help="play a video file at its own fps like a live camera (drops frames)"
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.set_defaults(func=cmd_run)
+
+    ev = sub.add_parser("eval", help="score the full pipeline on a labelled dataset (VOC, YOLO or COCO)")
+    ev.add_argument("--data", required=True, type=Path, help="dataset folder (or a COCO .json)")
+    ev.add_argument("--split", type=Path, help="file of image stems to evaluate (one per line)")
+    ev.add_argument("--iou", type=float, default=0.5, help="IoU needed to match a ground-truth face (default 0.5)")
+    ev.add_argument("--json", type=Path, help="write the scores as JSON")
+    ev.add_argument("--plots", type=Path, help="folder for PR-curve and confusion-matrix PNGs")
+    ev.add_argument(
+        "--score-threshold",
+        type=float,
+        default=0.05,
+        help="detector score threshold while evaluating (low, so the PR curve is complete; default 0.05)",
+    )
+    ev.add_argument("--config", type=Path, help="YAML config (models, thresholds)")
+    ev.add_argument("--device", choices=["cpu", "cuda"])
+    ev.add_argument("--precision", choices=["int8", "fp32"])
+    ev.set_defaults(func=cmd_eval)
+
+    tr = sub.add_parser("train", help="train the face detector or the mask classifier")
+    tr.add_argument("model", choices=["detector", "classifier"])
+    tr.add_argument("--data", required=True, type=Path, help="Pascal VOC folder (images/ + annotations/)")
+    tr.add_argument("--split", type=Path, help="training stems (default: DATA/splits/train.txt if present)")
+    tr.add_argument("--val-split", type=Path, help="validation stems (default: DATA/splits/val.txt if present)")
+    tr.add_argument("--epochs", type=int, help="epochs (default: the shipped model's setting)")
+    tr.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    tr.add_argument("--out", type=Path, help="model file to write (default: weights/detector.pt or classifier.pt)")
+    tr.add_argument("--resume", type=Path, help="checkpoint to resume from")
+    tr.add_argument("--crops", type=Path, help="classifier: extra folder of face crops (with_mask/, without_mask/)")
+    tr.add_argument("--init", type=Path, help="detector: pretrained weights to start from")
+    tr.add_argument(
+        "--arch",
+        default="retinaface_mnet025",
+        choices=["retinaface_mnet025", "fasterrcnn_resnet50_fpn", "fasterrcnn_mobilenet_v3_large_fpn"],
+        help="detector architecture",
+    )
+    tr.set_defaults(func=cmd_train)
     return parser
 
 
@@ -64,10 +103,12 @@ def stop_on_signals(stop: threading.Event) -> Iterator[dict]:
 
 
 def _output_sink(args: argparse.Namespace, source, cfg):
-    from maskwatch.capture import ImageFilesSource, VideoFileSource
+    from maskwatch.capture import ImageFilesSource, RealtimeFileSource, VideoFileSource
     from maskwatch.sinks import IMAGE_SUFFIXES, VIDEO_SUFFIXES, ImageSink, VideoSink, check_writable
 
     out: Path = args.output
+    if isinstance(source, RealtimeFileSource):
+        source = source.video
     inputs = (source.path,) if isinstance(source, VideoFileSource) else tuple(getattr(source, "paths", ()))
     if isinstance(source, ImageFilesSource):
         single = len(source.paths) == 1 and out.suffix.lower() in IMAGE_SUFFIXES
@@ -95,7 +136,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, {"runtime.device": args.device, "runtime.precision": args.precision})
     if args.log_level is None:
         _setup_logging(cfg.logging.level)
-    source = open_source(args.source, open_timeout_s=cfg.capture.open_timeout_s)
+    source = open_source(args.source, open_timeout_s=cfg.capture.open_timeout_s, realtime=args.realtime)
     try:
         if args.detections is not None:
             check_writable(args.detections, (Path(args.source),))
@@ -144,6 +185,77 @@ def cmd_run(args: argparse.Namespace) -> int:
         logger.warning(f"interrupted: {stats.frames} frames processed and written; outputs finalized")
         return EXIT_SIGNAL[received["signal"]]
     return EXIT_OK
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from maskwatch.build import build_pipeline
+    from maskwatch.config import load_config
+    from maskwatch.data.formats import read_dataset
+    from maskwatch.evaluate import predict, report_lines, score, write_json, write_plots
+    from maskwatch.sinks import check_writable
+
+    if not 0.0 < args.iou < 1.0:
+        raise MaskwatchError(f"--iou must be between 0 and 1, got {args.iou}")
+    cfg = load_config(
+        args.config,
+        {
+            "runtime.device": args.device,
+            "runtime.precision": args.precision,
+            "detector.score_threshold": args.score_threshold,
+        },
+    )
+    if args.json is not None:
+        check_writable(args.json)
+    images = read_dataset(args.data, args.split)
+    if not images:
+        raise MaskwatchError(f"no images to evaluate in {args.data}")
+    pipeline = build_pipeline(cfg)
+    result = score(images, predict(pipeline, images, progress=sys.stderr.isatty()), iou=args.iou)
+    for line in report_lines(result):
+        print(line)
+    if args.json is not None:
+        write_json(result, args.json)
+    if args.plots is not None:
+        for path in write_plots(result, args.plots):
+            logger.info(f"wrote {path}")
+    return EXIT_OK
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from maskwatch.models.weights import WEIGHTS_DIRS
+
+    split = args.split or _default_split(args.data, "train.txt")
+    val_split = args.val_split or _default_split(args.data, "val.txt")
+    out = args.out or WEIGHTS_DIRS[0] / f"{args.model}.pt"
+    common = {
+        "data": args.data,
+        "split": split,
+        "device": args.device,
+        "out": out,
+        "resume": args.resume,
+        "val_split": val_split,
+    }
+    if args.epochs is not None:
+        common["epochs"] = args.epochs
+    if args.model == "classifier":
+        from maskwatch.train.classifier import train
+
+        path = train(**common, extra_crops=args.crops)
+    elif args.arch == "retinaface_mnet025":
+        from maskwatch.train.detector import train
+
+        path = train(**common, init=args.init)
+    else:
+        from maskwatch.train.frcnn import train
+
+        path = train(**common, arch=args.arch)
+    logger.info(f"wrote {path}")
+    return EXIT_OK
+
+
+def _default_split(data: Path, name: str) -> Path | None:
+    candidate = Path(data) / "splits" / name
+    return candidate if candidate.is_file() else None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -87,7 +87,8 @@ def run(
     needs_image = renderer is not None and any(not _is_data_only(s) for s in sinks)
     stats = RunStats()
     rate = _Rate()
-    bar = tqdm(total=source.frame_count, unit="frame", disable=not progress or live, dynamic_ncols=True)
+    show_bar = progress and not live
+    bar = tqdm(total=source.frame_count, unit="frame", disable=not show_bar, dynamic_ncols=True)
     started = time.monotonic()
     next_status = started + status_interval_s
     producer.start()
@@ -113,12 +114,9 @@ def run(
                 stats.counts[name] = stats.counts.get(name, 0) + n
             stats.ages_ms.append((now - item.captured_at) * 1e3)
             bar.update(1)
-            if live and now >= next_status:
+            if not show_bar and now >= next_status:
                 next_status = now + status_interval_s
-                logger.info(
-                    f"{source.name}: {stats.frames} frames, {fps or 0:.1f} fps, "
-                    f"{producer.stats.dropped} dropped, {len(result.faces)} faces in view"
-                )
+                logger.info(_status_line(source, stats, fps, producer.stats.dropped, len(result.faces)))
             if any(isinstance(s, WindowSink) and s.quit_requested for s in sinks):
                 stop.set()
     finally:
@@ -133,6 +131,16 @@ def run(
     if producer.error is not None:
         raise producer.error
     return stats
+
+
+def _status_line(source: Source, stats: RunStats, fps: float | None, dropped: int, faces_now: int) -> str:
+    done = f"{stats.frames}/{source.frame_count}" if source.frame_count else f"{stats.frames}"
+    line = f"{source.name}: {done} frames, {fps or 0:.1f} fps, {faces_now} faces in view"
+    if source.is_live:
+        line += f", {dropped} dropped"
+    elif source.frame_count and fps:
+        line += f", ETA {max(source.frame_count - stats.frames, 0) / fps:.0f} s"
+    return line
 
 
 def _is_data_only(sink: Sink) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Protocol
 
@@ -135,6 +136,8 @@ class WindowSink(_ClosingSink):
     def __init__(self, title: str = "maskwatch") -> None:
         self.title = title
         self.quit_requested = False
+        if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            raise OutputError("--show needs a display (DISPLAY is not set); use --output to write a video instead")
         try:
             cv2.namedWindow(title, cv2.WINDOW_NORMAL)
         except cv2.error:

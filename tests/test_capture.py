@@ -94,6 +94,7 @@ class FastLiveSource:
     """A fake camera that yields a frame every ``period_s`` until ``n`` frames, then ends."""
 
     is_live = True
+    finite = False
     fps = 200.0
     frame_count = None
     name = "fake-cam"
@@ -148,3 +149,22 @@ def test_producer_stops_when_blocked_on_full_queue(tmp_path):
     stop.set()
     producer.join(timeout=2)
     assert not producer.is_alive()
+
+
+def test_live_source_that_stalls_ends_with_error():
+    frames: queue.Queue = queue.Queue(maxsize=2)
+    producer = Producer(FastLiveSource(n=3), frames, threading.Event(), drop_oldest=True, read_timeout_s=0.2)
+    producer.start()
+    assert len(_drain(frames)) == 3
+    producer.join(timeout=5)
+    assert isinstance(producer.error, SourceError) and "no frame for" in str(producer.error)
+
+
+def test_realtime_file_plays_at_its_fps(tmp_path):
+    src = open_source(str(write_video(tmp_path / "v.mp4", frames=10, fps=50.0)), realtime=True)
+    assert src.is_live and src.finite
+    start = time.monotonic()
+    n = 0
+    while src.read() is not None:
+        n += 1
+    assert n == 10 and time.monotonic() - start >= 9 / 50.0

@@ -134,3 +134,12 @@ def test_signal_mid_file_leaves_playable_output(tmp_path, sig):
     written = len(dets.read_text().splitlines())
     n, size, _ = count_frames(out)
     assert 5 <= n < 400 and n == written and size == (320, 240)
+
+
+def test_show_without_display_is_a_clear_error(video):
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "maskwatch", "run", "--source", str(video), "--show"],
+        capture_output=True, text=True, timeout=120, cwd=ROOT, env=env,
+    )
+    assert_user_error(proc, "--show needs a display")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from maskwatch.data.labels import class_id_of
 from maskwatch.errors import MaskwatchError
-from maskwatch.types import CLASS_NAMES
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -33,18 +33,20 @@ def read_split(split_file: str | Path) -> list[str]:
 
 
 def parse_annotation(xml_path: Path, images_dir: Path) -> AnnotatedImage:
-    root = ET.parse(xml_path).getroot()
+    try:
+        root = ET.parse(xml_path).getroot()
+    except ET.ParseError as exc:
+        raise MaskwatchError(f"{xml_path}: not valid XML ({exc})") from None
     size = root.find("size")
     w = int(float(size.findtext("width", "0"))) if size is not None else 0
     h = int(float(size.findtext("height", "0"))) if size is not None else 0
     boxes, labels = [], []
     for obj in root.iter("object"):
-        name = (obj.findtext("name") or "").strip()
-        if name not in CLASS_NAMES:
-            raise MaskwatchError(f"{xml_path}: unknown class {name!r} (expected one of {', '.join(CLASS_NAMES)})")
         bb = obj.find("bndbox")
+        if bb is None:
+            raise MaskwatchError(f"{xml_path}: an object has no <bndbox>")
+        labels.append(class_id_of(obj.findtext("name") or "", where=str(xml_path)))
         boxes.append([float(bb.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax")])
-        labels.append(CLASS_NAMES.index(name))
     filename = root.findtext("filename") or (xml_path.stem + ".jpg")
     image_path = images_dir / filename
     if not image_path.is_file():

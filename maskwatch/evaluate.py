@@ -1,0 +1,219 @@
+"""``maskwatch eval``: the full pipeline (detector, then classifier) scored against a labelled dataset.
+
+Per-class AP@T uses each face's decided class with score det_score × class probability (what ``run``
+shows); face AP merges the classes and ranks by det_score; the confusion matrix counts the classes of
+faces matched at IoU ≥ T, with a background row/column for false positives and misses.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from loguru import logger
+from tqdm import tqdm
+
+from maskwatch.capture import to_bgr8
+from maskwatch.data.voc import AnnotatedImage
+from maskwatch.errors import MaskwatchError
+from maskwatch.metrics import average_precision, box_iou
+from maskwatch.pipeline import FacePipeline
+from maskwatch.types import CLASS_NAMES, UNDECIDED, FaceDetections, Frame
+
+SMALL_FACE_PX = 32
+"""Faces whose longer side is below this are 'small' (a separate recall is reported)."""
+
+
+@dataclass
+class EvalResult:
+    """Scores of one evaluation; ``to_json`` gives the contract keys plus a few diagnostics."""
+
+    iou: float
+    n_images: int
+    ap50: dict[str, float]
+    map50: float
+    face_ap50: float
+    confusion: dict
+    recall: dict[str, float]
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
+
+    def to_json(self) -> dict:
+        return {
+            "map50": self.map50,
+            "ap50": self.ap50,
+            "face_ap50": self.face_ap50,
+            "confusion": self.confusion,
+            "n_images": self.n_images,
+            "iou": self.iou,
+            "recall": self.recall,
+        }
+
+
+def predict(pipeline: FacePipeline, images: list[AnnotatedImage], progress: bool = True) -> list[FaceDetections]:
+    """Run the pipeline on every image, in order (unreadable images are an error: the score would be wrong)."""
+    out = []
+    for i, item in enumerate(tqdm(images, desc="eval", unit="img", disable=not progress)):
+        image = cv2.imread(str(item.image_path), cv2.IMREAD_UNCHANGED)
+        if image is None:
+            raise MaskwatchError(f"cannot read image {item.image_path}")
+        out.append(pipeline(Frame(to_bgr8(image), index=i, timestamp_s=0.0, name=item.image_path.name)).faces)
+    return out
+
+
+def _class_scores(faces: FaceDetections) -> np.ndarray:
+    return faces.det_score * faces.class_score
+
+
+def _match(pred_xyxy: np.ndarray, order: np.ndarray, gt_xyxy: np.ndarray, iou: float) -> np.ndarray:
+    """Greedy VOC matching in ``order``: for each prediction the index of its matched ground truth or -1."""
+    matched = np.full(len(pred_xyxy), -1, np.int64)
+    if len(pred_xyxy) == 0 or len(gt_xyxy) == 0:
+        return matched
+    ious = box_iou(pred_xyxy, gt_xyxy)
+    taken = np.zeros(len(gt_xyxy), bool)
+    for p in order:
+        j = int(np.argmax(ious[p]))
+        if ious[p, j] >= iou and not taken[j]:
+            taken[j] = True
+            matched[p] = j
+    return matched
+
+
+def confusion_matrix(images: list[AnnotatedImage], preds: list[FaceDetections], iou: float) -> np.ndarray:
+    """(C+1)×(C+1) counts, rows = ground truth, columns = prediction; the last row/column is background."""
+    c = len(CLASS_NAMES)
+    m = np.zeros((c + 1, c + 1), np.int64)
+    for gt, faces in zip(images, preds, strict=True):
+        matched = _match(faces.xyxy, np.argsort(-faces.det_score, kind="stable"), gt.xyxy, iou)
+        pred_cls = np.where(faces.class_id == UNDECIDED, c, faces.class_id)
+        for p, g in enumerate(matched):
+            if g >= 0:
+                m[gt.class_id[g], pred_cls[p]] += 1
+            else:
+                m[c, pred_cls[p]] += 1
+        missed = np.setdiff1d(np.arange(len(gt.xyxy)), matched[matched >= 0])
+        for g in missed:
+            m[gt.class_id[g], c] += 1
+    return m
+
+
+def _recall(images, preds, iou, keep) -> float | None:
+    """Share of ground-truth faces selected by ``keep(gt, index)`` that any prediction matches."""
+    hit = total = 0
+    for gt, faces in zip(images, preds, strict=True):
+        matched = _match(faces.xyxy, np.argsort(-faces.det_score, kind="stable"), gt.xyxy, iou)
+        found = set(matched[matched >= 0].tolist())
+        for g in range(len(gt.xyxy)):
+            if keep(gt, g):
+                total += 1
+                hit += g in found
+    return round(hit / total, 4) if total else None
+
+
+def score(images: list[AnnotatedImage], preds: list[FaceDetections], iou: float = 0.5) -> EvalResult:
+    """Compute every metric of an evaluation from ground truth and predictions."""
+    ap50, curves = {}, {}
+    for c, name in enumerate(CLASS_NAMES):
+        gts = [gt.xyxy[gt.class_id == c] for gt in images]
+        if sum(len(g) for g in gts) == 0:
+            continue  # classes absent from the ground truth do not enter the mean
+        keep = [f.class_id == c for f in preds]
+        ap, precision, recall = average_precision(
+            [f.xyxy[k] for f, k in zip(preds, keep, strict=True)],
+            [_class_scores(f)[k] for f, k in zip(preds, keep, strict=True)],
+            gts,
+            iou=iou,
+        )
+        ap50[name] = round(float(ap), 4)
+        curves[name] = (recall, precision)
+    face_ap, precision, recall = average_precision(
+        [f.xyxy for f in preds], [f.det_score for f in preds], [gt.xyxy for gt in images], iou=iou
+    )
+    curves["face"] = (recall, precision)
+    matrix = confusion_matrix(images, preds, iou)
+
+    def longer_side(gt, g):
+        return max(gt.xyxy[g, 2] - gt.xyxy[g, 0], gt.xyxy[g, 3] - gt.xyxy[g, 1])
+
+    recall_stats = {
+        "face": _recall(images, preds, iou, lambda gt, g: True),
+        "masked": _recall(images, preds, iou, lambda gt, g: gt.class_id[g] != CLASS_NAMES.index("without_mask")),
+        "small": _recall(images, preds, iou, lambda gt, g: longer_side(gt, g) < SMALL_FACE_PX),
+    }
+    return EvalResult(
+        iou=iou,
+        n_images=len(images),
+        ap50=ap50,
+        map50=round(float(np.mean(list(ap50.values()))), 4) if ap50 else 0.0,
+        face_ap50=round(float(face_ap), 4),
+        confusion={
+            "labels": [*CLASS_NAMES, "background"],
+            "matrix": matrix.tolist(),
+            "rows": "ground truth",
+            "columns": "prediction",
+        },
+        recall=recall_stats,
+        curves=curves,
+    )
+
+
+def write_plots(result: EvalResult, folder: Path) -> list[Path]:
+    """PR curves and the confusion matrix as PNGs in ``folder``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    for name, (recall, precision) in result.curves.items():
+        ap = result.face_ap50 if name == "face" else result.ap50[name]
+        ax.plot(recall, precision, label=f"{name} (AP {ap:.3f})", linestyle="--" if name == "face" else "-")
+    ax.set(
+        xlabel="recall",
+        ylabel="precision",
+        xlim=(0, 1),
+        ylim=(0, 1.02),
+        title=f"PR curves, IoU ≥ {result.iou:g} (mAP {result.map50:.3f})",
+    )
+    ax.legend(loc="lower left")
+    ax.grid(alpha=0.3)
+    pr_path = folder / "pr_curves.png"
+    fig.savefig(pr_path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+    labels = result.confusion["labels"]
+    matrix = np.asarray(result.confusion["matrix"])
+    fig, ax = plt.subplots(figsize=(6, 5))
+    ax.imshow(matrix, cmap="Blues")
+    for (r, c), v in np.ndenumerate(matrix):
+        ax.text(c, r, str(v), ha="center", va="center", color="black" if v < matrix.max() / 2 else "white")
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set(xlabel="prediction", ylabel="ground truth", title=f"confusion of faces matched at IoU ≥ {result.iou:g}")
+    cm_path = folder / "confusion_matrix.png"
+    fig.savefig(cm_path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return [pr_path, cm_path]
+
+
+def report_lines(result: EvalResult) -> list[str]:
+    lines = [
+        f"{result.n_images} images, IoU ≥ {result.iou:g}: mAP@{result.iou:g} {result.map50:.4f}, "
+        f"face AP {result.face_ap50:.4f}"
+    ]
+    lines += [f"  AP {name}: {ap:.4f}" for name, ap in result.ap50.items()]
+    lines.append("  recall: " + ", ".join(f"{k} {v}" for k, v in result.recall.items()))
+    labels = result.confusion["labels"]
+    lines.append("  confusion (rows ground truth, columns prediction): " + " | ".join(labels))
+    for label, row in zip(labels, result.confusion["matrix"], strict=True):
+        lines.append(f"    {label:>22}: {row}")
+    return lines
+
+
+def write_json(result: EvalResult, path: Path) -> None:
+    path.write_text(json.dumps(result.to_json(), indent=2) + "\n")
+    logger.info(f"wrote {path}")
