@@ -16,6 +16,7 @@ import numpy as np
 from loguru import logger
 from tqdm import tqdm
 
+from maskwatch import metrics
 from maskwatch.capture import to_bgr8
 from maskwatch.data.voc import AnnotatedImage
 from maskwatch.errors import MaskwatchError
@@ -100,19 +101,6 @@ def confusion_matrix(images: list[AnnotatedImage], preds: list[FaceDetections], 
     return m
 
 
-def _recall(images, preds, iou, keep) -> float | None:
-    """Share of ground-truth faces selected by ``keep(gt, index)`` that any prediction matches."""
-    hit = total = 0
-    for gt, faces in zip(images, preds, strict=True):
-        matched = _match(faces.xyxy, np.argsort(-faces.det_score, kind="stable"), gt.xyxy, iou)
-        found = set(matched[matched >= 0].tolist())
-        for g in range(len(gt.xyxy)):
-            if keep(gt, g):
-                total += 1
-                hit += g in found
-    return round(hit / total, 4) if total else None
-
-
 def score(images: list[AnnotatedImage], preds: list[FaceDetections], iou: float = 0.5) -> EvalResult:
     """Compute every metric of an evaluation from ground truth and predictions."""
     ap50, curves = {}, {}
@@ -135,14 +123,18 @@ def score(images: list[AnnotatedImage], preds: list[FaceDetections], iou: float 
     curves["face"] = (recall, precision)
     matrix = confusion_matrix(images, preds, iou)
 
-    def longer_side(gt, g):
-        return max(gt.xyxy[g, 2] - gt.xyxy[g, 0], gt.xyxy[g, 3] - gt.xyxy[g, 1])
-
-    recall_stats = {
-        "face": _recall(images, preds, iou, lambda gt, g: True),
-        "masked": _recall(images, preds, iou, lambda gt, g: gt.class_id[g] != CLASS_NAMES.index("without_mask")),
-        "small": _recall(images, preds, iou, lambda gt, g: longer_side(gt, g) < SMALL_FACE_PX),
+    boxes, scores, gts = [f.xyxy for f in preds], [f.det_score for f in preds], [gt.xyxy for gt in images]
+    selections = {
+        "face": None,
+        "masked": [gt.class_id != CLASS_NAMES.index("without_mask") for gt in images],
+        "small": [
+            np.maximum(gt.xyxy[:, 2] - gt.xyxy[:, 0], gt.xyxy[:, 3] - gt.xyxy[:, 1]) < SMALL_FACE_PX for gt in images
+        ],
     }
+    recall_stats = {}
+    for name, select in selections.items():
+        value = metrics.recall(boxes, scores, gts, iou=iou, gt_select=select)
+        recall_stats[name] = None if np.isnan(value) else round(value, 4)
     return EvalResult(
         iou=iou,
         n_images=len(images),

@@ -1,0 +1,199 @@
+"""The 3-class mask classifier: a MobileNetV1 x0.25 backbone, global pooling and a linear head.
+
+:class:`MaskClassifierNet` takes raw BGR pixel values (0..255, float, NCHW); colour order and
+ImageNet mean/std live inside it as buffers. It is built from Conv-BN-ReLU blocks so that
+``torch.ao.quantization.fuse_modules`` can fuse them, and carries ``QuantStub``/``DeQuantStub``
+for eager static quantization (both are identities in float mode).
+:class:`MaskClassifier` is the facade the pipeline uses (the ``Classifier`` protocol).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+from torch.ao.quantization import DeQuantStub, QuantStub
+
+from maskwatch.models.weights import load_checked, load_model_file, load_state_dict_strict
+from maskwatch.types import CLASS_NAMES
+
+ARCH = "mask_classifier_mnv1_025"
+"""The ``arch`` tag of classifier model files."""
+
+DEFAULT_INPUT_SIZE = 80
+"""Square input side in pixels, chosen by measured CPU cost (see the model card)."""
+
+IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
+IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
+
+
+def conv_bn_relu(inp: int, out: int, kernel: int, stride: int, groups: int = 1) -> list[nn.Module]:
+    """A Conv-BN-ReLU triple (fusable); the conv has no bias because BN follows."""
+    return [
+        nn.Conv2d(inp, out, kernel, stride, kernel // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(out),
+        nn.ReLU(inplace=True),
+    ]
+
+
+def stem_block(inp: int, out: int, stride: int) -> nn.Sequential:
+    """Full 3x3 convolution (indices 0-2)."""
+    return nn.Sequential(*conv_bn_relu(inp, out, 3, stride))
+
+
+def depthwise_block(inp: int, out: int, stride: int) -> nn.Sequential:
+    """Depthwise 3x3 (indices 0-2) then pointwise 1x1 (indices 3-5), each Conv-BN-ReLU."""
+    return nn.Sequential(*conv_bn_relu(inp, inp, 3, stride, groups=inp), *conv_bn_relu(inp, out, 1, 1))
+
+
+class MobileNetV1x025(nn.Module):
+    """MobileNetV1 with width 0.25 (8..256 channels), laid out as ``stage1..3`` like the ImageNet checkpoint.
+
+    The checkpoint was trained with LeakyReLU(0.1); here plain ReLU is used so every block fuses,
+    and fine-tuning adapts the weights. Output stride 32, 256 channels.
+    """
+
+    out_channels = 256
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stage1 = nn.Sequential(
+            stem_block(3, 8, 2),
+            depthwise_block(8, 16, 1),
+            depthwise_block(16, 32, 2),
+            depthwise_block(32, 32, 1),
+            depthwise_block(32, 64, 2),
+            depthwise_block(64, 64, 1),
+        )
+        self.stage2 = nn.Sequential(depthwise_block(64, 128, 2), *[depthwise_block(128, 128, 1) for _ in range(5)])
+        self.stage3 = nn.Sequential(depthwise_block(128, 256, 2), depthwise_block(256, 256, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stage3(self.stage2(self.stage1(x)))
+
+
+class MaskClassifierNet(nn.Module):
+    """Raw BGR (0..255) NCHW float input -> (N, num_classes) logits."""
+
+    def __init__(self, num_classes: int = len(CLASS_NAMES), dropout: float = 0.2) -> None:
+        super().__init__()
+        # Normalisation in BGR order, then a channel flip to the RGB order the ImageNet weights expect.
+        mean_bgr = torch.tensor(IMAGENET_MEAN_RGB[::-1]).view(1, 3, 1, 1) * 255.0
+        std_bgr = torch.tensor(IMAGENET_STD_RGB[::-1]).view(1, 3, 1, 1) * 255.0
+        self.register_buffer("pixel_mean_bgr", mean_bgr)
+        self.register_buffer("pixel_std_bgr", std_bgr)
+        self.quant = QuantStub()
+        self.backbone = MobileNetV1x025()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten(1)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(MobileNetV1x025.out_channels, num_classes)
+        self.dequant = DeQuantStub()
+
+    def preprocess(self, x_bgr: torch.Tensor) -> torch.Tensor:
+        """Raw BGR 0..255 -> normalised RGB (float, outside the quantized region)."""
+        return ((x_bgr - self.pixel_mean_bgr) / self.pixel_std_bgr).flip(1)
+
+    def forward(self, x_bgr: torch.Tensor) -> torch.Tensor:
+        x = self.quant(self.preprocess(x_bgr))
+        x = self.flatten(self.pool(self.backbone(x)))
+        return self.dequant(self.head(self.dropout(x)))
+
+    def fuse_modules_list(self) -> list[list[str]]:
+        """Names of every Conv-BN-ReLU triple, for ``torch.ao.quantization.fuse_modules``."""
+        groups = []
+        for stage_name in ("stage1", "stage2", "stage3"):
+            for i, block in enumerate(getattr(self.backbone, stage_name)):
+                for start in range(0, len(block), 3):
+                    prefix = f"backbone.{stage_name}.{i}"
+                    groups.append([f"{prefix}.{start}", f"{prefix}.{start + 1}", f"{prefix}.{start + 2}"])
+        return groups
+
+    def fused_for_inference(self) -> nn.Module:
+        """An eval-mode copy with every Conv-BN-ReLU folded into one ConvReLU2d (same outputs, fewer ops)."""
+        return torch.ao.quantization.fuse_modules(copy.deepcopy(self).eval(), self.fuse_modules_list())
+
+
+def build_classifier_net(
+    num_classes: int = len(CLASS_NAMES), pretrained_backbone: str | Path | None = None
+) -> MaskClassifierNet:
+    """A classifier network with random init, or with the ImageNet MobileNetV1 x0.25 backbone if a path is given.
+
+    ``pretrained_backbone`` is ``mobilenetv1_x0.25_imagenet.tar`` (checked against its folder's SHA256SUMS);
+    its ``module.stage*`` tensors must fit the backbone exactly, its ImageNet ``fc`` is dropped.
+    """
+    net = MaskClassifierNet(num_classes)
+    if pretrained_backbone is not None:
+        checkpoint = load_checked(pretrained_backbone)
+        state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else checkpoint
+        backbone_state = {
+            k.removeprefix("module."): v for k, v in state.items() if not k.removeprefix("module.").startswith("fc.")
+        }
+        load_state_dict_strict(net.backbone, backbone_state, pretrained_backbone)
+    return net
+
+
+def resize_crop(crop_bgr: np.ndarray, size: int) -> np.ndarray:
+    """Plain (aspect-changing) resize of a BGR crop to ``size`` x ``size``; the same call in training and inference."""
+    if crop_bgr.ndim == 2:
+        crop_bgr = cv2.cvtColor(crop_bgr, cv2.COLOR_GRAY2BGR)
+    elif crop_bgr.shape[2] == 4:
+        crop_bgr = cv2.cvtColor(crop_bgr, cv2.COLOR_BGRA2BGR)
+    h, w = crop_bgr.shape[:2]
+    if h == 0 or w == 0:
+        raise ValueError(f"cannot classify an empty crop of size {w}x{h}")
+    interpolation = cv2.INTER_AREA if (w > size and h > size) else cv2.INTER_LINEAR
+    return cv2.resize(crop_bgr, (size, size), interpolation=interpolation)
+
+
+def crops_to_tensor(crops_bgr: list[np.ndarray], size: int) -> torch.Tensor:
+    """Stack resized uint8 BGR crops into the network's (N, 3, size, size) float input."""
+    batch = np.stack([resize_crop(c, size) for c in crops_bgr])
+    return torch.from_numpy(batch).permute(0, 3, 1, 2).float()
+
+
+class MaskClassifier:
+    """Classifies face crops into ``CLASS_NAMES`` with a trained ``mask_classifier_mnv1_025`` model file.
+
+    ``net`` is the float :class:`MaskClassifierNet` (for export and quantization); ``classify`` runs a copy
+    with Conv-BN-ReLU fused, which gives the same outputs with fewer ops.
+    """
+
+    def __init__(self, weights: str | Path, input_size: int | None = None, device: str = "cpu") -> None:
+        state_dict, meta = load_model_file(weights, ARCH)
+        names = tuple(meta.get("class_names", CLASS_NAMES))
+        if names != CLASS_NAMES:
+            raise ValueError(f"weights file {weights} has classes {names}, expected {CLASS_NAMES}")
+        self.meta = meta
+        self.input_size = int(input_size or meta.get("input_size", DEFAULT_INPUT_SIZE))
+        self.device = torch.device(device)
+        self.net = MaskClassifierNet(len(CLASS_NAMES))
+        load_state_dict_strict(self.net, state_dict, weights)
+        self.net.eval().to(self.device)
+        self._fused = self.net.fused_for_inference()
+
+    @classmethod
+    def from_net(
+        cls, net: MaskClassifierNet, input_size: int = DEFAULT_INPUT_SIZE, device: str = "cpu"
+    ) -> MaskClassifier:
+        """Wrap an in-memory network (random init in tests, or a model being trained)."""
+        obj = cls.__new__(cls)
+        obj.meta = {"input_size": input_size, "class_names": list(CLASS_NAMES)}
+        obj.input_size = input_size
+        obj.device = torch.device(device)
+        obj.net = net.eval().to(obj.device)
+        obj._fused = obj.net.fused_for_inference()
+        return obj
+
+    def classify(self, crops_bgr: list[np.ndarray]) -> np.ndarray:
+        """(N, 3) softmax probabilities for N BGR uint8 crops of any sizes, run as one batch."""
+        if len(crops_bgr) == 0:
+            return np.zeros((0, len(CLASS_NAMES)), np.float32)
+        x = crops_to_tensor(crops_bgr, self.input_size).to(self.device)
+        with torch.inference_mode():
+            prob = torch.softmax(self._fused(x).float(), dim=1)
+        return prob.cpu().numpy().astype(np.float32)
