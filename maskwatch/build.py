@@ -23,12 +23,12 @@ def check_runtime(cfg: Config) -> None:
 def build_pipeline(cfg: Config) -> FacePipeline:
     """Load the detector and classifier named in ``cfg`` (weights verified) and wire the pipeline."""
     from maskwatch.models.classifier import MaskClassifier
-    from maskwatch.models.retinaface import RetinaFaceDetector
+    from maskwatch.models.detector import load_detector
 
     check_runtime(cfg)
     det = cfg.detector
-    detector = RetinaFaceDetector(
-        weights=det.weights,
+    detector = load_detector(
+        det.weights,
         input_size=det.input_size,
         score_threshold=det.score_threshold,
         nms_iou=det.nms_iou,

@@ -17,6 +17,14 @@ from maskwatch.errors import MaskwatchError, OutputError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
+DEFAULT_EPOCHS = {
+    "classifier": 20,
+    "ultralight_rfb": 8,
+    "retinaface_mnet025": 30,
+    "fasterrcnn_resnet50_fpn": 10,
+    "fasterrcnn_mobilenet_v3_large_fpn": 10,
+}
+"""Epochs of the shipped models' recipes (see weights/README.md)."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -67,12 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--resume", type=Path, help="checkpoint to resume from")
     tr.add_argument("--crops", type=Path, help="classifier: extra folder of face crops (with_mask/, without_mask/)")
     tr.add_argument("--init", type=Path, help="detector: pretrained weights to start from")
-    tr.add_argument(
-        "--arch",
-        default="retinaface_mnet025",
-        choices=["retinaface_mnet025", "fasterrcnn_resnet50_fpn", "fasterrcnn_mobilenet_v3_large_fpn"],
-        help="detector architecture",
-    )
+    tr.add_argument("--arch", default="ultralight_rfb", choices=list(DEFAULT_EPOCHS)[1:], help="detector architecture")
     tr.set_defaults(func=cmd_train)
     return parser
 
@@ -241,16 +244,28 @@ def cmd_train(args: argparse.Namespace) -> int:
         from maskwatch.train.classifier import train
 
         path = train(**common, extra_crops=args.crops)
+    elif args.arch == "ultralight_rfb":
+        from maskwatch.train.ultralight import train
+
+        path = train(**common, init=args.init or _pretrained("ultralight_rfb_320.pth"))
     elif args.arch == "retinaface_mnet025":
         from maskwatch.train.detector import train
 
-        path = train(**common, init=args.init)
+        path = train(**common, init=args.init or _pretrained("retinaface_mobilenet0.25.pth"))
     else:
         from maskwatch.train.frcnn import train
 
         path = train(**common, arch=args.arch)
     logger.info(f"wrote {path}")
     return EXIT_OK
+
+
+def _pretrained(name: str) -> Path:
+    """A WIDER FACE starting point from ../shared/pretrained beside the checkout (pass --init elsewhere)."""
+    path = Path(__file__).resolve().parents[2] / "shared" / "pretrained" / name
+    if not path.is_file():
+        raise MaskwatchError(f"pretrained starting point {name} not found at {path}; pass --init PATH")
+    return path
 
 
 def _default_split(data: Path, name: str) -> Path | None:

@@ -23,7 +23,9 @@ class _Section(BaseModel):
 
 class DetectorConfig(_Section):
     weights: str = Field("detector.pt", description="Detector model file; a bare name is looked up in weights/.")
-    input_size: int = Field(640, ge=64, le=4096, description="Longest side (px) a frame is resized to for detection.")
+    input_size: int | None = Field(
+        None, ge=64, le=4096, description="Longest side (px) a frame is resized to for detection; null = as trained."
+    )
     score_threshold: float = Field(0.5, gt=0.0, lt=1.0, description="Minimum detector score to keep a face.")
     nms_iou: float = Field(0.4, gt=0.0, le=1.0, description="IoU above which overlapping faces are merged (NMS).")
     max_faces: int = Field(200, ge=1, le=5000, description="At most this many faces per frame, highest scores first.")
