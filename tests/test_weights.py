@@ -77,3 +77,24 @@ def test_wrong_architecture_is_named_not_dumped(tmp_path):
     with pytest.raises(WeightsError, match="does not fit Conv2d: .*wrong-shape") as err:
         load_state_dict_strict(torch.nn.Conv2d(4, 4, 3), state, path)
     assert len(str(err.value).splitlines()) == 1
+
+
+def test_shipped_weights_match_manifest_and_load():
+    import numpy as np
+
+    from maskwatch.models.classifier import MaskClassifier
+    from maskwatch.models.detector import identify, load_detector
+    from maskwatch.models.weights import WEIGHTS_DIRS, read_manifest
+
+    folder = WEIGHTS_DIRS[0]
+    manifest = read_manifest(folder)
+    assert {"detector.pt", "classifier.pt"} <= set(manifest)
+    for name, digest in manifest.items():
+        assert sha256_of(folder / name) == digest, name
+        assert (folder / name).stat().st_size < 10 * 1024 * 1024
+    arch, meta = identify("detector.pt")
+    assert arch.startswith("ultralight_") and meta["input_size"] > 0
+    faces = load_detector("detector.pt").detect(np.zeros((120, 160, 3), np.uint8))
+    assert len(faces) == 0  # a black frame has no face
+    prob = MaskClassifier("classifier.pt").classify([np.zeros((30, 20, 3), np.uint8)])
+    assert prob.shape == (1, 3) and abs(float(prob.sum()) - 1) < 1e-5
