@@ -199,21 +199,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     if not 0.0 < args.iou < 1.0:
         raise MaskwatchError(f"--iou must be between 0 and 1, got {args.iou}")
-    cfg = load_config(
-        args.config,
-        {
-            "runtime.device": args.device,
-            "runtime.precision": args.precision,
-            "detector.score_threshold": args.score_threshold,
-        },
-    )
+    if not 0.0 < args.score_threshold < 1.0:
+        raise MaskwatchError(f"--score-threshold must be between 0 and 1, got {args.score_threshold}")
+    cfg = load_config(args.config, {"runtime.device": args.device, "runtime.precision": args.precision})
+    operating_threshold = cfg.detector.score_threshold
+    cfg.detector.score_threshold = args.score_threshold
     if args.json is not None:
         check_writable(args.json)
     images = read_dataset(args.data, args.split)
     if not images:
         raise MaskwatchError(f"no images to evaluate in {args.data}")
     pipeline = build_pipeline(cfg)
-    result = score(images, predict(pipeline, images, progress=sys.stderr.isatty()), iou=args.iou)
+    preds = predict(pipeline, images, progress=sys.stderr.isatty())
+    result = score(images, preds, iou=args.iou, operating_threshold=operating_threshold)
     for line in report_lines(result):
         print(line)
     if args.json is not None:

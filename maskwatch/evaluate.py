@@ -1,8 +1,10 @@
 """``maskwatch eval``: the full pipeline (detector, then classifier) scored against a labelled dataset.
 
-Per-class AP@T uses each face's decided class with score det_score × class probability (what ``run``
-shows); face AP merges the classes and ranks by det_score; the confusion matrix counts the classes of
-faces matched at IoU ≥ T, with a background row/column for false positives and misses.
+Per-class AP@T ranks every face by det_score × its probability of that class (the pipeline's per-face
+class probabilities, as detection benchmarks score multi-class detectors); face AP merges the classes and
+ranks by det_score. The confusion matrix and the recalls describe what ``run`` shows: faces at the
+operating threshold (the config's ``detector.score_threshold``) with their decided class, matched at
+IoU ≥ T, with a background row/column for false positives and misses.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class EvalResult:
     face_ap50: float
     confusion: dict
     recall: dict[str, float]
+    operating_threshold: float
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
 
     def to_json(self) -> dict:
@@ -50,6 +53,7 @@ class EvalResult:
             "n_images": self.n_images,
             "iou": self.iou,
             "recall": self.recall,
+            "operating_threshold": self.operating_threshold,
         }
 
 
@@ -62,10 +66,6 @@ def predict(pipeline: FacePipeline, images: list[AnnotatedImage], progress: bool
             raise MaskwatchError(f"cannot read image {item.image_path}")
         out.append(pipeline(Frame(to_bgr8(image), index=i, timestamp_s=0.0, name=item.image_path.name)).faces)
     return out
-
-
-def _class_scores(faces: FaceDetections) -> np.ndarray:
-    return faces.det_score * faces.class_score
 
 
 def _match(pred_xyxy: np.ndarray, order: np.ndarray, gt_xyxy: np.ndarray, iou: float) -> np.ndarray:
@@ -101,17 +101,24 @@ def confusion_matrix(images: list[AnnotatedImage], preds: list[FaceDetections], 
     return m
 
 
-def score(images: list[AnnotatedImage], preds: list[FaceDetections], iou: float = 0.5) -> EvalResult:
-    """Compute every metric of an evaluation from ground truth and predictions."""
+def score(
+    images: list[AnnotatedImage], preds: list[FaceDetections], iou: float = 0.5, operating_threshold: float = 0.5
+) -> EvalResult:
+    """Compute every metric of an evaluation from ground truth and predictions.
+
+    ``preds`` should reach down to a low detector score (complete PR curves); ``operating_threshold`` is the
+    detector score ``run`` uses, applied for the confusion matrix and the recalls.
+    """
     ap50, curves = {}, {}
     for c, name in enumerate(CLASS_NAMES):
         gts = [gt.xyxy[gt.class_id == c] for gt in images]
         if sum(len(g) for g in gts) == 0:
             continue  # classes absent from the ground truth do not enter the mean
-        keep = [f.class_id == c for f in preds]
+        class_scores = [f.det_score * f.class_prob[:, c] for f in preds]
+        keep = [sc > 0 for sc in class_scores]  # a class with probability 0 is not predicted at all
         ap, precision, recall = average_precision(
             [f.xyxy[k] for f, k in zip(preds, keep, strict=True)],
-            [_class_scores(f)[k] for f, k in zip(preds, keep, strict=True)],
+            [sc[k] for sc, k in zip(class_scores, keep, strict=True)],
             gts,
             iou=iou,
         )
@@ -121,9 +128,10 @@ def score(images: list[AnnotatedImage], preds: list[FaceDetections], iou: float 
         [f.xyxy for f in preds], [f.det_score for f in preds], [gt.xyxy for gt in images], iou=iou
     )
     curves["face"] = (recall, precision)
-    matrix = confusion_matrix(images, preds, iou)
+    shown = [f[f.det_score >= operating_threshold] for f in preds]
+    matrix = confusion_matrix(images, shown, iou)
 
-    boxes, scores, gts = [f.xyxy for f in preds], [f.det_score for f in preds], [gt.xyxy for gt in images]
+    boxes, scores, gts = [f.xyxy for f in shown], [f.det_score for f in shown], [gt.xyxy for gt in images]
     selections = {
         "face": None,
         "masked": [gt.class_id != CLASS_NAMES.index("without_mask") for gt in images],
@@ -148,6 +156,7 @@ def score(images: list[AnnotatedImage], preds: list[FaceDetections], iou: float 
             "columns": "prediction",
         },
         recall=recall_stats,
+        operating_threshold=operating_threshold,
         curves=curves,
     )
 
@@ -198,7 +207,10 @@ def report_lines(result: EvalResult) -> list[str]:
         f"face AP {result.face_ap50:.4f}"
     ]
     lines += [f"  AP {name}: {ap:.4f}" for name, ap in result.ap50.items()]
-    lines.append("  recall: " + ", ".join(f"{k} {v}" for k, v in result.recall.items()))
+    lines.append(
+        f"  at detector score ≥ {result.operating_threshold:g}: recall "
+        + ", ".join(f"{k} {v}" for k, v in result.recall.items())
+    )
     labels = result.confusion["labels"]
     lines.append("  confusion (rows ground truth, columns prediction): " + " | ".join(labels))
     for label, row in zip(labels, result.confusion["matrix"], strict=True):
