@@ -50,7 +50,12 @@ class FasterRCNNDetector:
     """``Detector`` facade over a trained Faster R-CNN face model file."""
 
     def __init__(
-        self, weights: str | Path, score_threshold: float = 0.5, max_faces: int = 200, device: str = "cpu"
+        self,
+        weights: str | Path,
+        score_threshold: float = 0.5,
+        nms_iou: float = 0.5,
+        max_faces: int = 200,
+        device: str = "cpu",
     ) -> None:
         payload = load_checked(weights)
         arch = payload.get("arch") if isinstance(payload, dict) else None
@@ -58,6 +63,8 @@ class FasterRCNNDetector:
             raise WeightsError(f"weights file {weights} holds a {arch!r} model, not a Faster R-CNN")
         self.model = build_frcnn(arch, pretrained=False)
         load_state_dict_strict(self.model, payload["state_dict"], weights)
+        self.model.roi_heads.nms_thresh = nms_iou
+        self.model.roi_heads.score_thresh = min(score_threshold, 0.05)
         self.model.eval().to(device)
         self.device = torch.device(device)
         self.score_threshold = score_threshold

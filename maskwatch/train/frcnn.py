@@ -79,12 +79,13 @@ def train(
     batch_size: int = 4,
     lr: float = 0.01,
     seed: int = 0,
+    pretrained: bool = True,
 ) -> Path:
     """Fine-tune (or train from scratch when no pretrained weights can be fetched) and write ``out``."""
     random.seed(seed)
     torch.manual_seed(seed)
     dev = torch.device(device)
-    model = build_frcnn(arch, pretrained=resume is None).to(dev)
+    model = build_frcnn(arch, pretrained=pretrained and resume is None).to(dev)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=1e-4)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1))
