@@ -19,8 +19,8 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
 DEFAULT_EPOCHS = {
     "classifier": 20,
+    "retinaface_mnet025": 6,
     "ultralight_rfb": 8,
-    "retinaface_mnet025": 30,
     "fasterrcnn_resnet50_fpn": 10,
     "fasterrcnn_mobilenet_v3_large_fpn": 10,
 }
@@ -75,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--resume", type=Path, help="checkpoint to resume from")
     tr.add_argument("--crops", type=Path, help="classifier: extra folder of face crops (with_mask/, without_mask/)")
     tr.add_argument("--init", type=Path, help="detector: pretrained weights to start from")
-    tr.add_argument("--arch", default="ultralight_rfb", choices=list(DEFAULT_EPOCHS)[1:], help="detector architecture")
+    tr.add_argument("--arch", default="retinaface_mnet025", choices=list(DEFAULT_EPOCHS)[1:], help="detector architecture")
     tr.set_defaults(func=cmd_train)
     return parser
 

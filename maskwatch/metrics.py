@@ -77,7 +77,7 @@ def average_precision(
         raise ValueError("pred_boxes, pred_scores and gt_boxes must have one entry per image")
     scores, tps = [], []
     n_gt = 0
-    for boxes, sc, gt in zip(pred_boxes_per_image, pred_scores_per_image, gt_boxes_per_image):
+    for boxes, sc, gt in zip(pred_boxes_per_image, pred_scores_per_image, gt_boxes_per_image, strict=True):
         m = match_image(boxes, sc, gt, iou)
         scores.append(np.asarray(sc, np.float64).reshape(-1))
         tps.append(m.pred_tp)
@@ -102,7 +102,7 @@ def gt_recall_flags(
 ) -> list[np.ndarray]:
     """Per image, a boolean per GT box: was it matched by a prediction scoring >= ``score_threshold``?"""
     flags = []
-    for boxes, sc, gt in zip(pred_boxes_per_image, pred_scores_per_image, gt_boxes_per_image):
+    for boxes, sc, gt in zip(pred_boxes_per_image, pred_scores_per_image, gt_boxes_per_image, strict=True):
         sc = np.asarray(sc, np.float64).reshape(-1)
         keep = sc >= score_threshold
         flags.append(match_image(np.asarray(boxes).reshape(-1, 4)[keep], sc[keep], gt, iou).gt_matched)
@@ -122,6 +122,6 @@ def recall(
     Returns NaN when the selection is empty."""
     flags = gt_recall_flags(pred_boxes_per_image, pred_scores_per_image, gt_boxes_per_image, iou, score_threshold)
     if gt_select is not None:
-        flags = [f[np.asarray(s, bool).reshape(-1)] for f, s in zip(flags, gt_select)]
+        flags = [f[np.asarray(s, bool).reshape(-1)] for f, s in zip(flags, gt_select, strict=True)]
     total = sum(len(f) for f in flags)
     return float(sum(int(f.sum()) for f in flags) / total) if total else float("nan")

@@ -11,7 +11,8 @@ from maskwatch.train.frcnn import train
 
 
 @pytest.mark.slow
-def test_frcnn_trains_a_step_and_loads_as_detector(tmp_path):
+def test_frcnn_trains_a_step_and_loads_as_detector(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # checkpoints go to ./runs/
     (tmp_path / "images").mkdir()
     (tmp_path / "annotations").mkdir()
     for i in range(2):
@@ -23,7 +24,7 @@ def test_frcnn_trains_a_step_and_loads_as_detector(tmp_path):
             "<ymin>10</ymin><xmax>50</xmax><ymax>60</ymax></bndbox></object></annotation>"
         )
     out = train(tmp_path, None, epochs=1, out=tmp_path / "frcnn.pt", batch_size=2, pretrained=False)
-    assert (tmp_path / "frcnn_checkpoints" / "checkpoint.pt").is_file()
+    assert (tmp_path / "runs" / "fasterrcnn_mobilenet_v3_large_fpn" / "checkpoint.pt").is_file()
     detector = load_detector(out, score_threshold=0.01)
     faces = detector.detect(np.zeros((96, 128, 3), np.uint8))
     assert faces.xyxy.shape[1] == 4 and len(faces.det_score) == len(faces)

@@ -93,7 +93,7 @@ def test_shipped_weights_match_manifest_and_load():
         assert sha256_of(folder / name) == digest, name
         assert (folder / name).stat().st_size < 10 * 1024 * 1024
     arch, meta = identify("detector.pt")
-    assert arch.startswith("ultralight_") and meta["input_size"] > 0
+    assert arch == "retinaface_mnet025" and meta["input_size"] > 0
     faces = load_detector("detector.pt").detect(np.zeros((120, 160, 3), np.uint8))
     assert len(faces) == 0  # a black frame has no face
     prob = MaskClassifier("classifier.pt").classify([np.zeros((30, 20, 3), np.uint8)])

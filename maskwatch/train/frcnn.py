@@ -90,7 +90,7 @@ def train(
     optimizer = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=1e-4)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1))
     start = 0
-    ckpt_dir = Path(out).parent / f"{Path(out).stem}_checkpoints"
+    ckpt_dir = Path("runs") / arch
     if resume is not None:
         ckpt = torch.load(resume, map_location="cpu", weights_only=True)
         model.load_state_dict(ckpt["model"])

@@ -234,7 +234,7 @@ def train(
     np.random.seed(seed)
     torch.manual_seed(seed)
     out = Path(out)
-    ckpt_dir = out.parent
+    ckpt_dir = Path("runs") / "ultralight"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     input_wh = (int(input_size), int(round(input_size * 3 / 4)))
     net, origin = build_net(init)
