@@ -75,7 +75,9 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--resume", type=Path, help="checkpoint to resume from")
     tr.add_argument("--crops", type=Path, help="classifier: extra folder of face crops (with_mask/, without_mask/)")
     tr.add_argument("--init", type=Path, help="detector: pretrained weights to start from")
-    tr.add_argument("--arch", default="retinaface_mnet025", choices=list(DEFAULT_EPOCHS)[1:], help="detector architecture")
+    tr.add_argument(
+        "--arch", default="retinaface_mnet025", choices=list(DEFAULT_EPOCHS)[1:], help="detector architecture"
+    )
     tr.set_defaults(func=cmd_train)
     return parser
 

@@ -159,4 +159,7 @@ def test_two_step_training_run(tmp_path: Path, monkeypatch) -> None:
     det = UltraLightDetector(out, input_size=160, score_threshold=0.0)
     assert isinstance(det.detect(np.zeros((120, 160, 3), np.uint8)), FaceDetections)
     resumed = train(data, epochs=3, resume=tmp_path / "runs" / "ultralight" / "checkpoint.pt", **kwargs)
-    assert torch.load(tmp_path / "runs" / "ultralight" / "checkpoint.pt", weights_only=True)["epoch"] == 2 and resumed.is_file()
+    assert (
+        torch.load(tmp_path / "runs" / "ultralight" / "checkpoint.pt", weights_only=True)["epoch"] == 2
+        and resumed.is_file()
+    )

@@ -232,7 +232,8 @@ def train(
     """Fine-tune RetinaFace on ``data`` (VOC), checkpoint each epoch next to ``out``, write the model file ``out``.
 
     ``init`` is a starting weights file (raw pretrained or maskwatch model file); ``resume`` a checkpoint of this
-    program. Checkpoints ``epoch_NNN.pt`` and ``last.pt`` go to ``ckpt_dir`` (default ``runs/detector``). The last epoch's model is written (not the best val epoch: val is for measurement only).
+    program. Checkpoints ``epoch_NNN.pt`` and ``last.pt`` go to ``ckpt_dir`` (default ``runs/detector``).
+    The last epoch's model is written (not the best val epoch: val is for measurement only).
     """
     s = Settings(input_size=input_size, crop_size=min(crop_size, input_size), batch_size=batch_size, lr=lr, seed=seed)
     random.seed(seed)
