@@ -140,6 +140,10 @@ def test_show_without_display_is_a_clear_error(video):
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     proc = subprocess.run(
         [sys.executable, "-m", "maskwatch", "run", "--source", str(video), "--show"],
-        capture_output=True, text=True, timeout=120, cwd=ROOT, env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env=env,
     )
     assert_user_error(proc, "--show needs a display")
