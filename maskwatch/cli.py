@@ -147,6 +147,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             check_writable(args.detections, (Path(args.source),))
         output = _output_sink(args, source, cfg) if args.output is not None else None
         pipeline = build_pipeline(cfg)
+        pipeline.warmup()
         stop = threading.Event()
         with contextlib.ExitStack() as stack:
             sinks = []

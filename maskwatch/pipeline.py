@@ -39,6 +39,13 @@ class FacePipeline:
         class_id[prob.max(axis=1) < self.min_confidence] = UNDECIDED
         return FaceDetections(xyxy=faces.xyxy, det_score=faces.det_score, class_id=class_id, class_prob=prob)
 
+    def warmup(self, size_wh: tuple[int, int] = (640, 480)) -> None:
+        """Run both models once (thread pools, caches) so the first real frame is not late."""
+        w, h = size_wh
+        image = np.zeros((h, w, 3), np.uint8)
+        self.detector.detect(image)
+        self.classifier.classify([image[: max(h // 4, 1), : max(w // 4, 1)]])
+
     def __call__(self, frame: Frame) -> FrameResult:
         t0 = time.perf_counter()
         faces = self.detector.detect(frame.image)

@@ -37,3 +37,9 @@ def test_pipeline_skips_classifier_without_faces():
     classifier = FixedProbs()
     result = FacePipeline(NoFaces(), classifier)(Frame(np.zeros((5, 5, 3), np.uint8), 0, 0.0))
     assert len(result.faces) == 0 and classifier.batches == []
+
+
+def test_warmup_runs_both_models_once():
+    classifier = FixedProbs()
+    FacePipeline(TwoFaces(), classifier).warmup((64, 48))
+    assert classifier.batches == [[(12, 16, 3)]]
