@@ -22,7 +22,7 @@ from maskwatch import metrics
 from maskwatch.capture import to_bgr8
 from maskwatch.data.voc import AnnotatedImage
 from maskwatch.errors import MaskwatchError
-from maskwatch.metrics import average_precision, box_iou
+from maskwatch.metrics import average_precision, match_image
 from maskwatch.pipeline import FacePipeline
 from maskwatch.types import CLASS_NAMES, UNDECIDED, FaceDetections, Frame
 
@@ -68,27 +68,12 @@ def predict(pipeline: FacePipeline, images: list[AnnotatedImage], progress: bool
     return out
 
 
-def _match(pred_xyxy: np.ndarray, order: np.ndarray, gt_xyxy: np.ndarray, iou: float) -> np.ndarray:
-    """Greedy VOC matching in ``order``: for each prediction the index of its matched ground truth or -1."""
-    matched = np.full(len(pred_xyxy), -1, np.int64)
-    if len(pred_xyxy) == 0 or len(gt_xyxy) == 0:
-        return matched
-    ious = box_iou(pred_xyxy, gt_xyxy)
-    taken = np.zeros(len(gt_xyxy), bool)
-    for p in order:
-        j = int(np.argmax(ious[p]))
-        if ious[p, j] >= iou and not taken[j]:
-            taken[j] = True
-            matched[p] = j
-    return matched
-
-
 def confusion_matrix(images: list[AnnotatedImage], preds: list[FaceDetections], iou: float) -> np.ndarray:
     """(C+1)×(C+1) counts, rows = ground truth, columns = prediction; the last row/column is background."""
     c = len(CLASS_NAMES)
     m = np.zeros((c + 1, c + 1), np.int64)
     for gt, faces in zip(images, preds, strict=True):
-        matched = _match(faces.xyxy, np.argsort(-faces.det_score, kind="stable"), gt.xyxy, iou)
+        matched = match_image(faces.xyxy, faces.det_score, gt.xyxy, iou).pred_gt
         pred_cls = np.where(faces.class_id == UNDECIDED, c, faces.class_id)
         for p, g in enumerate(matched):
             if g >= 0:

@@ -27,10 +27,12 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 @dataclass
 class ImageMatch:
-    """Greedy matching of one image: ``pred_tp`` (per prediction, input order) and ``gt_matched`` (per GT box)."""
+    """Greedy matching of one image: ``pred_tp`` (per prediction, input order), ``gt_matched`` (per GT box)
+    and ``pred_gt`` (per prediction, the index of its matched GT box or -1)."""
 
     pred_tp: np.ndarray
     gt_matched: np.ndarray
+    pred_gt: np.ndarray
 
 
 def match_image(pred_boxes: np.ndarray, pred_scores: np.ndarray, gt_boxes: np.ndarray, iou: float = 0.5) -> ImageMatch:
@@ -43,15 +45,17 @@ def match_image(pred_boxes: np.ndarray, pred_scores: np.ndarray, gt_boxes: np.nd
         raise ValueError(f"{len(pred_boxes)} predicted boxes but {len(pred_scores)} scores")
     tp = np.zeros(len(pred_boxes), bool)
     matched = np.zeros(len(gt_boxes), bool)
+    pred_gt = np.full(len(pred_boxes), -1, np.int64)
     if len(pred_boxes) == 0 or len(gt_boxes) == 0:
-        return ImageMatch(tp, matched)
+        return ImageMatch(tp, matched, pred_gt)
     overlaps = box_iou(pred_boxes, gt_boxes)
     for i in np.argsort(-pred_scores, kind="stable"):
         j = int(np.argmax(overlaps[i]))
         if overlaps[i, j] >= iou and not matched[j]:
             tp[i] = True
             matched[j] = True
-    return ImageMatch(tp, matched)
+            pred_gt[i] = j
+    return ImageMatch(tp, matched, pred_gt)
 
 
 def voc_ap(recall: np.ndarray, precision: np.ndarray) -> float:
