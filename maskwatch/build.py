@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from loguru import logger
 
 from maskwatch.config import Config
 from maskwatch.errors import ConfigError
@@ -10,14 +11,25 @@ from maskwatch.pipeline import FacePipeline
 from maskwatch.render import OverlayRenderer
 
 
+def effective_precision(cfg: Config) -> str:
+    """The precision the models will run at: int8 kernels exist for the CPU only, so CUDA runs fp32."""
+    if cfg.runtime.precision == "int8" and cfg.runtime.device == "cuda":
+        return "fp32"
+    return cfg.runtime.precision
+
+
 def check_runtime(cfg: Config) -> None:
-    """Apply thread settings and fail early on an unavailable device or precision."""
+    """Apply thread and int8-engine settings and fail early on an unavailable device or precision."""
     if cfg.runtime.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda was requested but no CUDA GPU is available (use --device cpu)")
-    if cfg.runtime.precision == "int8":
-        raise ConfigError("int8 models are not shipped yet; use --precision fp32")
     if cfg.runtime.threads:
         torch.set_num_threads(cfg.runtime.threads)
+    if cfg.runtime.precision == "int8" and cfg.runtime.device == "cuda":
+        logger.info("int8 models run on the CPU only; using the fp32 models on cuda")
+    elif cfg.runtime.precision == "int8":
+        from maskwatch.quantize import use_engine
+
+        use_engine()
 
 
 def build_pipeline(cfg: Config) -> FacePipeline:
@@ -26,16 +38,23 @@ def build_pipeline(cfg: Config) -> FacePipeline:
     from maskwatch.models.detector import load_detector
 
     check_runtime(cfg)
+    int8 = effective_precision(cfg) == "int8"
     det = cfg.detector
     detector = load_detector(
-        det.weights,
+        det.int8_weights if int8 else det.weights,
         input_size=det.input_size,
         score_threshold=det.score_threshold,
         nms_iou=det.nms_iou,
         max_faces=det.max_faces,
         device=cfg.runtime.device,
     )
-    classifier = MaskClassifier(weights=cfg.classifier.weights, device=cfg.runtime.device)
+    classifier_weights = cfg.classifier.int8_weights if int8 else cfg.classifier.weights
+    classifier = MaskClassifier(weights=classifier_weights, device=cfg.runtime.device)
+    if int8 and not (getattr(detector, "precision", "") == "int8" and classifier.precision == "int8"):
+        raise ConfigError(
+            f"precision int8 needs int8 model files, but {det.int8_weights} / {classifier_weights} are not both int8 "
+            "(make them with `maskwatch quantize`, or use --precision fp32)"
+        )
     return FacePipeline(
         detector, classifier, crop_margin=cfg.classifier.crop_margin, min_confidence=cfg.classifier.min_confidence
     )

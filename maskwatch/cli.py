@@ -79,6 +79,33 @@ def _parser() -> argparse.ArgumentParser:
         "--arch", default="retinaface_mnet025", choices=list(DEFAULT_EPOCHS)[1:], help="detector architecture"
     )
     tr.set_defaults(func=cmd_train)
+
+    qu = sub.add_parser("quantize", help="make the int8 models from the fp32 ones (static PTQ, calibrated)")
+    qu.add_argument("--calib", type=int, default=64, help="calibration images from the training split (default 64)")
+    qu.add_argument("--out", type=Path, help="folder for detector_int8.pt and classifier_int8.pt (default weights/)")
+    qu.add_argument("--data", type=Path, help="Pascal VOC folder (default ../shared/data/facemask-voc)")
+    qu.add_argument("--split", type=Path, help="stems to calibrate on (default DATA/splits/train.txt)")
+    qu.add_argument("--detector", default="detector.pt", help="fp32 detector model file (default detector.pt)")
+    qu.add_argument("--classifier", default="classifier.pt", help="fp32 classifier model file")
+    qu.set_defaults(func=cmd_quantize)
+
+    be = sub.add_parser("bench", help="measure fp32 vs int8 speed and size, end-to-end fps, and the seed model")
+    be.add_argument("--video", type=Path, help="video to time on, resized to 640x480 (default: the demo clip)")
+    be.add_argument("--frames", type=int, default=150, help="frames per pipeline run (default 150)")
+    be.add_argument("--json", type=Path, help="write the results as JSON")
+    be.add_argument("--repeats", type=int, default=3, help="pipeline runs per precision, interleaved (default 3)")
+    be.add_argument("--runs", type=int, default=50, help="timed calls per model and precision (default 50)")
+    be.add_argument("--batch", type=int, default=4, help="classifier batch of the pipeline (faces; default 4)")
+    be.add_argument("--seed-runs", type=int, default=3, help="Faster R-CNN timed calls; 0 skips it (default 3)")
+    be.add_argument("--config", type=Path, help="YAML config (model files, threads)")
+    be.add_argument("--pt2e", action="store_true", help="also time torchao's PT2E int8 flow (needs maskwatch[pt2e])")
+    be.set_defaults(func=cmd_bench)
+
+    ex = sub.add_parser("export", help="export both fp32 models to ONNX (with a models.json describing them)")
+    ex.add_argument("--format", choices=["onnx"], default="onnx", help="export format (onnx)")
+    ex.add_argument("--out", type=Path, default=Path("export"), help="output folder (default ./export)")
+    ex.add_argument("--config", type=Path, help="YAML config (model files)")
+    ex.set_defaults(func=cmd_export)
     return parser
 
 
@@ -259,6 +286,87 @@ def cmd_train(args: argparse.Namespace) -> int:
         path = train(**common, arch=args.arch)
     logger.info(f"wrote {path}")
     return EXIT_OK
+
+
+def _positive(value: int, flag: str, minimum: int = 1) -> int:
+    if value < minimum:
+        raise MaskwatchError(f"{flag} must be at least {minimum}, got {value}")
+    return value
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    from maskwatch.models.weights import WEIGHTS_DIRS
+    from maskwatch.quantize import quantize_files
+
+    _positive(args.calib, "--calib")
+    data = args.data or _shared_data("facemask-voc")
+    split = args.split or _default_split(data, "train.txt")
+    out = args.out or WEIGHTS_DIRS[0]
+    paths = quantize_files(
+        data, split, out, n_images=args.calib, detector_weights=args.detector, classifier_weights=args.classifier
+    )
+    for path in paths.values():
+        logger.info(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
+    return EXIT_OK
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import json
+
+    from maskwatch.bench import report_lines, run_bench
+    from maskwatch.config import load_config
+    from maskwatch.sinks import check_writable
+
+    for value, flag in ((args.frames, "--frames"), (args.repeats, "--repeats"), (args.runs, "--runs")):
+        _positive(value, flag)
+    _positive(args.batch, "--batch")
+    _positive(args.seed_runs, "--seed-runs", 0)
+    if args.video is not None and not args.video.is_file():
+        raise MaskwatchError(f"--video {args.video} does not exist")
+    if args.json is not None:
+        check_writable(args.json)
+    cfg = load_config(args.config, {})
+    video = args.video
+    if video is None:
+        demo = _shared_data("videos", required=False) / "mask.mp4"
+        video = demo if demo.is_file() else None
+    result = run_bench(
+        cfg,
+        video,
+        frames=args.frames,
+        repeats=args.repeats,
+        latency_runs=args.runs,
+        batch=args.batch,
+        seed_runs=args.seed_runs,
+    )
+    if args.pt2e:
+        from maskwatch.bench import compare_pt2e
+
+        result["pt2e"] = compare_pt2e(cfg, runs=args.runs, batch=args.batch)
+    for line in report_lines(result):
+        print(line)
+    if args.json is not None:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        logger.info(f"wrote {args.json}")
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from maskwatch.config import load_config
+    from maskwatch.export import export_all
+
+    cfg = load_config(args.config, {})
+    for path in export_all(args.out, cfg.detector.weights, cfg.classifier.weights):
+        logger.info(f"wrote {path}")
+    return EXIT_OK
+
+
+def _shared_data(name: str, required: bool = True) -> Path:
+    """A data folder from ../shared/data beside the checkout (pass --data elsewhere)."""
+    path = Path(__file__).resolve().parents[2] / "shared" / "data" / name
+    if required and not path.exists():
+        raise MaskwatchError(f"no dataset at {path}; pass --data PATH")
+    return path
 
 
 def _pretrained(name: str) -> Path:

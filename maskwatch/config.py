@@ -23,6 +23,9 @@ class _Section(BaseModel):
 
 class DetectorConfig(_Section):
     weights: str = Field("detector.pt", description="Detector model file; a bare name is looked up in weights/.")
+    int8_weights: str = Field(
+        "detector_int8.pt", description="Int8 detector model file used with precision int8 (see `maskwatch quantize`)."
+    )
     input_size: int | None = Field(
         None, ge=64, le=4096, description="Longest side (px) a frame is resized to for detection; null = as trained."
     )
@@ -35,6 +38,7 @@ class ClassifierConfig(_Section):
     weights: str = Field(
         "classifier.pt", description="Mask classifier model file; a bare name is looked up in weights/."
     )
+    int8_weights: str = Field("classifier_int8.pt", description="Int8 classifier model file used with precision int8.")
     crop_margin: float = Field(
         0.15, ge=0.0, le=1.0, description="Context added to each side of a face box, as a fraction of its size."
     )
@@ -61,7 +65,9 @@ class CaptureConfig(_Section):
 
 class RuntimeConfig(_Section):
     device: Literal["cpu", "cuda"] = Field("cpu", description="Where the models run.")
-    precision: Literal["fp32", "int8"] = Field("fp32", description="Model precision.")
+    precision: Literal["fp32", "int8"] = Field(
+        "int8", description="Model precision; int8 runs on the CPU only (with device cuda, fp32 is used)."
+    )
     threads: int = Field(0, ge=0, le=256, description="Torch CPU threads; 0 keeps torch's default (one per core).")
 
 

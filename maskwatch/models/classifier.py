@@ -118,6 +118,15 @@ class MaskClassifierNet(nn.Module):
         return torch.ao.quantization.fuse_modules(copy.deepcopy(self).eval(), self.fuse_modules_list())
 
 
+def int8_net(state: dict, meta: dict, source: str | Path) -> nn.Module:
+    """The int8 network held by an int8 classifier file's ``state`` and ``meta`` (CPU only)."""
+    from maskwatch.quantize import int8_from_state
+
+    size = int(meta.get("input_size", DEFAULT_INPUT_SIZE))
+    example = torch.zeros(1, 3, size, size)
+    return int8_from_state(state, meta, source, lambda _meta: MaskClassifierNet(len(CLASS_NAMES)), example)
+
+
 def build_classifier_net(
     num_classes: int = len(CLASS_NAMES), pretrained_backbone: str | Path | None = None
 ) -> MaskClassifierNet:
@@ -159,8 +168,9 @@ def crops_to_tensor(crops_bgr: list[np.ndarray], size: int) -> torch.Tensor:
 class MaskClassifier:
     """Classifies face crops into ``CLASS_NAMES`` with a trained ``mask_classifier_mnv1_025`` model file.
 
-    ``net`` is the float :class:`MaskClassifierNet` (for export and quantization); ``classify`` runs a copy
-    with Conv-BN-ReLU fused, which gives the same outputs with fewer ops.
+    ``net`` is the network as loaded: the float :class:`MaskClassifierNet` (for export and quantization), or the
+    int8 network of an int8 file (``meta["precision"] == "int8"``, CPU only). ``classify`` runs a float net with
+    Conv-BN-ReLU fused, which gives the same outputs with fewer ops.
     """
 
     def __init__(self, weights: str | Path, input_size: int | None = None, device: str = "cpu") -> None:
@@ -170,6 +180,14 @@ class MaskClassifier:
             raise ValueError(f"weights file {weights} has classes {names}, expected {CLASS_NAMES}")
         self.meta = meta
         self.input_size = int(input_size or meta.get("input_size", DEFAULT_INPUT_SIZE))
+        self.precision = str(meta.get("precision", "fp32"))
+        if self.precision == "int8":
+            if torch.device(device).type != "cpu":
+                raise ValueError(f"int8 classifier {weights} runs on the CPU only, not on {device}")
+            self.device = torch.device("cpu")
+            self.net = int8_net(state_dict, meta, weights)
+            self._fused = self.net
+            return
         self.device = torch.device(device)
         self.net = MaskClassifierNet(len(CLASS_NAMES))
         load_state_dict_strict(self.net, state_dict, weights)
@@ -184,6 +202,7 @@ class MaskClassifier:
         obj = cls.__new__(cls)
         obj.meta = {"input_size": input_size, "class_names": list(CLASS_NAMES)}
         obj.input_size = input_size
+        obj.precision = "fp32"
         obj.device = torch.device(device)
         obj.net = net.eval().to(obj.device)
         obj._fused = obj.net.fused_for_inference()

@@ -115,7 +115,8 @@ def save_model_file(path: str | Path, arch: str, state_dict: dict, meta: dict | 
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"arch": arch, "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()}, "meta": meta or {}}
+    state = {k: v.detach().cpu() if isinstance(v, torch.Tensor) else v for k, v in state_dict.items()}
+    payload = {"arch": arch, "state_dict": state, "meta": meta or {}}
     torch.save(payload, path)
     return write_manifest_entry(path)
 

@@ -1,0 +1,257 @@
+"""ONNX (fp32) export of the face detector and the mask classifier, with a ``models.json`` describing how to use them.
+
+Exporter: torch's TorchScript-based exporter (``torch.onnx.export(..., dynamo=False)``). In torch 2.14 it exports
+RetinaFace with dynamic height and width in about a second, needs only the ``onnx`` package, and its graphs match
+torch to float rounding; the newer ``torch.export``-based exporter gives the same numbers but takes ~20x longer and
+also needs ``onnxscript``. Models are exported in eval mode (BatchNorm folded into the convs, no Dropout), with
+fixed example inputs, so the same weights always give the same file.
+
+Both graphs take raw BGR pixel values (0..255) as float32 NCHW; the mean (and the classifier's std and channel flip)
+are inside the graph. ``models.json`` carries what a user needs to decode the outputs without maskwatch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import tempfile
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import torch
+from torch import nn
+
+from maskwatch import __version__
+from maskwatch.crop import DEFAULT_CROP_MARGIN
+from maskwatch.errors import MaskwatchError, OutputError, WeightsError
+from maskwatch.models import classifier as clf
+from maskwatch.models import retinaface as rf
+from maskwatch.models.detector import DEFAULT_INPUT_SIZE, identify
+from maskwatch.models.weights import verify
+from maskwatch.types import CLASS_NAMES
+
+OPSET = 17
+"""ONNX opset of the exported graphs (runs on onnxruntime >= 1.14 and OpenCV's DNN module)."""
+
+DETECTOR_FILE = "detector.onnx"
+CLASSIFIER_FILE = "classifier.onnx"
+SIDECAR_FILE = "models.json"
+DETECTOR_OUTPUTS = ("loc", "logits", "landmarks")
+INSTALL_HINT = "pip install 'maskwatch[onnx]' (or: pip install onnx onnxruntime)"
+
+
+def _require(module: str) -> ModuleType:
+    """Import an optional dependency, or raise a one-line :class:`MaskwatchError` with an install hint."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MaskwatchError(
+            f"maskwatch's ONNX tools need the '{module}' package, which is missing: {INSTALL_HINT}"
+        ) from exc
+
+
+def _writable_dir(folder: str | Path) -> Path:
+    """Create ``folder`` if needed and check a file can be written there; :class:`OutputError` if not."""
+    folder = Path(folder).expanduser()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".maskwatch-write-test-"):
+            pass
+    except OSError as exc:
+        raise OutputError(f"cannot write to output folder {folder}: {exc.strerror or exc}") from exc
+    return folder
+
+
+def _export(
+    module: nn.Module,
+    example: torch.Tensor,
+    path: str | Path,
+    input_name: str,
+    output_names: Sequence[str],
+    dynamic_axes: dict[str, dict[int, str]],
+    opset: int,
+) -> Path:
+    """Trace ``module`` in eval mode on ``example`` and write an ONNX file at ``path`` (atomically)."""
+    _require("onnx")
+    path = Path(path)
+    _writable_dir(path.parent)
+    tmp = path.with_name(path.name + ".tmp")
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # dynamo=False is deprecated, still supported in 2.x
+            torch.onnx.export(
+                module,
+                (example,),
+                str(tmp),
+                dynamo=False,
+                export_params=True,
+                opset_version=opset,
+                do_constant_folding=True,
+                training=torch.onnx.TrainingMode.EVAL,
+                input_names=[input_name],
+                output_names=list(output_names),
+                dynamic_axes=dynamic_axes,
+            )
+        tmp.replace(path)
+    except OSError as exc:
+        raise OutputError(f"cannot write ONNX file {path}: {exc.strerror or exc}") from exc
+    finally:
+        module.train(was_training)
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def export_detector(
+    model: nn.Module, path: str | Path, opset: int = OPSET, example_hw: tuple[int, int] = (480, 640)
+) -> Path:
+    """Write RetinaFace as ONNX: input ``image`` float32 (1, 3, H, W), H and W dynamic; outputs loc/logits/landmarks."""
+    example = torch.arange(3 * example_hw[0] * example_hw[1], dtype=torch.float32).remainder(256)
+    priors = {1: "priors"}
+    return _export(
+        model,
+        example.reshape(1, 3, *example_hw),
+        path,
+        "image",
+        DETECTOR_OUTPUTS,
+        {"image": {2: "height", 3: "width"}, **dict.fromkeys(DETECTOR_OUTPUTS, priors)},
+        opset,
+    )
+
+
+def export_classifier(net: nn.Module, path: str | Path, input_size: int, opset: int = OPSET) -> Path:
+    """Write the classifier as ONNX: input ``crops`` float32 (N, 3, S, S), N dynamic; output ``logits`` (N, C)."""
+    example = torch.arange(2 * 3 * input_size * input_size, dtype=torch.float32).remainder(256)
+    return _export(
+        net,
+        example.reshape(2, 3, input_size, input_size),
+        path,
+        "crops",
+        ("logits",),
+        {"crops": {0: "batch"}, "logits": {0: "batch"}},
+        opset,
+    )
+
+
+def _fp32_model_meta(weights: str | Path, archs: Sequence[str], role: str) -> tuple[Path, str, dict]:
+    """Verify a model file and check it holds an fp32 model of one of ``archs``; return (path, arch, meta)."""
+    path = verify(weights)
+    arch, meta = identify(path)
+    if arch not in archs:
+        raise WeightsError(f"weights file {path} holds a {arch!r} model; ONNX export supports {role} {list(archs)}")
+    if meta.get("precision", "fp32") != "fp32":
+        raise WeightsError(f"weights file {path} is a {meta['precision']} model; ONNX export takes the fp32 weights")
+    return path, arch, meta
+
+
+def _detector_card(meta: dict, source: Path) -> dict:
+    min_sizes = [list(level) for level in (meta.get("min_sizes") or rf.MIN_SIZES)]
+    return {
+        "file": DETECTOR_FILE,
+        "arch": rf.ARCH,
+        "weights": source.name,
+        "input": {"name": "image", "shape": [1, 3, "height", "width"], "dtype": "float32"},
+        "preprocessing": (
+            "raw BGR pixels 0..255 as float32 NCHW; resize so the longest side is input_size (aspect kept, "
+            f"no padding); the BGR mean {list(rf.BGR_MEAN)} is subtracted inside the graph"
+        ),
+        "outputs": {
+            "loc": [1, "priors", 4],
+            "logits": [1, "priors", 2],
+            "landmarks": [1, "priors", 10],
+        },
+        "input_size": int(meta.get("input_size") or DEFAULT_INPUT_SIZE[rf.ARCH]),
+        "min_sizes": min_sizes,
+        "steps": list(rf.STEPS),
+        "variances": list(rf.VARIANCES),
+        "decoding": (
+            "priors level by level (steps), then cells row-major over ceil(H/step) x ceil(W/step), then the "
+            "level's min_sizes, each (cx, cy, w, h) = ((j+0.5)*step/W, (i+0.5)*step/H, size/W, size/H); "
+            "centre = prior_cxcy + loc[:2]*variances[0]*prior_wh, wh = prior_wh*exp(loc[2:]*variances[1]), "
+            "normalised to the input (multiply by W, H); score = softmax(logits)[1] (face); then NMS. "
+            "landmarks are not trained by maskwatch (the fine-tuning data has none)"
+        ),
+        "defaults": {"score_threshold": 0.5, "nms_iou": 0.4},
+    }
+
+
+def _classifier_card(input_size: int, source: Path) -> dict:
+    return {
+        "file": CLASSIFIER_FILE,
+        "arch": clf.ARCH,
+        "weights": source.name,
+        "input": {"name": "crops", "shape": ["batch", 3, input_size, input_size], "dtype": "float32"},
+        "preprocessing": (
+            f"face box widened by {DEFAULT_CROP_MARGIN} of its width/height per side and clipped to the frame, "
+            f"resized to {input_size}x{input_size} (aspect not kept), raw BGR pixels 0..255 as float32 NCHW; "
+            "the ImageNet mean/std and the BGR->RGB flip are inside the graph"
+        ),
+        "outputs": {"logits": ["batch", len(CLASS_NAMES)]},
+        "postprocessing": "softmax over logits; class id = argmax",
+        "class_names": list(CLASS_NAMES),
+    }
+
+
+def export_all(
+    out_dir: str | Path,
+    detector_weights: str | Path = "detector.pt",
+    classifier_weights: str | Path = "classifier.pt",
+    opset: int = OPSET,
+) -> list[Path]:
+    """Export the fp32 detector and classifier to ``out_dir`` with a ``models.json``; return the written paths."""
+    _require("onnx")
+    out = _writable_dir(out_dir)
+    det_path, _, _ = _fp32_model_meta(detector_weights, (rf.ARCH,), "detectors")
+    cls_path, _, _ = _fp32_model_meta(classifier_weights, (clf.ARCH,), "classifiers")
+    detector, det_meta = rf.load_retinaface(det_path)
+    classifier = clf.MaskClassifier(cls_path)
+
+    written = [
+        export_detector(detector, out / DETECTOR_FILE, opset=opset),
+        export_classifier(classifier.net, out / CLASSIFIER_FILE, classifier.input_size, opset=opset),
+    ]
+    card = {
+        "format": "maskwatch-onnx/1",
+        "maskwatch_version": __version__,
+        "opset": opset,
+        "detector": _detector_card(det_meta, det_path),
+        "classifier": _classifier_card(classifier.input_size, cls_path),
+    }
+    sidecar = out / SIDECAR_FILE
+    try:
+        sidecar.write_text(json.dumps(card, indent=2) + "\n")
+    except OSError as exc:
+        raise OutputError(f"cannot write {sidecar}: {exc.strerror or exc}") from exc
+    return [*written, sidecar]
+
+
+def verify_onnx(path: str | Path, torch_module: nn.Module, example: torch.Tensor) -> float:
+    """Max abs difference between onnxruntime's and torch's outputs (eval mode) for one ``example`` input."""
+    ort = _require("onnxruntime")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    x = example.detach().float().cpu()
+    ours = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+
+    was_training = torch_module.training
+    torch_module.eval()
+    try:
+        with torch.no_grad():
+            ref = torch_module(x)
+    finally:
+        torch_module.train(was_training)
+    refs = [ref] if isinstance(ref, torch.Tensor) else list(ref)
+    if len(refs) != len(ours):
+        raise MaskwatchError(f"{path} gives {len(ours)} outputs, the torch module {len(refs)}")
+    diff = 0.0
+    for name, got, want in zip([o.name for o in session.get_outputs()], ours, refs, strict=True):
+        want_np = want.detach().float().cpu().numpy()
+        if got.shape != want_np.shape:
+            raise MaskwatchError(f"{path} output {name!r} has shape {got.shape}, torch gives {want_np.shape}")
+        diff = max(diff, float(np.abs(got - want_np).max(initial=0.0)))
+    return diff

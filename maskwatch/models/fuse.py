@@ -1,0 +1,37 @@
+"""Conv-BN(-ReLU) fusion for inference: the same outputs with fewer ops, and the first step of int8 conversion."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+
+def fusion_groups(model: nn.Module) -> list[list[str]]:
+    """Names of every Conv2d-BatchNorm2d(-ReLU) run inside an ``nn.Sequential`` of ``model``."""
+    groups = []
+    for name, module in model.named_modules():
+        if not isinstance(module, nn.Sequential):
+            continue
+        children = list(module.named_children())
+        i = 0
+        while i < len(children) - 1:
+            (n0, m0), (n1, m1) = children[i], children[i + 1]
+            if isinstance(m0, nn.Conv2d) and isinstance(m1, nn.BatchNorm2d):
+                group = [n0, n1]
+                if i + 2 < len(children) and type(children[i + 2][1]) is nn.ReLU:
+                    group.append(children[i + 2][0])
+                groups.append([f"{name}.{n}" if name else n for n in group])
+                i += len(group)
+            else:
+                i += 1
+    return groups
+
+
+def fused_copy(model: nn.Module) -> nn.Module:
+    """An eval-mode copy of ``model`` with its Conv-BN(-ReLU) runs folded (``model`` itself if it has none)."""
+    groups = fusion_groups(model)
+    if not groups:
+        return model.eval()
+    return torch.ao.quantization.fuse_modules(copy.deepcopy(model).eval(), groups)
