@@ -85,6 +85,9 @@ def _parser() -> argparse.ArgumentParser:
     qu.add_argument("--out", type=Path, help="folder for detector_int8.pt and classifier_int8.pt (default weights/)")
     qu.add_argument("--data", type=Path, help="Pascal VOC folder (default ../shared/data/facemask-voc)")
     qu.add_argument("--split", type=Path, help="stems to calibrate on (default DATA/splits/train.txt)")
+    qu.add_argument(
+        "--qat-epochs", type=int, default=3, help="quantization-aware fine-tuning epochs of the detector (0 = PTQ only)"
+    )
     qu.add_argument("--detector", default="detector.pt", help="fp32 detector model file (default detector.pt)")
     qu.add_argument("--classifier", default="classifier.pt", help="fp32 classifier model file")
     qu.set_defaults(func=cmd_quantize)
@@ -299,11 +302,18 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     from maskwatch.quantize import quantize_files
 
     _positive(args.calib, "--calib")
+    _positive(args.qat_epochs, "--qat-epochs", 0)
     data = args.data or _shared_data("facemask-voc")
     split = args.split or _default_split(data, "train.txt")
     out = args.out or WEIGHTS_DIRS[0]
     paths = quantize_files(
-        data, split, out, n_images=args.calib, detector_weights=args.detector, classifier_weights=args.classifier
+        data,
+        split,
+        out,
+        n_images=args.calib,
+        qat_epochs=args.qat_epochs,
+        detector_weights=args.detector,
+        classifier_weights=args.classifier,
     )
     for path in paths.values():
         logger.info(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")

@@ -186,7 +186,8 @@ def test_shipped_int8_models_load_and_agree_with_fp32():
     with torch.inference_mode():
         face8 = det8._net(x)[1].softmax(-1)[..., 1]
         face32 = det32._net(x)[1].softmax(-1)[..., 1]
-    # face probabilities per anchor: int8 within 0.15 of fp32 everywhere (measured max 0.0x, see weights/README.md)
+    # per-anchor face probability and class probabilities within 0.15 of fp32 (measured max 0.088 for the
+    # QAT-tuned detector, whose weights moved during fine-tuning, and 0.013 for the classifier)
     assert float((face8 - face32).abs().max()) < SHIPPED_TOL["probs"]
     crops = [np.random.default_rng(i).integers(0, 256, (60, 50, 3), dtype=np.uint8) for i in range(4)]
     p8, p32 = pipe8.classifier.classify(crops), pipe32.classifier.classify(crops)
@@ -209,11 +210,28 @@ def test_quantize_writes_loadable_files(tmp_path):
 
     _write_voc(tmp_path / "voc", ITEMS)
     out = tmp_path / "w"
-    assert main(["quantize", "--calib", "2", "--data", str(tmp_path / "voc"), "--out", str(out)]) == 0
+    args = ["quantize", "--calib", "2", "--data", str(tmp_path / "voc"), "--out", str(out), "--qat-epochs", "0"]
+    assert main(args) == 0
     assert load_detector(out / "detector_int8.pt").precision == "int8"
     assert MaskClassifier(out / "classifier_int8.pt").precision == "int8"
     meta = torch.load(out / "detector_int8.pt", weights_only=True)["meta"]
     assert meta["calibration"] == {"images": 2, "crops": 3} and meta["source"] == "detector.pt"
+    assert "qat" not in meta
+
+
+def test_quantization_aware_finetuning_runs(tmp_path):
+    """The QAT path (one short epoch on two synthetic scenes) converts to an int8 detector that loads."""
+    from maskwatch.cli import main
+    from tests.test_evaluate import ITEMS, _write_voc
+
+    _write_voc(tmp_path / "voc", ITEMS)
+    out = tmp_path / "w"
+    args = ["quantize", "--calib", "2", "--data", str(tmp_path / "voc"), "--out", str(out), "--qat-epochs", "1"]
+    assert main(args) == 0
+    detector = load_detector(out / "detector_int8.pt")
+    assert detector.precision == "int8"
+    assert torch.load(out / "detector_int8.pt", weights_only=True)["meta"]["qat"]["epochs"] == 1
+    detector.detect(np.zeros((120, 160, 3), np.uint8))
 
 
 def test_bench_writes_json(tmp_path):
