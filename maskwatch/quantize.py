@@ -68,13 +68,18 @@ def use_engine(engine: str | None = None) -> str:
     return engine
 
 
+def _without_inplace(model: nn.Module) -> nn.Module:
+    """Quantized activations have no in-place kernel (and warn on every call), so turn ``inplace`` off."""
+    for module in model.modules():
+        if isinstance(module, nn.LeakyReLU | nn.ReLU):
+            module.inplace = False
+    return model
+
+
 def prepare(model: nn.Module, engine: str | None = None) -> nn.Module:
     """A fused eval-mode copy of ``model`` with observers inserted, ready for calibration."""
     use_engine(engine)
-    model = copy.deepcopy(model).cpu().eval()
-    for module in model.modules():
-        if isinstance(module, nn.LeakyReLU | nn.ReLU):
-            module.inplace = False  # quantized kernels have no in-place variant (and warn on every call)
+    model = _without_inplace(copy.deepcopy(model).cpu().eval())
     model = torch.ao.quantization.fuse_modules(model, fusion_groups(model))
     model.qconfig = torch.ao.quantization.get_default_qconfig(QCONFIG_BACKEND)
     with warnings.catch_warnings():
@@ -121,16 +126,13 @@ def qat_finetune_detector(
 
     import numpy as np
 
-    from maskwatch.train.detector import Settings, _load_images, prior_boxes, train_one_epoch
+    from maskwatch.train.detector import Settings, _load_images, lr_schedule, prior_boxes, train_one_epoch
 
     torch.manual_seed(seed)
     np.random.seed(seed)
     rng = random.Random(seed)
     use_engine()
-    qat = copy.deepcopy(model).cpu().train()
-    for module in qat.modules():
-        if isinstance(module, nn.LeakyReLU | nn.ReLU):
-            module.inplace = False
+    qat = _without_inplace(copy.deepcopy(model).cpu().train())
     qat = torch.ao.quantization.fuse_modules_qat(qat, fusion_groups(qat))
     qat.qconfig = torch.ao.quantization.get_default_qat_qconfig(QCONFIG_BACKEND)
     with warnings.catch_warnings():
@@ -142,13 +144,7 @@ def qat_finetune_detector(
     priors = prior_boxes(settings.crop_size, settings.crop_size, min_sizes)
     optimizer = torch.optim.SGD(qat.parameters(), lr=lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
     total = max(1, epochs * math.ceil(len(items) / settings.batch_size))
-
-    def factor(step: int) -> float:
-        if step < settings.warmup_steps:
-            return (step + 1) / settings.warmup_steps
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, step / total)))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(settings.warmup_steps, total))
     for epoch in range(epochs):
         if epoch >= 1:
             qat.apply(torch.ao.nn.intrinsic.qat.freeze_bn_stats)

@@ -203,6 +203,17 @@ def evaluate(
     return ap
 
 
+def lr_schedule(warmup: int, total: int):
+    """LambdaLR factor: linear warm-up over ``warmup`` steps, cosine decay from step 0 to zero at ``total``."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, step / total)))
+
+    return factor
+
+
 def _load_images(items: list[AnnotatedImage]) -> list[np.ndarray]:
     images = []
     for it in items:
@@ -261,12 +272,7 @@ def train(
     optimizer = torch.optim.SGD(model.parameters(), lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
     total_steps = max(1, epochs * math.ceil(len(items) / s.batch_size))
 
-    def lr_factor(step: int) -> float:
-        if step < s.warmup_steps:
-            return (step + 1) / s.warmup_steps
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, step / total_steps)))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(s.warmup_steps, total_steps))
     start_epoch, history = 0, []
     if resume is not None:
         ckpt = torch.load(resume, map_location="cpu", weights_only=True)
