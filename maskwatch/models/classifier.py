@@ -9,7 +9,6 @@ for eager static quantization (both are identities in float mode).
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import cv2
@@ -18,6 +17,7 @@ import torch
 from torch import nn
 from torch.ao.quantization import DeQuantStub, QuantStub
 
+from maskwatch.models.fuse import fused_copy
 from maskwatch.models.weights import load_checked, load_model_file, load_state_dict_strict
 from maskwatch.types import CLASS_NAMES
 
@@ -115,7 +115,7 @@ class MaskClassifierNet(nn.Module):
 
     def fused_for_inference(self) -> nn.Module:
         """An eval-mode copy with every Conv-BN-ReLU folded into one ConvReLU2d (same outputs, fewer ops)."""
-        return torch.ao.quantization.fuse_modules(copy.deepcopy(self).eval(), self.fuse_modules_list())
+        return fused_copy(self)
 
 
 def int8_net(state: dict, meta: dict, source: str | Path) -> nn.Module:
