@@ -62,4 +62,6 @@ def build_pipeline(cfg: Config) -> FacePipeline:
 
 def build_renderer(cfg: Config) -> OverlayRenderer:
     r = cfg.render
-    return OverlayRenderer(colors=dict(r.colors), thickness=r.thickness, font_scale=r.font_scale, hud=r.hud)
+    return OverlayRenderer(
+        colors=dict(r.colors), thickness=r.thickness, font_scale=r.font_scale, hud=r.hud, blur_faces=r.blur_faces
+    )

@@ -59,8 +59,11 @@ class CaptureConfig(_Section):
         10.0,
         gt=0.0,
         le=3600.0,
-        description="A live source that yields no frame for this long ends the run with an error.",
+        description="A live source that yields no frame for this long is reconnected (or, without reconnect, "
+        "ends the run with an error).",
     )
+    reconnect: bool = Field(True, description="Reopen a camera or stream that stops, with backoff; the run goes on.")
+    max_backoff_s: float = Field(30.0, gt=0.0, le=3600.0, description="Longest wait between reconnect attempts.")
 
 
 class RuntimeConfig(_Section):
@@ -84,6 +87,74 @@ class RenderConfig(_Section):
     thickness: int = Field(2, ge=1, le=20, description="Box line thickness in px.")
     font_scale: float = Field(0.5, gt=0.0, le=5.0, description="Label text scale.")
     hud: bool = Field(True, description="Draw the fps and per-class counts in the top-left corner.")
+    blur_faces: bool = Field(
+        False, description="Blur every face in video outputs, the HTTP stream and snapshots (privacy)."
+    )
+
+
+class TrackingConfig(_Section):
+    enabled: bool = Field(
+        True, description="Track faces across video frames so each person gets an id and one decided label."
+    )
+    low_score: float = Field(
+        0.3,
+        gt=0.0,
+        lt=1.0,
+        description="Detections from here up to detector.score_threshold only extend existing tracks (ByteTrack).",
+    )
+    new_track_score: float = Field(0.6, gt=0.0, le=1.0, description="Minimum detector score to start a new track.")
+    match_iou: float = Field(0.3, gt=0.0, lt=1.0, description="Minimum IoU between a track and a detection to match.")
+    min_hits: int = Field(3, ge=1, le=100, description="Detections needed before a track counts as a person.")
+    max_lost: int = Field(
+        30, ge=1, le=10000, description="Frames a person may be unseen (occlusion) and keep the same id."
+    )
+    vote_window: int = Field(15, ge=1, le=1000, description="Recent classifications a track's label is voted over.")
+    vote_threshold: float = Field(
+        0.6, gt=0.0, le=1.0, description="Share of the window's votes a class needs to become the track's label."
+    )
+    min_votes: int = Field(3, ge=1, le=1000, description="Votes needed before a track's label is decided.")
+    detect_every: int = Field(1, ge=1, le=100, description="Run the detector on every Nth frame, track in between.")
+    auto_stride: bool = Field(
+        True,
+        description="Live sources: raise detect_every automatically while the CPU cannot keep up with the source.",
+    )
+    max_detect_every: int = Field(4, ge=1, le=100, description="Cap of the automatic detect_every.")
+
+
+class AlertsConfig(_Section):
+    labels: list[Literal["without_mask", "mask_weared_incorrect", "with_mask"]] = Field(
+        default_factory=lambda: ["without_mask", "mask_weared_incorrect"],
+        description="Decided labels that raise an alert.",
+    )
+    min_duration_s: float = Field(
+        1.0, ge=0.0, le=3600.0, description="A track must be seen this long before it can raise an alert."
+    )
+    cooldown_s: float = Field(
+        300.0,
+        ge=0.0,
+        le=86400.0,
+        description="A track alerts again only after this long and after having been decided masked in between.",
+    )
+    updates: bool = Field(True, description="Also log an `update` event when a track's decided label changes.")
+    ends: bool = Field(True, description="Also log an `end` event when a track leaves.")
+    snapshots: bool = Field(False, description="Save a face snapshot JPEG with each alert (off for privacy).")
+    max_bytes: int = Field(
+        10_000_000, ge=1000, le=10**12, description="The events file is rotated when it grows past this size."
+    )
+    backups: int = Field(5, ge=0, le=1000, description="Rotated events files kept (events.jsonl.1, .2, ...).")
+    webhook: str | None = Field(None, description="URL that receives each event as an HTTP POST (JSON), or null.")
+    webhook_timeout_s: float = Field(5.0, gt=0.0, le=300.0, description="Timeout of one webhook request.")
+    webhook_retries: int = Field(5, ge=0, le=100, description="Retries of a failed webhook POST, with backoff.")
+
+
+class HttpConfig(_Section):
+    bind: str | None = Field(
+        None, description="HOST:PORT of the remote view (MJPEG, status, /events, /metrics), or null for none."
+    )
+    token: str | None = Field(
+        None, description="Token required by the remote view (needed on any non-loopback host)."
+    )
+    max_stream_fps: float = Field(15.0, gt=0.0, le=120.0, description="Frame rate cap of the MJPEG stream.")
 
 
 class OutputConfig(_Section):
@@ -96,6 +167,9 @@ class LoggingConfig(_Section):
     status_interval_s: float = Field(
         1.0, gt=0.0, le=3600.0, description="Seconds between status lines for live sources."
     )
+    summary_interval_s: float = Field(
+        60.0, gt=0.0, le=86400.0, description="Seconds between summary lines (people seen, compliance) with tracking."
+    )
 
 
 class Config(_Section):
@@ -106,6 +180,9 @@ class Config(_Section):
     capture: CaptureConfig = Field(default_factory=CaptureConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     render: RenderConfig = Field(default_factory=RenderConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    http: HttpConfig = Field(default_factory=HttpConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 

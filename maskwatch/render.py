@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from maskwatch.types import CLASS_NAMES, DISPLAY_NAMES, FrameResult
+from maskwatch.types import CLASS_NAMES, DISPLAY_NAMES, NO_TRACK, FrameResult
 
 DEFAULT_COLORS: dict[str, tuple[int, int, int]] = {
     "with_mask": (0, 200, 0),
@@ -15,10 +15,30 @@ DEFAULT_COLORS: dict[str, tuple[int, int, int]] = {
 }
 
 
+def blur_boxes(image: np.ndarray, xyxy: np.ndarray) -> np.ndarray:
+    """A copy of ``image`` with every box (N, 4) pixelated and blurred beyond recognition."""
+    out = image.copy()
+    h, w = out.shape[:2]
+    for x1, y1, x2, y2 in np.asarray(xyxy, np.float32).reshape(-1, 4):
+        # grow the box a little so hair line and chin are covered too
+        mx, my = 0.1 * (x2 - x1), 0.1 * (y2 - y1)
+        a, b = max(int(x1 - mx), 0), max(int(y1 - my), 0)
+        c, d = min(int(np.ceil(x2 + mx)), w), min(int(np.ceil(y2 + my)), h)
+        if c <= a or d <= b:
+            continue
+        region = out[b:d, a:c]
+        small = cv2.resize(region, (max((c - a) // 12, 1), max((d - b) // 12, 1)), interpolation=cv2.INTER_AREA)
+        coarse = cv2.resize(small, (c - a, d - b), interpolation=cv2.INTER_NEAREST)
+        k = max(((min(c - a, d - b) // 4) | 1), 3)
+        out[b:d, a:c] = cv2.GaussianBlur(coarse, (k, k), 0)
+    return out
+
+
 class OverlayRenderer:
     """Draws a :class:`FrameResult` onto a copy of its frame.
 
     Green = with_mask, red = without_mask, amber = incorrect, grey = undecided (BGR colours configurable).
+    Tracked faces are labelled with their person id and decided label; ``blur_faces`` blurs every face first.
     """
 
     def __init__(
@@ -27,16 +47,18 @@ class OverlayRenderer:
         thickness: int = 2,
         font_scale: float = 0.5,
         hud: bool = True,
+        blur_faces: bool = False,
     ) -> None:
         self.colors = {**DEFAULT_COLORS, **(colors or {})}
+        self.blur_faces = blur_faces
         self.thickness = thickness
         self.font_scale = font_scale
         self.hud = hud
 
     def annotate(self, result: FrameResult, fps: float | None = None) -> np.ndarray:
         """Return the annotated frame; the input frame is left untouched."""
-        canvas = result.frame.image.copy()
         faces = result.faces
+        canvas = blur_boxes(result.frame.image, faces.xyxy) if self.blur_faces else result.frame.image.copy()
         scores = faces.class_score
         h, w = canvas.shape[:2]
         for i in range(len(faces)):
@@ -44,7 +66,11 @@ class OverlayRenderer:
             label = faces.label(i)
             color = self.colors[label or "undecided"]
             cv2.rectangle(canvas, (x1, y1), (x2, y2), color, self.thickness, cv2.LINE_AA)
-            text = f"{DISPLAY_NAMES[label]} {scores[i]:.0%}" if label else f"face {faces.det_score[i]:.0%}"
+            tid = int(faces.track_id[i])
+            if tid != NO_TRACK:
+                text = f"#{tid} {DISPLAY_NAMES[label]} {scores[i]:.0%}" if label else f"#{tid} ..."
+            else:
+                text = f"{DISPLAY_NAMES[label]} {scores[i]:.0%}" if label else f"face {faces.det_score[i]:.0%}"
             self._label(canvas, text, (x1, y1), color, (w, h))
         if self.hud:
             self._hud(canvas, result, fps)

@@ -22,19 +22,24 @@ DISPLAY_NAMES: dict[str, str] = {
 UNDECIDED = -1
 """Class id of a face that has not been classified (drawn grey)."""
 
+NO_TRACK = -1
+"""Track id of a face the tracker has not (yet) confirmed as a person."""
+
 
 @dataclass
 class FaceDetections:
     """Faces of one frame as parallel arrays (one row per face).
 
     xyxy: (N, 4) float32 pixel boxes in the frame; det_score: (N,) detector confidence;
-    class_id: (N,) int64, ``UNDECIDED`` until classified; class_prob: (N, C) class probabilities.
+    class_id: (N,) int64, ``UNDECIDED`` until classified; class_prob: (N, C) class probabilities;
+    track_id: (N,) int64 person id given by the tracker, ``NO_TRACK`` when untracked.
     """
 
     xyxy: np.ndarray
     det_score: np.ndarray
     class_id: np.ndarray = field(default=None)  # type: ignore[assignment]
     class_prob: np.ndarray = field(default=None)  # type: ignore[assignment]
+    track_id: np.ndarray = field(default=None)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         self.xyxy = np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4)
@@ -46,7 +51,10 @@ class FaceDetections:
             self.class_prob = np.zeros((n, len(CLASS_NAMES)), dtype=np.float32)
         self.class_id = np.asarray(self.class_id, dtype=np.int64).reshape(-1)
         self.class_prob = np.asarray(self.class_prob, dtype=np.float32).reshape(n, len(CLASS_NAMES))
-        for name in ("det_score", "class_id", "class_prob"):
+        if self.track_id is None:
+            self.track_id = np.full(n, NO_TRACK, dtype=np.int64)
+        self.track_id = np.asarray(self.track_id, dtype=np.int64).reshape(-1)
+        for name in ("det_score", "class_id", "class_prob", "track_id"):
             if len(getattr(self, name)) != n:
                 raise ValueError(f"FaceDetections.{name} has {len(getattr(self, name))} rows, xyxy has {n}")
 
@@ -64,6 +72,7 @@ class FaceDetections:
             det_score=self.det_score[index],
             class_id=self.class_id[index],
             class_prob=self.class_prob[index],
+            track_id=self.track_id[index],
         )
 
     @property
@@ -99,12 +108,53 @@ class Frame:
 
 
 @dataclass
+class Event:
+    """One line of the ``--events`` log: a track was decided unmasked (``alert``), changed label or ended.
+
+    ``ts`` is ISO 8601 UTC; ``box`` is the face's last [x1, y1, x2, y2] in frame pixels.
+    """
+
+    event: str
+    ts: str
+    source: str
+    frame: int
+    track_id: int
+    label: str | None
+    confidence: float
+    box: list[float]
+    duration_s: float = 0.0
+    snapshot: str | None = None
+
+    def to_json(self) -> dict:
+        record = {
+            "event": self.event,
+            "ts": self.ts,
+            "source": self.source,
+            "frame": self.frame,
+            "track_id": self.track_id,
+            "label": self.label,
+            "confidence": round(float(self.confidence), 4),
+            "box": [round(float(v), 1) for v in self.box],
+            "duration_s": round(float(self.duration_s), 2),
+        }
+        if self.snapshot is not None:
+            record["snapshot"] = self.snapshot
+        return record
+
+
+@dataclass
 class FrameResult:
-    """Everything known about one processed frame; renderer and sinks only read it."""
+    """Everything known about one processed frame; renderer and sinks only read it.
+
+    ``detected``: False when the detector skipped this frame and the faces are the tracker's predictions.
+    ``events``: what the alert policy decided on this frame (empty without tracking).
+    """
 
     frame: Frame
     faces: FaceDetections
     timings_ms: dict[str, float] = field(default_factory=dict)
+    detected: bool = True
+    events: list[Event] = field(default_factory=list)
 
     @property
     def frame_index(self) -> int:
@@ -128,6 +178,7 @@ class FrameResult:
                     "label": faces.label(i),
                     "score": round(float(scores[i]), 4),
                     "det_score": round(float(faces.det_score[i]), 4),
+                    **({"track_id": int(faces.track_id[i])} if faces.track_id[i] != NO_TRACK else {}),
                 }
                 for i in range(len(faces))
             ],
