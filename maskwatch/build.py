@@ -65,3 +65,46 @@ def build_renderer(cfg: Config) -> OverlayRenderer:
     return OverlayRenderer(
         colors=dict(r.colors), thickness=r.thickness, font_scale=r.font_scale, hud=r.hud, blur_faces=r.blur_faces
     )
+
+
+def build_tracker(cfg: Config):
+    """A face tracker with the configured association and voting settings."""
+    from maskwatch.track import FaceTracker
+
+    t = cfg.tracking
+    return FaceTracker(
+        high_score=cfg.detector.score_threshold,
+        low_score=min(t.low_score, cfg.detector.score_threshold),
+        new_track_score=max(t.new_track_score, cfg.detector.score_threshold),
+        match_iou=t.match_iou,
+        max_lost=t.max_lost,
+        min_hits=t.min_hits,
+        vote_window=t.vote_window,
+        vote_threshold=t.vote_threshold,
+        min_votes=t.min_votes,
+    )
+
+
+def build_monitor(cfg: Config, pipeline: FacePipeline, *, source_name: str, fps: float, live: bool):
+    """Wrap ``pipeline`` with tracking, the alert policy and the detection stride.
+
+    The detector is set to report faces down to ``tracking.low_score``: those only extend existing tracks.
+    """
+    from maskwatch.events import AlertPolicy
+    from maskwatch.monitor import Monitor, StrideControl
+
+    t, a = cfg.tracking, cfg.alerts
+    if hasattr(pipeline.detector, "score_threshold"):
+        pipeline.detector.score_threshold = min(t.low_score, cfg.detector.score_threshold)
+    policy = AlertPolicy(
+        source_name,
+        alert_labels=a.labels,
+        min_duration_s=a.min_duration_s,
+        cooldown_s=a.cooldown_s,
+        updates=a.updates,
+        ends=a.ends,
+    )
+    stride = StrideControl(
+        t.detect_every, auto=live and t.auto_stride, max_every=t.max_detect_every, frame_interval_s=1.0 / fps
+    )
+    return Monitor(pipeline, build_tracker(cfg), policy, stride)

@@ -20,12 +20,15 @@ from tqdm import tqdm
 from maskwatch.capture import END, Producer, Source
 from maskwatch.render import OverlayRenderer
 from maskwatch.sinks import Sink, WindowSink
-from maskwatch.types import Frame, FrameResult
+from maskwatch.types import FaceDetections, Frame, FrameResult
 
 
 @dataclass
 class RunStats:
-    """What a run did. ``ages_ms``: how old each frame was when its result reached the sinks."""
+    """What a run did, updated live. ``ages_ms``: how old each frame was when its result reached the sinks.
+
+    ``fps_now`` and ``stage_ms`` (moving averages of each stage's milliseconds) feed the status views.
+    """
 
     frames: int = 0
     dropped: int = 0
@@ -34,6 +37,13 @@ class RunStats:
     stopped_early: bool = False
     counts: dict[str, int] = field(default_factory=dict)
     ages_ms: deque = field(default_factory=lambda: deque(maxlen=100_000))
+    fps_now: float = 0.0
+    stage_ms: dict[str, float] = field(default_factory=dict)
+    started: float = field(default_factory=time.monotonic)
+
+    def average(self, stage: str, ms: float) -> None:
+        old = self.stage_ms.get(stage)
+        self.stage_ms[stage] = ms if old is None else 0.9 * old + 0.1 * ms
 
     @property
     def fps(self) -> float:
@@ -74,23 +84,33 @@ def run(
     status_interval_s: float = 1.0,
     progress: bool = True,
     poll_s: float = 0.1,
+    stats: RunStats | None = None,
+    summary: Callable[[], str] | None = None,
+    summary_interval_s: float = 60.0,
 ) -> RunStats:
     """Process every frame of ``source`` (files) or the freshest frames (live) until the end or ``stop``.
 
     Setting ``stop`` ends capture; frames already queued are still processed and written. Raises the
     producer's or any stage's exception after the producer thread has been stopped and joined.
+
+    ``process`` may also have ``observe(busy_ms, detected)`` (told each frame's busy time) and ``finish()``
+    (returns the last events at the end; they go to the sinks marked ``takes_events``). ``summary`` is logged
+    every ``summary_interval_s`` and at the end.
     """
     stop = stop or threading.Event()
     live = source.is_live
     frames: queue.Queue = queue.Queue(maxsize=live_queue_size if live else queue_size)
     producer = Producer(source, frames, stop, drop_oldest=live, read_timeout_s=read_timeout_s, poll_s=poll_s)
     needs_image = renderer is not None and any(not _is_data_only(s) for s in sinks)
-    stats = RunStats()
+    stats = stats or RunStats()
     rate = _Rate()
     show_bar = progress and not live
     bar = tqdm(total=source.frame_count, unit="frame", disable=not show_bar, dynamic_ncols=True)
-    started = time.monotonic()
+    started = stats.started = time.monotonic()
     next_status = started + status_interval_s
+    next_summary = started + summary_interval_s
+    observe = getattr(process, "observe", None)
+    last: tuple[FrameResult, np.ndarray] | None = None
     producer.start()
     try:
         while True:
@@ -102,12 +122,25 @@ def run(
                 continue
             if item is END:
                 break
+            t_start = time.perf_counter()
             result = process(item)
             fps = rate.tick(time.monotonic())
+            t_render = time.perf_counter()
             annotated = renderer.annotate(result, fps) if needs_image else result.frame.image
+            t_sinks = time.perf_counter()
             for sink in sinks:
                 sink.write(result, annotated)
+            t_end = time.perf_counter()
+            last = (result, annotated)
+            for name, ms in result.timings_ms.items():
+                stats.average(name.removesuffix("_ms"), ms)
+            stats.average("render", (t_sinks - t_render) * 1e3)
+            stats.average("sinks", (t_end - t_sinks) * 1e3)
+            if observe is not None:
+                observe((t_end - t_start) * 1e3, result.detected)
             now = time.monotonic()
+            stats.fps_now = fps or 0.0
+            stats.dropped = producer.stats.dropped
             stats.frames += 1
             stats.faces += len(result.faces)
             for name, n in result.faces.counts().items():
@@ -117,8 +150,14 @@ def run(
             if not show_bar and now >= next_status:
                 next_status = now + status_interval_s
                 logger.info(_status_line(source, stats, fps, producer.stats.dropped, len(result.faces)))
+            if summary is not None and now >= next_summary:
+                next_summary = now + summary_interval_s
+                logger.info(summary())
             if any(isinstance(s, WindowSink) and s.quit_requested for s in sinks):
                 stop.set()
+        _finish(process, sinks, last)
+        if summary is not None:
+            logger.info(summary())
     finally:
         stats.stopped_early = stop.is_set()
         stop.set()
@@ -131,6 +170,21 @@ def run(
     if producer.error is not None:
         raise producer.error
     return stats
+
+
+def _finish(process: Callable, sinks: Sequence[Sink], last: tuple[FrameResult, np.ndarray] | None) -> None:
+    """End the process stage (e.g. close every track) and hand its last events to the sinks that take them."""
+    finish = getattr(process, "finish", None)
+    if finish is None:
+        return
+    events = finish()
+    if not events or last is None:
+        return
+    result, annotated = last
+    final = FrameResult(frame=result.frame, faces=FaceDetections.empty(), detected=False, events=events)
+    for sink in sinks:
+        if getattr(sink, "takes_events", False):
+            sink.write(final, annotated)
 
 
 def _status_line(source: Source, stats: RunStats, fps: float | None, dropped: int, faces_now: int) -> str:

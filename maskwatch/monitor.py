@@ -1,0 +1,230 @@
+"""The monitoring stage: detect (every Nth frame), classify, track, and decide events; keeps the people counts.
+
+A :class:`Monitor` is a drop-in ``process(frame) -> FrameResult`` for the runner. On frames where the detector
+does not run, the tracker's motion model carries every person's box, so a slow CPU still shows every frame.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable
+
+from loguru import logger
+
+from maskwatch.events import AlertPolicy
+from maskwatch.pipeline import FacePipeline
+from maskwatch.report import PersonRecord, TimelinePoint, compliance
+from maskwatch.track import FaceTracker, Track, TrackStep
+from maskwatch.types import CLASS_NAMES, UNDECIDED, Event, Frame, FrameResult
+
+WITH_MASK = CLASS_NAMES.index("with_mask")
+
+
+class StrideControl:
+    """Chooses how often the detector runs.
+
+    Fixed at ``detect_every`` unless ``auto``: then, from the measured busy time of detection frames and of
+    track-only frames, the smallest stride that fits the source's frame interval (with 10 % headroom), capped at
+    ``max_every``. It rises at once and falls only after three evaluations agree, so it does not oscillate.
+    """
+
+    def __init__(
+        self, detect_every: int = 1, *, auto: bool = False, max_every: int = 4, frame_interval_s: float = 0.04
+    ) -> None:
+        self.every = detect_every
+        self.minimum = detect_every
+        self.auto = auto
+        self.max_every = max(max_every, detect_every)
+        self.budget_ms = frame_interval_s * 1e3
+        self.detect_ms: float | None = None
+        self.track_ms: float | None = None
+        self._since = 0
+        self._observed = 0
+        self._lower_votes = 0
+
+    def should_detect(self) -> bool:
+        """True when this frame gets the detector (always the first frame)."""
+        if self._since % self.every == 0:
+            self._since = 1
+            return True
+        self._since += 1
+        return False
+
+    def observe(self, busy_ms: float, detected: bool) -> None:
+        """Feed one frame's busy time (process + render + sinks); re-evaluates every 10 frames."""
+        if detected:
+            self.detect_ms = busy_ms if self.detect_ms is None else 0.8 * self.detect_ms + 0.2 * busy_ms
+        else:
+            self.track_ms = busy_ms if self.track_ms is None else 0.8 * self.track_ms + 0.2 * busy_ms
+        self._observed += 1
+        if self.auto and self._observed % 10 == 0:
+            self._evaluate()
+
+    def needed(self) -> int:
+        """The stride the measured costs call for."""
+        if self.detect_ms is None:
+            return self.every
+        budget = 0.9 * self.budget_ms
+        track = self.track_ms if self.track_ms is not None else 0.1 * self.detect_ms
+        if self.detect_ms <= budget:
+            return self.minimum
+        if track >= budget:
+            return self.max_every
+        return min(max(math.ceil((self.detect_ms - track) / (budget - track)), self.minimum), self.max_every)
+
+    def _evaluate(self) -> None:
+        target = self.needed()
+        if target > self.every:
+            self._set(target)
+        elif target < self.every:
+            self._lower_votes += 1
+            if self._lower_votes >= 3:
+                self._set(target)
+        else:
+            self._lower_votes = 0
+
+    def _set(self, every: int) -> None:
+        logger.info(
+            f"detecting on every {every} frame(s): detection frames take {self.detect_ms:.0f} ms, "
+            f"the source sends one every {self.budget_ms:.0f} ms"
+        )
+        self.every = every
+        self._lower_votes = 0
+
+
+class Monitor:
+    """``process(frame) -> FrameResult`` with tracking, label voting, alert events and people statistics."""
+
+    def __init__(
+        self,
+        pipeline: FacePipeline,
+        tracker: FaceTracker,
+        policy: AlertPolicy | None = None,
+        stride: StrideControl | None = None,
+        *,
+        timeline_step_s: float = 0.5,
+    ) -> None:
+        self.pipeline = pipeline
+        self.tracker = tracker
+        self.policy = policy
+        self.stride = stride or StrideControl()
+        self.timeline_step_s = timeline_step_s
+        self.people: list[PersonRecord] = []
+        self.timeline: list[TimelinePoint] = []
+        self.events: list[Event] = []
+        self.stage_ms: dict[str, float] = {}
+        self._unmasked: set[int] = set()
+        self._t0: float | None = None
+        self._last_index = -1
+        self._last_ts = 0.0
+        self._next_sample = 0.0
+        self._in_view = 0
+
+    def __call__(self, frame: Frame) -> FrameResult:
+        if self._t0 is None:
+            self._t0 = frame.timestamp_s
+        t = frame.timestamp_s - self._t0
+        timings: dict[str, float] = {}
+        detected = self.stride.should_detect()
+        if detected:
+            result = self.pipeline(frame)
+            timings.update(result.timings_ms)
+            t0 = time.perf_counter()
+            step = self.tracker.update(result.faces, frame.index, t)
+        else:
+            t0 = time.perf_counter()
+            step = self.tracker.predict(frame.index, t)
+        events = self._decide(frame.index, t, step)
+        timings["track_ms"] = (time.perf_counter() - t0) * 1e3
+        self._sample(t, step)
+        self._in_view = len(step.faces)
+        self._last_index, self._last_ts = frame.index, t
+        for name, ms in timings.items():
+            key = name.removesuffix("_ms")
+            self.stage_ms[key] = ms if key not in self.stage_ms else 0.9 * self.stage_ms[key] + 0.1 * ms
+        return FrameResult(frame=frame, faces=step.faces, timings_ms=timings, detected=detected, events=events)
+
+    def observe(self, busy_ms: float, detected: bool) -> None:
+        """The runner reports each frame's total busy time here (drives the automatic stride)."""
+        self.stride.observe(busy_ms, detected)
+
+    def _decide(self, frame_index: int, t: float, step: TrackStep) -> list[Event]:
+        alive = self.tracker.tracks
+        for track in alive:
+            if track.label != UNDECIDED and CLASS_NAMES[track.label] in ("without_mask", "mask_weared_incorrect"):
+                self._unmasked.add(track.track_id)
+        events = self.policy.step(frame_index, t, alive, step.ended) if self.policy is not None else []
+        self._record(step.ended)
+        self.events.extend(events)
+        return events
+
+    def _record(self, tracks: Iterable[Track]) -> None:
+        for track in tracks:
+            alerts = self.policy.alerts_by_track.get(track.track_id, 0) if self.policy is not None else 0
+            self.people.append(
+                PersonRecord(
+                    track_id=track.track_id,
+                    first_s=track.first_ts,
+                    last_s=track.last_ts,
+                    frames=track.hits,
+                    label=None if track.label == UNDECIDED else CLASS_NAMES[track.label],
+                    unmasked=track.track_id in self._unmasked,
+                    alerts=alerts,
+                )
+            )
+
+    def _sample(self, t: float, step: TrackStep) -> None:
+        if t < self._next_sample:
+            return
+        self._next_sample = t + self.timeline_step_s
+        ids = step.faces.class_id
+        self.timeline.append(
+            TimelinePoint(
+                t_s=t,
+                in_view=len(ids),
+                with_mask=int((ids == 0).sum()),
+                without_mask=int((ids == 1).sum()),
+                incorrect=int((ids == 2).sum()),
+                undecided=int((ids == UNDECIDED).sum()),
+            )
+        )
+
+    def finish(self) -> list[Event]:
+        """End every remaining track (end of input): their ``end`` events, also kept in ``events``."""
+        ended = self.tracker.finish()
+        events = self.policy.step(self._last_index, self._last_ts, [], ended) if self.policy is not None else []
+        self._record(ended)
+        self.events.extend(events)
+        return events
+
+    # statistics -----------------------------------------------------------------------------------------------
+    def label_counts(self) -> dict[str, int]:
+        """People by decided label: final label for those who left, current label for those in view."""
+        counts = {name: 0 for name in CLASS_NAMES} | {"undecided": 0}
+        for person in self.people:
+            counts[person.label or "undecided"] += 1
+        for track in self.tracker.tracks:
+            counts["undecided" if track.label == UNDECIDED else CLASS_NAMES[track.label]] += 1
+        return counts
+
+    def snapshot(self) -> dict:
+        """Live numbers for the status line, the HTTP view and /metrics."""
+        counts = self.label_counts()
+        return {
+            "people_now": self._in_view,
+            "people_total": self.tracker.confirmed_total,
+            "unmasked_total": len(self._unmasked),
+            "alerts": self.policy.alerts if self.policy is not None else 0,
+            "compliance": compliance(counts["with_mask"], counts["without_mask"], counts["mask_weared_incorrect"]),
+            "detect_every": self.stride.every,
+            "stage_ms": {k: round(v, 2) for k, v in self.stage_ms.items()},
+        }
+
+    def summary_line(self) -> str:
+        s = self.snapshot()
+        share = "n/a" if s["compliance"] is None else f"{s['compliance']:.0%}"
+        return (
+            f"summary: {s['people_total']} people seen ({s['unmasked_total']} unmasked), {s['people_now']} in view, "
+            f"compliance {share}, {s['alerts']} alerts"
+        )
