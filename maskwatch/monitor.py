@@ -193,6 +193,7 @@ class Monitor:
     def finish(self) -> list[Event]:
         """End every remaining track (end of input): their ``end`` events, also kept in ``events``."""
         ended = self.tracker.finish()
+        self._in_view = 0
         events = self.policy.step(self._last_index, self._last_ts, [], ended) if self.policy is not None else []
         self._record(ended)
         self.events.extend(events)

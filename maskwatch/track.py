@@ -1,0 +1,363 @@
+"""ByteTrack-style face tracking (numpy only) with a per-track vote over the classifier's labels.
+
+Each track carries a constant-velocity Kalman filter on ``(cx, cy, w/h, h)``. Every detection update first matches
+the confident detections to all alive tracks, then the low-score ones to the tracks still being tracked (Zhang et
+al., ByteTrack, 2022); matching is an optimal assignment on ``1 - IoU`` with an IoU gate. A candidate becomes a
+confirmed track (a person with an id) after ``min_hits`` consecutive matches; a confirmed track survives
+``max_lost`` frames without detections, so short occlusions keep their id. Confident matches vote on the label;
+the decided label only changes when another class wins the vote window.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from maskwatch.types import CLASS_NAMES, NO_TRACK, UNDECIDED, FaceDetections
+
+TENTATIVE, TRACKED, LOST = "tentative", "tracked", "lost"
+_STD_POS = 1.0 / 20.0  # position noise per pixel of box height (as in SORT/ByteTrack)
+_STD_VEL = 1.0 / 160.0  # velocity noise per pixel of box height
+_NUM_CLASSES = len(CLASS_NAMES)
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU (len(a), len(b)) of two sets of ``xyxy`` boxes (0 for empty boxes)."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=-1)
+    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=-1)
+    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=-1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+
+
+def linear_assignment(cost: np.ndarray) -> list[tuple[int, int]]:
+    """Minimum-cost assignment of a rectangular cost matrix (Hungarian method with potentials).
+
+    Returns ``(row, col)`` pairs sorted by row; ``min(rows, cols)`` pairs, each row and column used once.
+    """
+    cost = np.asarray(cost, np.float64)
+    if cost.size == 0:
+        return []
+    if cost.shape[0] > cost.shape[1]:
+        return sorted((r, c) for c, r in linear_assignment(cost.T))
+    n, m = cost.shape
+    u, v = np.zeros(n + 1), np.zeros(m + 1)
+    owner = np.zeros(m + 1, np.int64)  # owner[j]: 1-based row assigned to column j (0: free)
+    way = np.zeros(m + 1, np.int64)
+    for i in range(1, n + 1):
+        owner[0], j0 = i, 0
+        minv = np.full(m + 1, np.inf)
+        used = np.zeros(m + 1, bool)
+        while True:
+            used[j0] = True
+            i0 = owner[j0]
+            free = ~used[1:]
+            reduced = cost[i0 - 1] - u[i0] - v[1:]
+            better = free & (reduced < minv[1:])
+            minv[1:][better] = reduced[better]
+            way[1:][better] = j0
+            candidates = np.where(free, minv[1:], np.inf)
+            j1 = int(np.argmin(candidates)) + 1
+            delta = candidates[j1 - 1]
+            u[owner[used]] += delta
+            v[used] -= delta
+            minv[~used] -= delta
+            j0 = j1
+            if owner[j0] == 0:
+                break
+        while j0:
+            j1 = way[j0]
+            owner[j0] = owner[j1]
+            j0 = j1
+    return sorted((int(owner[j]) - 1, j - 1) for j in range(1, m + 1) if owner[j])
+
+
+def _match(tracks_xyxy: np.ndarray, dets_xyxy: np.ndarray, min_iou: float) -> list[tuple[int, int]]:
+    """Optimal track-detection pairs with IoU >= ``min_iou``; a gated pair costs as much as leaving both unmatched."""
+    if len(tracks_xyxy) == 0 or len(dets_xyxy) == 0:
+        return []
+    iou = iou_matrix(tracks_xyxy, dets_xyxy)
+    ok = iou >= min_iou
+    cost = np.where(ok, 1.0 - iou, 1.0 - min_iou + 1e-6)
+    return [(t, d) for t, d in linear_assignment(cost) if ok[t, d]]
+
+
+def _xyxy_to_z(xyxy: np.ndarray) -> np.ndarray:
+    x1, y1, x2, y2 = (float(v) for v in xyxy)
+    w, h = max(x2 - x1, 1e-3), max(y2 - y1, 1e-3)
+    return np.array([x1 + w / 2, y1 + h / 2, w / h, h])
+
+
+def _state_to_xyxy(mean: np.ndarray) -> np.ndarray:
+    """Box of a Kalman state, made valid (positive width and height)."""
+    cx, cy, aspect, h = mean[:4]
+    h = max(float(h), 1.0)
+    w = max(float(aspect) * h, 1.0)
+    return np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], np.float32)
+
+
+_F = np.eye(8)
+_F[:4, 4:] = np.eye(4)
+_H = np.eye(4, 8)
+
+
+def _kf_init(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    h = z[3]
+    mean = np.concatenate([z, np.zeros(4)])
+    std = [2 * _STD_POS * h, 2 * _STD_POS * h, 1e-2, 2 * _STD_POS * h]
+    std += [10 * _STD_VEL * h, 10 * _STD_VEL * h, 1e-5, 10 * _STD_VEL * h]
+    return mean, np.diag(np.square(std))
+
+
+def _kf_predict(mean: np.ndarray, cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    h = max(abs(mean[3]), 1.0)
+    std = [_STD_POS * h, _STD_POS * h, 1e-2, _STD_POS * h, _STD_VEL * h, _STD_VEL * h, 1e-5, _STD_VEL * h]
+    return _F @ mean, _F @ cov @ _F.T + np.diag(np.square(std))
+
+
+def _kf_update(mean: np.ndarray, cov: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    h = max(abs(mean[3]), 1.0)
+    r = np.diag(np.square([_STD_POS * h, _STD_POS * h, 1e-1, _STD_POS * h]))
+    s = _H @ cov @ _H.T + r
+    gain = np.linalg.solve(s, _H @ cov).T  # cov H^T S^-1 (S and cov symmetric)
+    return mean + gain @ (z - _H @ mean), cov - gain @ s @ gain.T
+
+
+@dataclass
+class Track:
+    """One tracked face. ``track_id`` is ``NO_TRACK`` until the track is confirmed as a person.
+
+    ``xyxy`` is the last matched detection's box, or the motion prediction while lost or between detections
+    (once the track has ended it is the last detected box again).
+    """
+
+    track_id: int
+    xyxy: np.ndarray
+    score: float
+    first_frame: int
+    last_frame: int
+    first_ts: float
+    last_ts: float
+    hits: int = 1
+    label: int = UNDECIDED
+    confidence: float = 0.0
+    state: str = TENTATIVE
+    det_xyxy: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
+    mean: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
+    cov: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
+    votes: deque = field(default_factory=deque, repr=False)
+
+    @property
+    def duration_s(self) -> float:
+        return self.last_ts - self.first_ts
+
+    @property
+    def confirmed(self) -> bool:
+        return self.state != TENTATIVE
+
+    @property
+    def mean_prob(self) -> np.ndarray:
+        """Class probabilities averaged over the vote window (zeros without votes)."""
+        if not self.votes:
+            return np.zeros(_NUM_CLASSES, np.float32)
+        return np.mean([prob for _, prob in self.votes], axis=0).astype(np.float32)
+
+    def vote(self, class_id: int, prob: np.ndarray, *, threshold: float, min_votes: int) -> None:
+        """Add one classification and re-decide the label (it only changes when another class wins)."""
+        self.votes.append((int(class_id), np.asarray(prob, np.float32).copy()))
+        counts = np.bincount([c for c, _ in self.votes], minlength=_NUM_CLASSES)
+        best = int(np.argmax(counts))
+        if counts[best] >= min_votes and counts[best] / len(self.votes) >= threshold:
+            self.label = best
+        if self.label != UNDECIDED:
+            self.confidence = float(np.mean([prob[self.label] for _, prob in self.votes]))
+
+
+@dataclass
+class TrackStep:
+    """What one frame gives: a row per visible confirmed track, the tracks that ended, and how many candidates."""
+
+    faces: FaceDetections
+    ended: list[Track]
+    tentative: int = 0
+
+
+class FaceTracker:
+    """ByteTrack-style multi-face tracker; call :meth:`update` on detected frames and :meth:`predict` on others."""
+
+    def __init__(
+        self,
+        *,
+        high_score: float = 0.5,
+        low_score: float = 0.1,
+        new_track_score: float = 0.6,
+        match_iou: float = 0.3,
+        low_match_iou: float = 0.5,
+        max_lost: int = 30,
+        min_hits: int = 3,
+        vote_window: int = 15,
+        vote_threshold: float = 0.6,
+        min_votes: int = 3,
+    ) -> None:
+        self.high_score = high_score
+        self.low_score = low_score
+        self.new_track_score = new_track_score
+        self.match_iou = match_iou
+        self.low_match_iou = low_match_iou
+        self.max_lost = max_lost
+        self.min_hits = max(int(min_hits), 1)
+        self.vote_window = max(int(vote_window), 1)
+        self.vote_threshold = vote_threshold
+        self.min_votes = max(int(min_votes), 1)
+        self.confirmed_total = 0
+        self._alive: list[Track] = []  # tentative and confirmed, in creation order
+        self._frame: int | None = None
+
+    @property
+    def tracks(self) -> list[Track]:
+        """Confirmed tracks still alive (tracked or lost)."""
+        return [t for t in self._alive if t.confirmed]
+
+    def update(self, faces: FaceDetections, frame_index: int, ts: float) -> TrackStep:
+        """Detections of one frame (with classifier output in class_id/class_prob, possibly UNDECIDED) -> tracks."""
+        self._advance(frame_index)
+        scores = faces.det_score
+        high = np.flatnonzero(scores >= self.high_score)
+        low = np.flatnonzero((scores >= self.low_score) & (scores < self.high_score))
+        matched: dict[int, int] = {}  # id(track) -> detection index
+
+        pool = list(self._alive)
+        pairs = _match(np.array([t.xyxy for t in pool]), faces.xyxy[high], self.match_iou)
+        for t, d in pairs:
+            self._hit(pool[t], faces, int(high[d]), frame_index, ts, vote=True)
+            matched[id(pool[t])] = int(high[d])
+        taken = {int(high[d]) for _, d in pairs}
+        unmatched_high = [int(i) for i in high if int(i) not in taken]
+
+        pool = [t for t in self._alive if t.state == TRACKED and id(t) not in matched]
+        pairs = _match(np.array([t.xyxy for t in pool]), faces.xyxy[low], self.low_match_iou)
+        for t, d in pairs:
+            self._hit(pool[t], faces, int(low[d]), frame_index, ts, vote=False)
+            matched[id(pool[t])] = int(low[d])
+
+        survivors = []
+        for track in self._alive:
+            if id(track) in matched:
+                survivors.append(track)
+            elif track.state != TENTATIVE:  # a tentative candidate that misses is dropped
+                track.state = LOST
+                survivors.append(track)
+        self._alive = survivors
+        ended = self._drop_expired(frame_index)
+
+        for d in unmatched_high:
+            if scores[d] >= self.new_track_score:
+                track = self._start(faces, d, frame_index, ts)
+                matched[id(track)] = d
+
+        rows = [(t, matched[id(t)]) for t in self._alive if t.confirmed and id(t) in matched]
+        rows.sort(key=lambda row: row[0].track_id)
+        return TrackStep(self._rows(rows, faces), ended, self._tentative())
+
+    def predict(self, frame_index: int, ts: float) -> TrackStep:
+        """A frame on which the detector did not run: advance every track's motion model and return the
+        confirmed tracks that are being tracked (not lost) at their predicted boxes."""
+        self._advance(frame_index)
+        ended = self._drop_expired(frame_index)
+        rows = sorted((t for t in self._alive if t.state == TRACKED), key=lambda t: t.track_id)
+        return TrackStep(self._rows([(t, None) for t in rows], None), ended, self._tentative())
+
+    def finish(self) -> list[Track]:
+        """End all confirmed tracks (end of input); returns them; the tracker is empty afterwards.
+
+        Ids keep counting (and ``confirmed_total`` keeps its value) if the tracker is used again.
+        """
+        ended = self.tracks
+        for track in ended:
+            track.xyxy = track.det_xyxy.copy()
+        self._alive = []
+        self._frame = None
+        return ended
+
+    def _advance(self, frame_index: int) -> None:
+        """Run every track's motion model over the frames since the previous call (at least one step)."""
+        steps = 1 if self._frame is None else max(1, int(frame_index) - self._frame)
+        steps = min(steps, self.max_lost + 1)  # beyond that nothing lost survives and tracked ones are lost
+        self._frame = int(frame_index)
+        for track in self._alive:
+            for _ in range(steps):
+                track.mean, track.cov = _kf_predict(track.mean, track.cov)
+            track.xyxy = _state_to_xyxy(track.mean)
+
+    def _hit(self, track: Track, faces: FaceDetections, d: int, frame_index: int, ts: float, *, vote: bool) -> None:
+        """Update a track with detection ``d``; a tentative one is confirmed after ``min_hits``."""
+        track.mean, track.cov = _kf_update(track.mean, track.cov, _xyxy_to_z(faces.xyxy[d]))
+        track.xyxy = faces.xyxy[d].copy()
+        track.det_xyxy = track.xyxy.copy()
+        track.score = float(faces.det_score[d])
+        track.last_frame, track.last_ts = int(frame_index), float(ts)
+        track.hits += 1
+        if vote and faces.class_id[d] != UNDECIDED:
+            track.vote(faces.class_id[d], faces.class_prob[d], threshold=self.vote_threshold, min_votes=self.min_votes)
+        if track.state == TENTATIVE:
+            self._maybe_confirm(track)
+        else:
+            track.state = TRACKED
+
+    def _start(self, faces: FaceDetections, d: int, frame_index: int, ts: float) -> Track:
+        box = faces.xyxy[d].copy()
+        mean, cov = _kf_init(_xyxy_to_z(box))
+        track = Track(
+            track_id=NO_TRACK,
+            xyxy=box,
+            score=float(faces.det_score[d]),
+            first_frame=int(frame_index),
+            last_frame=int(frame_index),
+            first_ts=float(ts),
+            last_ts=float(ts),
+            det_xyxy=box.copy(),
+            mean=mean,
+            cov=cov,
+            votes=deque(maxlen=self.vote_window),
+        )
+        if faces.class_id[d] != UNDECIDED:
+            track.vote(faces.class_id[d], faces.class_prob[d], threshold=self.vote_threshold, min_votes=self.min_votes)
+        self._maybe_confirm(track)
+        self._alive.append(track)
+        return track
+
+    def _maybe_confirm(self, track: Track) -> None:
+        if track.hits >= self.min_hits:
+            self.confirmed_total += 1
+            track.track_id = self.confirmed_total
+            track.state = TRACKED
+
+    def _drop_expired(self, frame_index: int) -> list[Track]:
+        """Remove confirmed tracks lost for more than ``max_lost`` frames; returns them."""
+        ended = [t for t in self._alive if t.state == LOST and frame_index - t.last_frame > self.max_lost]
+        for track in ended:
+            track.xyxy = track.det_xyxy.copy()
+        self._alive = [t for t in self._alive if not any(t is e for e in ended)]
+        return ended
+
+    def _tentative(self) -> int:
+        return sum(1 for t in self._alive if t.state == TENTATIVE)
+
+    @staticmethod
+    def _rows(rows: list[tuple[Track, int | None]], faces: FaceDetections | None) -> FaceDetections:
+        """Output rows: the matched detection's box and score when ``faces`` is given, else the track's own."""
+        if not rows:
+            return FaceDetections.empty()
+        return FaceDetections(
+            xyxy=np.array([t.xyxy if faces is None else faces.xyxy[d] for t, d in rows], np.float32),
+            det_score=np.array([t.score for t, _ in rows], np.float32),
+            class_id=np.array([t.label for t, _ in rows], np.int64),
+            class_prob=np.array([t.mean_prob for t, _ in rows], np.float32),
+            track_id=np.array([t.track_id for t, _ in rows], np.int64),
+        )

@@ -1,0 +1,122 @@
+"""The monitoring stage: detection stride, tracking through the runner, events, people counts."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from maskwatch.capture import open_source
+from maskwatch.events import AlertPolicy, EventLog
+from maskwatch.monitor import Monitor, StrideControl
+from maskwatch.pipeline import FacePipeline
+from maskwatch.runner import run
+from maskwatch.sinks import JsonLinesSink
+from maskwatch.track import FaceTracker
+from tests.conftest import FakeClassifier, FakeDetector, write_video
+
+
+def test_fixed_stride_detects_every_nth_frame():
+    stride = StrideControl(3)
+    assert [stride.should_detect() for _ in range(7)] == [True, False, False, True, False, False, True]
+
+
+def test_auto_stride_rises_when_detection_is_too_slow_and_falls_back():
+    stride = StrideControl(1, auto=True, max_every=4, frame_interval_s=0.040)
+    for _ in range(40):  # detection 80 ms, tracking 5 ms, a frame every 40 ms
+        detected = stride.should_detect()
+        stride.observe(80.0 if detected else 5.0, detected)
+    # (80 - 5) / (36 - 5) -> 3 frames per detection
+    assert stride.every == 3
+    for _ in range(100):  # the machine got faster
+        detected = stride.should_detect()
+        stride.observe(20.0 if detected else 5.0, detected)
+    assert stride.every == 1
+
+
+def test_auto_stride_is_capped_and_off_for_files():
+    stride = StrideControl(1, auto=True, max_every=4, frame_interval_s=0.040)
+    for _ in range(40):
+        detected = stride.should_detect()
+        stride.observe(500.0 if detected else 5.0, detected)
+    assert stride.every == 4
+    fixed = StrideControl(2, auto=False, frame_interval_s=0.040)
+    for _ in range(40):
+        detected = fixed.should_detect()
+        fixed.observe(500.0 if detected else 5.0, detected)
+    assert fixed.every == 2
+
+
+def _monitor(detect_every: int = 1, min_duration_s: float = 0.3) -> Monitor:
+    pipeline = FacePipeline(FakeDetector(), FakeClassifier())
+    policy = AlertPolicy("test", min_duration_s=min_duration_s)
+    return Monitor(pipeline, FaceTracker(min_hits=2, min_votes=2), policy, StrideControl(detect_every))
+
+
+def test_one_person_one_track_one_alert_through_the_runner(tmp_path):
+    # the fake detector finds the moving bright square; the fake classifier calls it "without_mask"
+    video = write_video(tmp_path / "in.mp4", frames=30, size_wh=(320, 120))
+    monitor = _monitor()
+    events = tmp_path / "events.jsonl"
+    dets = tmp_path / "dets.jsonl"
+    with EventLog(events) as log, JsonLinesSink(dets) as det_sink:
+        stats = run(open_source(str(video)), monitor, [det_sink, log], None, progress=False)
+    assert stats.frames == 30
+    records = [json.loads(line) for line in events.read_text().splitlines()]
+    assert [r["event"] for r in records] == ["alert", "end"]
+    assert records[0]["label"] == "without_mask" and records[0]["track_id"] == 1
+    assert records[0]["frame"] == 3  # seen for 0.3 s at 10 fps
+    frames = [json.loads(line) for line in dets.read_text().splitlines()]
+    ids = {face["track_id"] for f in frames for face in f["faces"]}
+    assert ids == {1}
+    assert frames[0]["faces"] == []  # not yet confirmed (min_hits 2)
+    snap = monitor.snapshot()
+    assert snap["people_total"] == 1 and snap["unmasked_total"] == 1 and snap["alerts"] == 1
+    assert snap["compliance"] == 0.0
+    assert len(monitor.people) == 1 and monitor.people[0].label == "without_mask"
+    assert monitor.timeline and max(p.in_view for p in monitor.timeline) == 1
+
+
+def test_detect_every_nth_frame_still_outputs_every_frame(tmp_path):
+    video = write_video(tmp_path / "in.mp4", frames=30, size_wh=(320, 120))
+    monitor = _monitor(detect_every=3)
+    detector = monitor.pipeline.detector
+    results = []
+
+    class Keep:
+        def write(self, result, annotated):
+            results.append(result)
+
+        def close(self):
+            pass
+
+    run(open_source(str(video)), monitor, [Keep()], None, progress=False)
+    assert len(results) == 30
+    assert detector.calls == 10
+    assert [r.detected for r in results[:6]] == [True, False, False, True, False, False]
+    tracked = [r for r in results[6:] if not r.detected]
+    assert tracked and all(len(r.faces) == 1 and r.faces.track_id[0] == 1 for r in tracked)
+    # predicted boxes follow the square (it moves 5 px per frame)
+    for r in tracked:
+        x = 10 + (r.frame_index * 5) % 260
+        assert abs(float(r.faces.xyxy[0, 0]) - x) < 6
+
+
+def test_people_are_not_double_counted_across_two_visits(tmp_path):
+    # the square vanishes for longer than max_lost frames: a second person (a new track), counted once each
+    monitor = Monitor(
+        FacePipeline(FakeDetector(), FakeClassifier()),
+        FaceTracker(min_hits=2, min_votes=2, max_lost=5),
+        AlertPolicy("test", min_duration_s=0.0),
+    )
+    from maskwatch.types import Frame
+
+    for i in range(40):
+        image = np.full((120, 320, 3), 30, np.uint8)
+        if not 15 <= i < 25:
+            image[30:80, 100 + i : 140 + i] = 220
+        monitor(Frame(image=image, index=i, timestamp_s=i / 10))
+    monitor.finish()
+    assert monitor.snapshot()["people_total"] == 2
+    assert sorted(p.track_id for p in monitor.people) == [1, 2]
+    assert [e.event for e in monitor.events].count("alert") == 2
