@@ -78,12 +78,23 @@ def linear_assignment(cost: np.ndarray) -> list[tuple[int, int]]:
     return sorted((int(owner[j]) - 1, j - 1) for j in range(1, m + 1) if owner[j])
 
 
-def _match(tracks_xyxy: np.ndarray, dets_xyxy: np.ndarray, min_iou: float) -> list[tuple[int, int]]:
-    """Optimal track-detection pairs with IoU >= ``min_iou``; a gated pair costs as much as leaving both unmatched."""
+def _area(xyxy: np.ndarray) -> np.ndarray:
+    return np.clip(xyxy[:, 2] - xyxy[:, 0], 0, None) * np.clip(xyxy[:, 3] - xyxy[:, 1], 0, None)
+
+
+def _match(
+    tracks_xyxy: np.ndarray, dets_xyxy: np.ndarray, min_iou: float, max_scale: float = 2.0
+) -> list[tuple[int, int]]:
+    """Optimal track-detection pairs with IoU >= ``min_iou`` whose areas differ by at most ``max_scale`` times.
+
+    A gated pair costs as much as leaving both unmatched. The scale gate keeps a face that appears where a
+    different-sized one was lost a moment ago (the next person at a door, a scene cut) from inheriting its id.
+    """
     if len(tracks_xyxy) == 0 or len(dets_xyxy) == 0:
         return []
     iou = iou_matrix(tracks_xyxy, dets_xyxy)
-    ok = iou >= min_iou
+    ratio = _area(tracks_xyxy)[:, None] / np.maximum(_area(dets_xyxy)[None, :], 1e-6)
+    ok = (iou >= min_iou) & (ratio <= max_scale) & (ratio >= 1.0 / max_scale)
     cost = np.where(ok, 1.0 - iou, 1.0 - min_iou + 1e-6)
     return [(t, d) for t, d in linear_assignment(cost) if ok[t, d]]
 

@@ -280,3 +280,24 @@ def test_finish_and_confirmed_total() -> None:
     assert finished[0].duration_s == pytest.approx(4.4)
     assert tracker.tracks == [] and len(tracker.update(FaceDetections.empty(), 50, 5.0).faces) == 0
     assert tracker.confirmed_total == 2
+
+
+def test_a_different_sized_face_in_the_same_place_is_a_new_person():
+    """The next person at the door (or a scene cut) must not inherit the previous person's id."""
+    tracker = FaceTracker(min_hits=2, max_lost=30)
+    small = FaceDetections(xyxy=[[540, 140, 730, 345]], det_score=[0.9], class_id=[0], class_prob=[[0.9, 0.05, 0.05]])
+    large = FaceDetections(xyxy=[[512, 142, 800, 500]], det_score=[0.9], class_id=[1], class_prob=[[0.1, 0.8, 0.1]])
+    for i in range(10):
+        tracker.update(small, i, i / 25)
+    for i in range(10, 35):  # 1 s without faces: the first track is lost but kept
+        tracker.update(FaceDetections.empty(), i, i / 25)
+    ids = [tracker.update(large, i, i / 25).faces.track_id.tolist() for i in range(35, 40)]
+    assert ids[-1] == [2]
+    assert tracker.confirmed_total == 2
+    # the same face size reappearing there keeps its id (an occlusion, not a new person)
+    tracker = FaceTracker(min_hits=2, max_lost=30)
+    for i in range(10):
+        tracker.update(small, i, i / 25)
+    for i in range(10, 35):
+        tracker.update(FaceDetections.empty(), i, i / 25)
+    assert tracker.update(small, 35, 35 / 25).faces.track_id.tolist() == [1]

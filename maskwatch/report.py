@@ -1,0 +1,259 @@
+"""End-of-run report: a JSON summary, a Markdown digest and a compliance chart, each written atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from maskwatch.capture import scrub_url
+from maskwatch.errors import OutputError
+from maskwatch.types import CLASS_NAMES, DISPLAY_NAMES
+
+MAX_TIMELINE_POINTS = 2000
+MAX_MD_ALERTS = 100
+_COLORS = {"with_mask": "#2ca02c", "without_mask": "#d62728", "incorrect": "#ff7f0e", "undecided": "#9e9e9e"}
+
+
+@dataclass
+class PersonRecord:
+    """One tracked person over the run; ``label`` is the final decided class name or None."""
+
+    track_id: int
+    first_s: float
+    last_s: float
+    frames: int
+    label: str | None
+    unmasked: bool
+    alerts: int
+
+
+@dataclass
+class TimelinePoint:
+    """Confirmed people in view at ``t_s`` seconds into the source, split by their decided label."""
+
+    t_s: float
+    in_view: int
+    with_mask: int
+    without_mask: int
+    incorrect: int
+    undecided: int
+
+
+def compliance(with_mask: int, without_mask: int, incorrect: int) -> float | None:
+    """Share of decided people wearing a mask correctly; None when nobody is decided."""
+    decided = with_mask + without_mask + incorrect
+    return with_mask / decided if decided > 0 else None
+
+
+def write_report(
+    prefix: Path,
+    *,
+    source: str,
+    summary: dict,
+    people: list[PersonRecord],
+    timeline: list[TimelinePoint],
+    events: list[dict],
+) -> list[Path]:
+    """Write ``{prefix}.report.json``, ``{prefix}.report.md`` and ``{prefix}.compliance.png``; return their paths.
+
+    ``summary`` is copied as is (frames, fps, wall_s, dropped...). Alert times on the chart come from an
+    event's ``t_s`` if present, else ``frame / summary["fps"]``.
+    """
+    prefix = Path(prefix)
+    source = scrub_url(source)
+    report = build_report(source=source, summary=summary, people=people, timeline=timeline, events=events)
+    json_path = prefix.with_name(prefix.name + ".report.json")
+    md_path = prefix.with_name(prefix.name + ".report.md")
+    png_path = prefix.with_name(prefix.name + ".compliance.png")
+    try:
+        prefix.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create report folder {prefix.parent}: {exc}") from exc
+    text = json.dumps(report, indent=2, ensure_ascii=False, default=str) + "\n"
+    _atomic_write(json_path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    markdown = render_markdown(report, events)
+    _atomic_write(md_path, lambda tmp: tmp.write_text(markdown, encoding="utf-8"))
+    alert_times = _alert_times(events, summary.get("fps"))
+    _atomic_write(png_path, lambda tmp: _plot(tmp, source, timeline, alert_times))
+    return [json_path, md_path, png_path]
+
+
+def build_report(
+    *, source: str, summary: dict, people: list[PersonRecord], timeline: list[TimelinePoint], events: list[dict]
+) -> dict:
+    """The JSON report as a dict (see :func:`write_report`)."""
+    labels = Counter(p.label if p.label in CLASS_NAMES else None for p in people)
+    counts = {name: labels.get(name, 0) for name in CLASS_NAMES}
+    by_type = Counter(str(e.get("event")) for e in events)
+    by_label = Counter(e.get("label") or "undecided" for e in events)
+    return {
+        "source": source,
+        "summary": dict(summary),
+        "people": {
+            "total": len(people),
+            **counts,
+            "undecided": labels.get(None, 0),
+            "unmasked": sum(1 for p in people if p.unmasked),
+        },
+        "compliance": _round(compliance(*(counts[name] for name in CLASS_NAMES))),
+        "alerts": sum(p.alerts for p in people),
+        "events": {"count": len(events), "by_type": dict(by_type), "by_label": dict(by_label)},
+        "tracks": [asdict(p) for p in people],
+        "timeline": [_timeline_json(p) for p in downsample(timeline, MAX_TIMELINE_POINTS)],
+    }
+
+
+def downsample(points: list, limit: int) -> list:
+    """At most ``limit`` points evenly spread over ``points``, keeping the first and the last."""
+    if len(points) <= limit:
+        return list(points)
+    keep = np.unique(np.linspace(0, len(points) - 1, limit).round().astype(int))
+    return [points[i] for i in keep]
+
+
+def render_markdown(report: dict, events: list[dict]) -> str:
+    """A short human summary of ``report`` and a table of its alert events."""
+    people, summary = report["people"], report["summary"]
+    lines = [f"# maskwatch report: {report['source']}", ""]
+    frames = summary.get("frames")
+    if frames is not None:
+        fps = summary.get("fps")
+        lines.append(f"- Frames: {frames}" + (f" at {_fmt(fps)} fps" if isinstance(fps, int | float) else ""))
+    extra = {k: v for k, v in summary.items() if k not in ("frames", "fps")}
+    if extra:
+        lines.append("- Run: " + ", ".join(f"{k} {_fmt(v)}" for k, v in extra.items()))
+    split = ", ".join(f"{DISPLAY_NAMES[name]} {people[name]}" for name in CLASS_NAMES)
+    lines.append(f"- People: {people['total']} ({split}, undecided {people['undecided']})")
+    lines.append(f"- Unmasked at some point: {people['unmasked']}")
+    share = report["compliance"]
+    lines.append(f"- Compliance: {'n/a' if share is None else f'{share * 100:.1f} %'}")
+    lines.append(f"- Alerts: {report['alerts']}")
+    alerts = [e for e in events if e.get("event") == "alert"]
+    lines += ["", "## Alerts", ""]
+    if not alerts:
+        lines.append("No alerts.")
+    else:
+        lines += ["| time | track | label | confidence |", "|---|---|---|---|"]
+        for e in alerts[:MAX_MD_ALERTS]:
+            when = f"{float(e['t_s']):.1f} s" if e.get("t_s") is not None else str(e.get("ts", ""))
+            label = e.get("label")
+            shown = DISPLAY_NAMES.get(label, label) if label else "undecided"
+            conf = e.get("confidence")
+            conf_text = f"{float(conf):.2f}" if isinstance(conf, int | float) else ""
+            cells = [when, str(e.get("track_id", "")), str(shown), conf_text]
+            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+        if len(alerts) > MAX_MD_ALERTS:
+            lines += ["", f"… and {len(alerts) - MAX_MD_ALERTS} more"]
+    return "\n".join(lines) + "\n"
+
+
+def _timeline_json(p: TimelinePoint) -> dict:
+    return {
+        "t_s": round(float(p.t_s), 3),
+        "in_view": p.in_view,
+        "with_mask": p.with_mask,
+        "without_mask": p.without_mask,
+        "incorrect": p.incorrect,
+        "undecided": p.undecided,
+        "compliance": _round(compliance(p.with_mask, p.without_mask, p.incorrect)),
+    }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def _fmt(value: object) -> str:
+    return f"{value:.1f}" if isinstance(value, float) else str(value)
+
+
+def _alert_times(events: list[dict], fps: object) -> list[float]:
+    """Seconds into the source of each alert event, where it can be told."""
+    times = []
+    for e in events:
+        if e.get("event") != "alert":
+            continue
+        if e.get("t_s") is not None:
+            times.append(float(e["t_s"]))
+        elif isinstance(fps, int | float) and fps > 0 and e.get("frame") is not None:
+            times.append(float(e["frame"]) / float(fps))
+    return times
+
+
+def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+    """Call ``write`` on a temporary file next to ``path`` and move it into place."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise OutputError(f"cannot write report {path}: {exc}") from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _binned_compliance(timeline: list[TimelinePoint]) -> tuple[np.ndarray, np.ndarray]:
+    """Compliance % per time bin of max(1 s, duration / 200), NaN where nobody was decided."""
+    t = np.array([p.t_s for p in timeline], np.float64)
+    ok = np.array([p.with_mask for p in timeline], np.float64)
+    decided = ok + np.array([p.without_mask + p.incorrect for p in timeline], np.float64)
+    start, duration = float(t.min()), float(t.max() - t.min())
+    width = max(1.0, duration / 200.0)
+    n_bins = int(duration // width) + 1
+    idx = np.minimum(((t - start) / width).astype(int), n_bins - 1)
+    ok_sum = np.bincount(idx, weights=ok, minlength=n_bins)
+    decided_sum = np.bincount(idx, weights=decided, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(decided_sum > 0, 100.0 * ok_sum / decided_sum, np.nan)
+    centers = start + (np.arange(n_bins) + 0.5) * width
+    return centers, share
+
+
+def _plot(path: Path, source: str, timeline: list[TimelinePoint], alert_times: list[float]) -> None:
+    """Two panels sharing time: people in view stacked by label, and compliance % with alert markers."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 6), dpi=100)
+    FigureCanvasAgg(fig)
+    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2]})
+    fig.suptitle(f"maskwatch: {Path(source).name or source}")
+    top.set_ylabel("people in view")
+    bottom.set_ylabel("compliance %")
+    bottom.set_xlabel("time in source (s)")
+    bottom.set_ylim(-5, 105)
+    if not timeline or max(p.in_view for p in timeline) == 0:
+        for ax in (top, bottom):
+            ax.text(0.5, 0.5, "no people seen", ha="center", va="center", transform=ax.transAxes, fontsize=14)
+        top.set_xlim(0, max([p.t_s for p in timeline] + [1.0]))
+    else:
+        points = sorted(timeline, key=lambda p: p.t_s)
+        t = [p.t_s for p in points]
+        keys = ("with_mask", "without_mask", "incorrect", "undecided")
+        names = ("mask", "no mask", "incorrect", "undecided")
+        top.stackplot(
+            t,
+            *[[getattr(p, k) for p in points] for k in keys],
+            labels=names,
+            colors=[_COLORS[k] for k in keys],
+            step="post",
+        )
+        top.legend(loc="upper left", fontsize=8, ncols=4)
+        top.set_ylim(bottom=0)
+        centers, share = _binned_compliance(points)
+        bottom.plot(centers, share, color=_COLORS["with_mask"], marker="." if len(centers) < 60 else None)
+        top.set_xlim(min(t), max(t) if max(t) > min(t) else min(t) + 1.0)
+    for when in alert_times:
+        for ax in (top, bottom):
+            ax.axvline(when, color=_COLORS["without_mask"], alpha=0.5, linewidth=0.8, linestyle="--")
+    for ax in (top, bottom):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(str(path), format="png")
