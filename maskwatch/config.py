@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from maskwatch.errors import ConfigError
 
@@ -143,6 +144,15 @@ class AlertsConfig(_Section):
     )
     backups: int = Field(5, ge=0, le=1000, description="Rotated events files kept (events.jsonl.1, .2, ...).")
     webhook: str | None = Field(None, description="URL that receives each event as an HTTP POST (JSON), or null.")
+    @field_validator("webhook")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("the webhook must be an http:// or https:// URL with a host")
+        return value
+
     webhook_timeout_s: float = Field(5.0, gt=0.0, le=300.0, description="Timeout of one webhook request.")
     webhook_retries: int = Field(5, ge=0, le=100, description="Retries of a failed webhook POST, with backoff.")
 
@@ -151,9 +161,7 @@ class HttpConfig(_Section):
     bind: str | None = Field(
         None, description="HOST:PORT of the remote view (MJPEG, status, /events, /metrics), or null for none."
     )
-    token: str | None = Field(
-        None, description="Token required by the remote view (needed on any non-loopback host)."
-    )
+    token: str | None = Field(None, description="Token required by the remote view (needed on any non-loopback host).")
     max_stream_fps: float = Field(15.0, gt=0.0, le=120.0, description="Frame rate cap of the MJPEG stream.")
 
 
