@@ -84,7 +84,7 @@ class AlertPolicy:
             previous = self._label.get(tid, UNDECIDED)
             self._label[tid] = label
             if previous not in (UNDECIDED, label) and self.updates:
-                events.append(self._event("update", frame_index, track))
+                events.append(self._event("update", frame_index, ts, track))
             if label not in self.alert_ids:
                 if tid in self._last_alert_s:
                     self._masked_since_alert[tid] = True
@@ -98,15 +98,15 @@ class AlertPolicy:
             self._masked_since_alert[tid] = False
             self.alerts += 1
             self.alerts_by_track[tid] = self.alerts_by_track.get(tid, 0) + 1
-            events.append(self._event("alert", frame_index, track))
+            events.append(self._event("alert", frame_index, ts, track))
         for track in ended:
             if self.ends:
-                events.append(self._event("end", frame_index, track))
+                events.append(self._event("end", frame_index, ts, track))
             for table in (self._label, self._last_alert_s, self._masked_since_alert):
                 table.pop(track.track_id, None)
         return events
 
-    def _event(self, kind: str, frame_index: int, track: TrackLike) -> Event:
+    def _event(self, kind: str, frame_index: int, ts: float, track: TrackLike) -> Event:
         label = None if track.label == UNDECIDED else CLASS_NAMES[int(track.label)]
         return Event(
             event=kind,
@@ -118,6 +118,7 @@ class AlertPolicy:
             confidence=float(track.confidence),
             box=[float(v) for v in track.xyxy],
             duration_s=float(track.duration_s),
+            t_s=ts,
         )
 
 

@@ -111,7 +111,8 @@ class Frame:
 class Event:
     """One line of the ``--events`` log: a track was decided unmasked (``alert``), changed label or ended.
 
-    ``ts`` is ISO 8601 UTC; ``box`` is the face's last [x1, y1, x2, y2] in frame pixels.
+    ``ts`` is ISO 8601 UTC; ``t_s`` the position in the source in seconds (files) or seconds since the start
+    (live); ``box`` is the face's last [x1, y1, x2, y2] in frame pixels.
     """
 
     event: str
@@ -123,6 +124,7 @@ class Event:
     confidence: float
     box: list[float]
     duration_s: float = 0.0
+    t_s: float = 0.0
     snapshot: str | None = None
 
     def to_json(self) -> dict:
@@ -136,6 +138,7 @@ class Event:
             "confidence": round(float(self.confidence), 4),
             "box": [round(float(v), 1) for v in self.box],
             "duration_s": round(float(self.duration_s), 2),
+            "t_s": round(float(self.t_s), 3),
         }
         if self.snapshot is not None:
             record["snapshot"] = self.snapshot

@@ -44,7 +44,7 @@ def test_one_alert_per_person_after_min_duration():
     events = play(policy, [UNDECIDED] * 3 + [NOMASK] * 40)
     alerts = [e for e in events if e.event == "alert"]
     assert len(alerts) == 1
-    assert alerts[0].frame == 10  # first frame with duration >= 1 s at 10 fps
+    assert alerts[0].frame == 10 and alerts[0].t_s == 1.0  # first frame with duration >= 1 s at 10 fps
     assert alerts[0].label == "without_mask" and alerts[0].track_id == 1 and alerts[0].source == "cam"
     assert policy.alerts == 1 and policy.alerts_by_track == {1: 1}
 
