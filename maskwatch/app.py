@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ipaddress
 import os
 import signal
 import sys
@@ -16,6 +15,7 @@ from loguru import logger
 
 from maskwatch.config import Config
 from maskwatch.errors import ConfigError, OutputError
+from maskwatch.web import is_loopback
 
 EXIT_OK = 0
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -54,15 +54,6 @@ def parse_bind(text: str) -> tuple[str, int]:
     if not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ConfigError(f"--http must be HOST:PORT (e.g. 127.0.0.1:8080), got '{text}'")
     return host, int(port)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _output_sink(out: Path, source, cfg: Config):

@@ -144,6 +144,7 @@ class AlertsConfig(_Section):
     )
     backups: int = Field(5, ge=0, le=1000, description="Rotated events files kept (events.jsonl.1, .2, ...).")
     webhook: str | None = Field(None, description="URL that receives each event as an HTTP POST (JSON), or null.")
+
     @field_validator("webhook")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:

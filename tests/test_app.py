@@ -8,8 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from maskwatch.app import is_loopback, parse_bind
+from maskwatch.app import parse_bind
 from maskwatch.errors import ConfigError
+from maskwatch.web import is_loopback
 from tests.test_cli import assert_user_error, maskwatch
 
 

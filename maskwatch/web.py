@@ -1,0 +1,464 @@
+"""``--http HOST:PORT``: a small remote view (status page, MJPEG stream, JSON and Prometheus metrics).
+
+:class:`WebView` is a sink: ``write`` only stores the latest annotated frame and events; HTTP clients
+are served from daemon threads of a stdlib :class:`~http.server.ThreadingHTTPServer`. Nothing is read
+from disk, so unknown paths are simply 404.
+"""
+
+from __future__ import annotations
+
+import hmac
+import html
+import ipaddress
+import json
+import math
+import socket
+import socketserver
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+import cv2
+import numpy as np
+from loguru import logger
+
+from maskwatch.capture import scrub_url
+from maskwatch.errors import ConfigError, OutputError
+from maskwatch.types import FrameResult
+
+BOUNDARY = "frame"
+TEXT = "text/plain; charset=utf-8"
+_ROUTES = {"/": "_page", "/status": "_status", "/events": "_events", "/metrics": "_metrics"}
+_ROUTES |= {"/stream.mjpg": "_stream", "/snapshot.jpg": "_snapshot"}  # path -> handler method; nothing else
+
+# status key, metric name, type, help
+_METRICS: tuple[tuple[str, str, str, str], ...] = (
+    ("uptime_s", "maskwatch_uptime_seconds", "gauge", "Seconds since the run started."),
+    ("frames", "maskwatch_frames_total", "counter", "Frames processed."),
+    ("dropped", "maskwatch_dropped_frames_total", "counter", "Frames dropped because processing was behind."),
+    ("fps", "maskwatch_fps", "gauge", "Processed frames per second."),
+    ("stage_ms", "maskwatch_stage_milliseconds", "gauge", "Time per frame of each pipeline stage."),
+    ("detect_every", "maskwatch_detect_every", "gauge", "The detector runs on every Nth frame."),
+    ("people_now", "maskwatch_people_in_view", "gauge", "Tracked people in the current frame."),
+    ("people_total", "maskwatch_people_total", "counter", "Distinct people tracked so far."),
+    ("unmasked_total", "maskwatch_unmasked_people_total", "counter", "People decided as not (correctly) masked."),
+    ("alerts", "maskwatch_alerts_total", "counter", "Alert events raised."),
+    ("compliance", "maskwatch_compliance_ratio", "gauge", "Share of decided people wearing a mask."),
+    ("outages", "maskwatch_source_outages_total", "counter", "Times the source was lost."),
+    ("connected", "maskwatch_source_connected", "gauge", "1 while the source delivers frames."),
+)
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and ``localhost``."""
+    host = host.strip().strip("[]").lower()
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _number(value: object) -> str | None:
+    """A Prometheus sample value, or None when ``value`` is not a number."""
+    if isinstance(value, bool | np.bool_ | int | np.integer):
+        return str(int(value))
+    try:
+        x = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return "NaN" if math.isnan(x) else ("+Inf" if x > 0 else "-Inf") if math.isinf(x) else repr(x)
+
+
+def _label(value: object) -> str:
+    """Escape a label value for the text exposition format."""
+    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def prometheus_text(status: dict, clients: int) -> str:
+    """Prometheus text format 0.0.4 built from the application's status dict (missing keys are skipped)."""
+    lines: list[str] = []
+    for key, name, kind, help_text in _METRICS:
+        value = status.get(key)
+        if key == "stage_ms":
+            stages = value.items() if isinstance(value, dict) else ()
+            samples = [(f'{{stage="{_label(k)}"}}', _number(v)) for k, v in stages]
+        else:
+            samples = [("", _number(value))] if value is not None else []
+        samples = [(labels, v) for labels, v in samples if v is not None]
+        if samples:
+            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+            lines += [f"{name}{labels} {v}" for labels, v in samples]
+    name = "maskwatch_http_stream_clients"
+    lines += [f"# HELP {name} Clients watching the MJPEG stream.", f"# TYPE {name} gauge", f"{name} {int(clients)}"]
+    return "\n".join(lines) + "\n"
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False  # never join handler threads: a stuck client must not hang close()
+
+    def __init__(self, address: tuple, family: int, view: WebView) -> None:
+        self.address_family, self.view = family, view
+        super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        socketserver.TCPServer.server_bind(self)  # skip HTTPServer's reverse DNS lookup
+        self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
+
+    def handle_error(self, request, client_address) -> None:
+        logger.opt(exception=True).debug("HTTP handler error")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    server_version, sys_version = "maskwatch", ""
+    timeout = 10.0  # seconds a silent or stuck client may hold its thread
+    _sent = False  # headers already sent (a late failure cannot become a 500)
+
+    def __getattr__(self, name: str):
+        if name.startswith("do_"):  # any method but GET and HEAD
+            return self._not_allowed
+        raise AttributeError(name)
+
+    def do_GET(self) -> None:
+        self._dispatch(head=False)
+
+    def do_HEAD(self) -> None:
+        self._dispatch(head=True)
+
+    def _not_allowed(self) -> None:
+        length = self.headers.get("Content-Length", "0")
+        if length.isdigit() and 0 < int(length) <= 1 << 16:
+            self.rfile.read(int(length))  # drain so the client reads the answer rather than a reset
+        self._send(405, b"method not allowed\n", TEXT, extra={"Allow": "GET, HEAD"})
+
+    def _dispatch(self, head: bool) -> None:
+        view, parts = self.server.view, urlsplit(self.path)
+        query = parse_qs(parts.query)
+        try:
+            if not view.authorized(self.headers.get("Authorization"), query.get("token", [None])[0]):
+                extra = {"WWW-Authenticate": 'Bearer realm="maskwatch"'}
+                return self._send(401, b"unauthorized: token required\n", TEXT, head, extra)
+            route = _ROUTES.get(parts.path)
+            if route is None:
+                return self._send(404, b"not found\n", TEXT, head)
+            getattr(self, route)(head, query)
+        except OSError:  # the client went away
+            pass
+        except Exception:
+            logger.opt(exception=True).warning(f"HTTP view: {self.command} {parts.path} failed")
+            if not self._sent:
+                self._send(500, b"internal error\n", TEXT, head)
+
+    def _send(self, code: int, body: bytes, ctype: str, head: bool = False, extra: dict | None = None) -> None:
+        self.send_response(code)
+        headers = {"Content-Type": ctype, "Content-Length": str(len(body)), "Cache-Control": "no-store"}
+        for key, value in (headers | {"X-Content-Type-Options": "nosniff"} | (extra or {})).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self._sent = True
+        if not head:
+            self.wfile.write(body)
+
+    def _json(self, data: object, head: bool) -> None:
+        body = json.dumps(data, default=lambda v: v.item() if isinstance(v, np.generic) else str(v))
+        self._send(200, body.encode(), "application/json", head)
+
+    def _page(self, head: bool, query: dict) -> None:
+        source = html.escape(scrub_url(str(self.server.view.status().get("source", ""))))
+        csp = "default-src 'none'; img-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; "
+        csp += "script-src 'unsafe-inline'; frame-ancestors 'none'"
+        body = _PAGE.replace("{{source}}", source).encode()
+        self._send(200, body, "text/html; charset=utf-8", head, {"Content-Security-Policy": csp})
+
+    def _status(self, head: bool, query: dict) -> None:
+        self._json(self.server.view.status_json(), head)
+
+    def _events(self, head: bool, query: dict) -> None:
+        limit = query.get("limit", [None])[0]
+        if limit is not None and not limit.strip().isdigit():
+            return self._send(400, b"limit must be a non-negative integer\n", TEXT, head)
+        self._json(self.server.view.recent_events(None if limit is None else int(limit)), head)
+
+    def _metrics(self, head: bool, query: dict) -> None:
+        view = self.server.view
+        self._send(200, prometheus_text(view.status(), view.clients).encode(), "text/plain; version=0.0.4", head)
+
+    def _snapshot(self, head: bool, query: dict) -> None:
+        jpeg = self.server.view.latest_jpeg()
+        if jpeg is None:
+            return self._send(503, b"no frame yet\n", TEXT, head, {"Retry-After": "1"})
+        self._send(200, jpeg[1], "image/jpeg", head)
+
+    def _stream(self, head: bool, query: dict) -> None:
+        """MJPEG until the client leaves or the view closes; ``?frames=N`` ends after N parts."""
+        view = self.server.view
+        frames = query.get("frames", [""])[0]
+        remaining = int(frames) if frames.isdigit() and int(frames) > 0 else -1
+        self.send_response(200)
+        self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self._sent = True
+        if head:
+            return
+        view.count_client(+1)
+        try:
+            last, interval = -1, 1.0 / max(view.max_stream_fps, 1e-3)
+            while remaining != 0 and not view.closed:
+                jpeg = view.wait_newer(last, timeout=1.0)
+                if jpeg is None:
+                    continue
+                sent_at, (last, data) = time.monotonic(), jpeg
+                part = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(data)}\r\n\r\n"
+                self.wfile.write(part.encode() + data + b"\r\n")
+                remaining -= 1
+                if remaining and view.wait_closed(interval - (time.monotonic() - sent_at)):
+                    return
+        finally:
+            view.count_client(-1)
+
+    def log_message(self, format: str, *args) -> None:
+        """Requests go to loguru at debug level, without query strings or the token."""
+        message, path, line = format % args, getattr(self, "path", "") or "", getattr(self, "requestline", "")
+        if line and path:
+            message = message.replace(line, line.replace(path, urlsplit(path).path))
+        message = message.replace(path, urlsplit(path).path) if path else message
+        if self.server.view.token:
+            message = message.replace(self.server.view.token, "***")
+        logger.debug(f"HTTP {self.client_address[0]}: {message}")
+
+
+class WebView:
+    """The ``--http`` remote view, used as a sink: ``write`` stores, HTTP threads encode and serve."""
+
+    data_only = False
+    takes_events = True
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        *,
+        token: str | None = None,
+        status: Callable[[], dict] | None = None,
+        max_events: int = 200,
+        jpeg_quality: int = 80,
+        max_stream_fps: float = 15.0,
+    ) -> None:
+        if not is_loopback(host) and not token:
+            raise ConfigError(
+                f"--http on {host or '*'} serves beyond this machine: set --http-token (or MASKWATCH_HTTP_TOKEN)"
+            )
+        if not 0 <= int(port) <= 65535:
+            raise ConfigError(f"--http port must be 0..65535, got {port}")
+        self.host, self.port, self.token = host, int(port), token or None
+        self.max_stream_fps, self.jpeg_quality = float(max_stream_fps), int(jpeg_quality)
+        self._status_fn = status
+        self._events: deque[dict] = deque(maxlen=max(1, int(max_events)))
+        self._cond = threading.Condition()
+        self._closed = threading.Event()
+        self._frame: np.ndarray | None = None
+        self._frame_index: int | None = None
+        self._seq = -1  # counts writes: streams and the shared JPEG cache key on it
+        self._jpeg_lock = threading.Lock()
+        self._jpeg: tuple[int, bytes] | None = None
+        self.clients = 0
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> WebView:
+        """Bind and serve in a daemon thread; port 0 picks a free port (``self.port`` is updated)."""
+        if self._server is not None:
+            return self
+        if self.closed:
+            raise OutputError("the HTTP view is closed")
+        try:
+            info = socket.getaddrinfo(self.host or None, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+            family, *_, address = min(info, key=lambda a: a[0] != socket.AF_INET)  # IPv4 first for names
+            self._server = _Server(address, family, self)
+        except (OSError, OverflowError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise OutputError(
+                f"cannot serve HTTP on {self.host}:{self.port}: {reason[:1].lower()}{reason[1:]}"
+            ) from None
+        self.port = int(self._server.server_address[1])
+        self._thread = threading.Thread(target=self._serve, args=(self._server,), name="maskwatch-http", daemon=True)
+        self._thread.start()
+        logger.info(f"HTTP view on {self.url}")
+        return self
+
+    def _serve(self, server: _Server) -> None:
+        try:
+            server.serve_forever(poll_interval=0.2)
+        except Exception:  # the socket closed under a slow shutdown: expected once closed
+            if not self.closed:
+                logger.opt(exception=True).error("HTTP view stopped")
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else (self.host or "0.0.0.0")
+        return f"http://{host}:{self.port}/"
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    def close(self) -> None:
+        """Stop serving and wake stream clients; returns within about 2 s. Idempotent."""
+        with self._cond:
+            if self.closed:
+                return
+            self._closed.set()
+            self._cond.notify_all()
+        if self._server is not None and self._thread is not None:
+            if self._thread.is_alive():
+                stopper = threading.Thread(target=self._server.shutdown, daemon=True)
+                stopper.start()
+                stopper.join(timeout=1.5)
+            self._server.server_close()
+            self._thread.join(timeout=0.5)
+
+    def __enter__(self) -> WebView:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def write(self, result: FrameResult, annotated: np.ndarray) -> None:
+        """Keep a reference to the frame (no copy, no encoding) and its events; wake stream clients."""
+        with self._cond:
+            self._frame, self._frame_index = annotated, int(result.frame.index)
+            self._seq += 1
+            self._events.extend(event.to_json() for event in result.events)
+            self._cond.notify_all()
+
+    def authorized(self, header: str | None, query_token: str | None) -> bool:
+        """No token configured, or a matching ``Authorization: Bearer`` header or ``?token=``."""
+        if self.token is None:
+            return True
+        offered = [header[7:].strip()] if header and header[:7].lower() == "bearer " else []
+        offered += [query_token] if query_token is not None else []
+        return any(hmac.compare_digest(value.encode(), self.token.encode()) for value in offered)
+
+    def status(self) -> dict:
+        """What the application's status callback reports (a copy), or {}."""
+        return dict(self._status_fn() or {}) if self._status_fn is not None else {}
+
+    def status_json(self) -> dict:
+        """``status()`` plus the latest frame index and the number of stream clients."""
+        data = self.status()
+        if "source" in data:
+            data["source"] = scrub_url(str(data["source"]))
+        with self._cond:
+            return data | {"frame": self._frame_index, "clients": self.clients}
+
+    def count_client(self, delta: int) -> None:
+        with self._cond:
+            self.clients += delta
+
+    def recent_events(self, limit: int | None = None) -> list[dict]:
+        """The kept events, oldest first; the last ``limit`` only when given."""
+        with self._cond:
+            events = list(self._events)
+        return events if limit is None else events[len(events) - min(limit, len(events)) :]
+
+    def latest_jpeg(self) -> tuple[int, bytes] | None:
+        """(write number, JPEG bytes) of the latest frame; None before the first."""
+        with self._cond:
+            seq, frame = self._seq, self._frame
+        return None if frame is None else self._encode(seq, frame)
+
+    def wait_newer(self, last: int, timeout: float) -> tuple[int, bytes] | None:
+        """Wait up to ``timeout`` s for a frame written after write number ``last``; its JPEG, or None."""
+        with self._cond:
+            self._cond.wait_for(lambda: self.closed or self._seq > last, timeout=timeout)
+            if self.closed or self._seq <= last or self._frame is None:
+                return None
+            seq, frame = self._seq, self._frame
+        return self._encode(seq, frame)
+
+    def wait_closed(self, seconds: float) -> bool:
+        """Sleep up to ``seconds`` (stream pacing); True once the view is closed."""
+        return self._closed.wait(seconds) if seconds > 0 else self.closed
+
+    def _encode(self, seq: int, frame: np.ndarray) -> tuple[int, bytes]:
+        """Encode each frame once and share the bytes between all clients."""
+        with self._jpeg_lock:
+            if self._jpeg is None or self._jpeg[0] < seq:
+                ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
+                if not ok:
+                    raise OutputError("cannot encode the frame as JPEG")
+                self._jpeg = (seq, buf.tobytes())
+            return self._jpeg
+
+
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<title>maskwatch</title>
+<style>
+body{margin:0;font:14px system-ui,sans-serif;background:#16181d;color:#e6e6e6}
+header{padding:10px 16px;background:#20232b;display:flex;gap:12px;align-items:baseline}
+h1{margin:0;font-size:20px} #source{color:#9aa4b2} .bad{color:#ff8a8e}
+main{display:flex;gap:16px;padding:16px;align-items:flex-start} aside{flex:1;min-width:260px}
+#view{flex:2;min-width:0} #view img{width:100%;min-height:120px;background:#000;border-radius:4px}
+table{border-collapse:collapse;width:100%;margin-bottom:16px} h2{font-size:15px;margin:0 0 6px}
+td{padding:3px 6px;border-bottom:1px solid #2c3039} td:first-child{color:#9aa4b2}
+ul{list-style:none;margin:0;padding:0;max-height:320px;overflow:auto}
+li{padding:3px 6px;margin-bottom:3px;border-left:4px solid #5a6270;background:#1d2027}
+li.ev-alert{border-color:#e5484d;color:#ff8a8e} li.ev-change{border-color:#f5a524} li.ev-end{color:#9aa4b2}
+</style></head><body>
+<header><h1>maskwatch</h1><span id="source">{{source}}</span><span id="conn" class="bad"></span></header>
+<main><div id="view"><img id="stream" alt="live view"></div>
+<aside><h2>Status</h2><table><tbody id="status"></tbody></table><h2>Latest events</h2><ul id="events"></ul></aside>
+</main>
+<script>
+"use strict";
+const params = new URLSearchParams(location.search), token = params.get("token");
+const $ = (id) => document.getElementById(id);
+function link(path, extra) {
+  const q = new URLSearchParams(extra || {});
+  if (token) q.set("token", token);
+  return path + (q.toString() ? "?" + q : "");
+}
+function fmt(key, v) {
+  if (v === null || v === undefined) return "\\u2013";
+  if (typeof v === "boolean") return v ? "yes" : "no";
+  if (key === "compliance" && typeof v === "number") return (100 * v).toFixed(1) + " %";
+  if (typeof v === "number") return Number.isInteger(v) ? String(v) : v.toFixed(2);
+  if (typeof v === "object") return Object.entries(v).map(([k, x]) => k + " " + fmt(k, x)).join(", ");
+  return String(v);
+}
+function row(k, v) {
+  const tr = document.createElement("tr"), a = document.createElement("td"), b = document.createElement("td");
+  a.textContent = k.replace(/_/g, " "); b.textContent = fmt(k, v);
+  if ((k === "connected" && v === false) || (k === "unmasked_total" && v > 0)) b.className = "bad";
+  tr.append(a, b); return tr;
+}
+function item(e) {
+  const li = document.createElement("li"), kind = /^[a-z_]+$/.test(String(e.event)) ? e.event : "other";
+  const conf = typeof e.confidence === "number" ? " (" + e.confidence.toFixed(2) + ")" : "";
+  li.className = "ev-" + kind;
+  li.textContent = [e.ts || "", kind, "track " + e.track_id, (e.label || "?") + conf].join("  ");
+  return li;
+}
+async function refresh() {
+  try {
+    const s = await (await fetch(link("status"))).json();
+    $("status").replaceChildren(...Object.entries(s).map(([k, v]) => row(k, v)));
+    if (s.source !== undefined) $("source").textContent = String(s.source);
+    const ev = await (await fetch(link("events", {limit: "50"}))).json();
+    $("events").replaceChildren(...ev.reverse().map(item));
+    $("conn").textContent = "";
+  } catch (err) { $("conn").textContent = "connection lost"; }
+}
+refresh();
+setInterval(refresh, 1000);
+// After "load", so screenshot tools are not held by the endless stream; headless browsers get one frame.
+const once = params.has("still") || /HeadlessChrome/.test(navigator.userAgent);
+window.addEventListener("load", () => { $("stream").src = link("stream.mjpg", once ? {frames: "1"} : {}); });
+</script></body></html>
+"""
