@@ -133,6 +133,7 @@ def run_command(args: argparse.Namespace, setup_logging) -> int:
         realtime=args.realtime,
         reconnect=cfg.capture.reconnect,
         stall_s=cfg.capture.read_timeout_s,
+        max_backoff_s=cfg.capture.max_backoff_s,
     )
     tracking = cfg.tracking.enabled and not isinstance(source, ImageFilesSource)
     try:
@@ -193,7 +194,6 @@ def run_command(args: argparse.Namespace, setup_logging) -> int:
                     max_stream_fps=cfg.http.max_stream_fps,
                 )
                 sinks.append(stack.enter_context(view.start()))
-                logger.info(f"remote view on {view.url}")
             if args.show:
                 sinks.append(stack.enter_context(WindowSink(f"maskwatch: {source.name}")))
             received = stack.enter_context(stop_on_signals(stop))

@@ -57,16 +57,18 @@ class RunStats:
 
 
 class _Rate:
-    """Exponential moving average of frames per second, for the HUD."""
+    """Frames per second for the HUD and status: the inverse of a moving average of frame intervals."""
 
     def __init__(self) -> None:
         self.fps: float | None = None
+        self._interval: float | None = None
         self._last: float | None = None
 
     def tick(self, now: float) -> float | None:
         if self._last is not None and now > self._last:
-            inst = 1.0 / (now - self._last)
-            self.fps = inst if self.fps is None else 0.9 * self.fps + 0.1 * inst
+            dt = now - self._last
+            self._interval = dt if self._interval is None else 0.9 * self._interval + 0.1 * dt
+            self.fps = 1.0 / self._interval
         self._last = now
         return self.fps
 

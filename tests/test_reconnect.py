@@ -7,8 +7,9 @@ import pytest
 from loguru import logger
 
 import maskwatch.capture as capture
-from maskwatch.capture import END, Producer, ReconnectingSource, open_source
+from maskwatch.capture import END, Producer, open_source
 from maskwatch.errors import SourceError
+from maskwatch.reconnect import ReconnectingSource
 
 SECRET_URL = "rtsp://user:pw@host/x"
 

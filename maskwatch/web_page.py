@@ -1,0 +1,68 @@
+"""The remote view's status page: one self-contained HTML document (inline CSS and JS, no external files)."""
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<title>maskwatch</title>
+<style>
+body{margin:0;font:14px system-ui,sans-serif;background:#16181d;color:#e6e6e6}
+header{padding:10px 16px;background:#20232b;display:flex;gap:12px;align-items:baseline}
+h1{margin:0;font-size:20px} #source{color:#9aa4b2} .bad{color:#ff8a8e}
+main{display:flex;gap:16px;padding:16px;align-items:flex-start} aside{flex:1;min-width:260px}
+#view{flex:2;min-width:0} #view img{width:100%;min-height:120px;background:#000;border-radius:4px}
+table{border-collapse:collapse;width:100%;margin-bottom:16px} h2{font-size:15px;margin:0 0 6px}
+td{padding:3px 6px;border-bottom:1px solid #2c3039} td:first-child{color:#9aa4b2}
+ul{list-style:none;margin:0;padding:0;max-height:320px;overflow:auto}
+li{padding:3px 6px;margin-bottom:3px;border-left:4px solid #5a6270;background:#1d2027}
+li.ev-alert{border-color:#e5484d;color:#ff8a8e} li.ev-change{border-color:#f5a524} li.ev-end{color:#9aa4b2}
+</style></head><body>
+<header><h1>maskwatch</h1><span id="source">{{source}}</span><span id="conn" class="bad"></span></header>
+<main><div id="view"><img id="stream" alt="live view"></div>
+<aside><h2>Status</h2><table><tbody id="status"></tbody></table><h2>Latest events</h2><ul id="events"></ul></aside>
+</main>
+<script>
+"use strict";
+const params = new URLSearchParams(location.search), token = params.get("token");
+const $ = (id) => document.getElementById(id);
+function link(path, extra) {
+  const q = new URLSearchParams(extra || {});
+  if (token) q.set("token", token);
+  return path + (q.toString() ? "?" + q : "");
+}
+function fmt(key, v) {
+  if (v === null || v === undefined) return "\\u2013";
+  if (typeof v === "boolean") return v ? "yes" : "no";
+  if (key === "compliance" && typeof v === "number") return (100 * v).toFixed(1) + " %";
+  if (typeof v === "number") return Number.isInteger(v) ? String(v) : v.toFixed(2);
+  if (typeof v === "object") return Object.entries(v).map(([k, x]) => k + " " + fmt(k, x)).join(", ");
+  return String(v);
+}
+function row(k, v) {
+  const tr = document.createElement("tr"), a = document.createElement("td"), b = document.createElement("td");
+  a.textContent = k.replace(/_/g, " "); b.textContent = fmt(k, v);
+  if ((k === "connected" && v === false) || (k === "unmasked_total" && v > 0)) b.className = "bad";
+  tr.append(a, b); return tr;
+}
+function item(e) {
+  const li = document.createElement("li"), kind = /^[a-z_]+$/.test(String(e.event)) ? e.event : "other";
+  const conf = typeof e.confidence === "number" ? " (" + e.confidence.toFixed(2) + ")" : "";
+  li.className = "ev-" + kind;
+  li.textContent = [e.ts || "", kind, "track " + e.track_id, (e.label || "?") + conf].join("  ");
+  return li;
+}
+async function refresh() {
+  try {
+    const s = await (await fetch(link("status"))).json();
+    $("status").replaceChildren(...Object.entries(s).map(([k, v]) => row(k, v)));
+    if (s.source !== undefined) $("source").textContent = String(s.source);
+    const ev = await (await fetch(link("events", {limit: "50"}))).json();
+    $("events").replaceChildren(...ev.reverse().map(item));
+    $("conn").textContent = "";
+  } catch (err) { $("conn").textContent = "connection lost"; }
+}
+refresh();
+setInterval(refresh, 1000);
+// After "load", so screenshot tools are not held by the endless stream; headless browsers get one frame.
+const once = params.has("still") || /HeadlessChrome/.test(navigator.userAgent);
+window.addEventListener("load", () => { $("stream").src = link("stream.mjpg", once ? {frames: "1"} : {}); });
+</script></body></html>
+"""
