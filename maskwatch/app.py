@@ -219,7 +219,7 @@ def run_command(args: argparse.Namespace, setup_logging) -> int:
             if webhook is not None:
                 webhook.close()
                 w = webhook.stats
-                logger.info(f"webhook: {w.sent} sent, {w.failed} failed, {w.dropped} dropped")
+                logger.info(f"webhook: {w.sent} sent ({w.retries} retries), {w.failed} failed, {w.dropped} dropped")
     finally:
         source.close()
     _log_done(source, stats)
