@@ -6,6 +6,7 @@ The policy decides; the :class:`EventLog` sink writes one JSON line per event, f
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -223,7 +224,8 @@ class EventLog:
 
     def close(self) -> None:
         if not self._file.closed:
-            self._file.close()
+            with contextlib.suppress(OSError):  # a full disk already raised its error at the write
+                self._file.close()
 
     def __enter__(self) -> EventLog:
         return self

@@ -22,6 +22,8 @@ from maskwatch.render import OverlayRenderer
 from maskwatch.sinks import Sink, WindowSink
 from maskwatch.types import FaceDetections, Frame, FrameResult
 
+tqdm.monitor_interval = 0  # no monitor thread: a long run keeps exactly the threads it started
+
 
 @dataclass
 class RunStats:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Protocol
@@ -53,12 +54,21 @@ def check_writable(path: Path, inputs: tuple[Path, ...] = ()) -> None:
 
 
 class VideoSink(_ClosingSink):
-    """Writes annotated frames to a video with the source's size and fps; opened at the first frame."""
+    """Writes annotated frames to a video with the source's size and fps; opened at the first frame.
 
-    def __init__(self, path: Path, fps: float, fourcc: str = "mp4v") -> None:
+    OpenCV's writer fails silently when the disk fills, leaving a file that does not play. So every
+    ``check_every`` frames the free space is checked, and writing stops with an error while there is still
+    room (``min_free_bytes`` or 50 frames' worth) to finalize a playable video.
+    """
+
+    def __init__(
+        self, path: Path, fps: float, fourcc: str = "mp4v", *, min_free_bytes: int = 1 << 20, check_every: int = 10
+    ) -> None:
         self.path = path
         self.fps = fps
         self.fourcc = fourcc
+        self.min_free_bytes = min_free_bytes
+        self.check_every = check_every
         self.frames_written = 0
         self._writer: cv2.VideoWriter | None = None
         self._size: tuple[int, int] | None = None
@@ -73,8 +83,23 @@ class VideoSink(_ClosingSink):
                 raise OutputError(f"cannot write video {self.path} (codec {self.fourcc})")
         if (w, h) != self._size:  # a stream changed resolution: keep the file consistent
             annotated = cv2.resize(annotated, self._size, interpolation=cv2.INTER_AREA)
+        if self.frames_written % self.check_every == 0:
+            self._check_space()
         self._writer.write(annotated)
         self.frames_written += 1
+
+    def _check_space(self) -> None:
+        try:
+            free = shutil.disk_usage(self.path.parent if str(self.path.parent) else ".").free
+            size = self.path.stat().st_size
+        except OSError:
+            return
+        reserve = max(self.min_free_bytes, 50 * size // max(self.frames_written, 1))
+        if free < reserve:
+            raise OutputError(
+                f"disk almost full while writing {self.path} ({free / 1e6:.1f} MB left): stopped after "
+                f"{self.frames_written} frames so the video stays playable"
+            )
 
     def close(self) -> None:
         if self._writer is not None:
@@ -122,12 +147,16 @@ class JsonLinesSink(_ClosingSink):
             raise OutputError(f"cannot write detections file {path}: {exc.strerror}") from None
 
     def write(self, result: FrameResult, annotated: np.ndarray) -> None:
-        self._file.write(json.dumps(result.to_json(), separators=(",", ":")) + "\n")
-        self._file.flush()
+        try:
+            self._file.write(json.dumps(result.to_json(), separators=(",", ":")) + "\n")
+            self._file.flush()
+        except OSError as exc:
+            raise OutputError(f"cannot write detections file {self.path}: {exc.strerror}") from None
 
     def close(self) -> None:
         if not self._file.closed:
-            self._file.close()
+            with contextlib.suppress(OSError):  # a full disk already raised its error at the write
+                self._file.close()
 
 
 class WindowSink(_ClosingSink):
