@@ -108,7 +108,6 @@ def report_prefix(args: argparse.Namespace) -> Path | None:
 
 def run_command(args: argparse.Namespace, setup_logging) -> int:
     """Everything ``maskwatch run`` does; user errors raise :class:`~maskwatch.errors.MaskwatchError`."""
-    from maskwatch.build import build_monitor, build_pipeline, build_renderer
     from maskwatch.capture import ImageFilesSource, open_source
     from maskwatch.config import load_config
     from maskwatch.runner import RunStats, run
@@ -140,6 +139,8 @@ def run_command(args: argparse.Namespace, setup_logging) -> int:
         if args.events is not None and not tracking:
             raise OutputError("--events needs a video, camera or stream with tracking on (not images or --no-track)")
         output = _output_sink(args.output, source, cfg) if args.output is not None else None
+        from maskwatch.build import build_monitor, build_pipeline, build_renderer  # torch: only once inputs are checked
+
         pipeline = build_pipeline(cfg)
         pipeline.warmup()
         monitor = (

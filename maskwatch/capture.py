@@ -6,6 +6,7 @@ consumer is behind (what is shown stays fresh); files block instead so no frame 
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import re
 import threading
@@ -28,6 +29,24 @@ _CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
 def scrub_url(text: str) -> str:
     """Replace ``user:password@`` in any URL inside ``text`` with ``***@``."""
     return _CREDENTIALS.sub(r"\g<scheme>***@", str(text))
+
+
+@contextlib.contextmanager
+def quiet_opencv():
+    """Silence OpenCV's own log lines (e.g. ``[ERROR] Camera index out of range``) while a source opens.
+
+    maskwatch reports a failed open itself, as one line; OpenCV's extra lines would only add noise.
+    """
+    log = getattr(getattr(cv2, "utils", None), "logging", None)
+    if log is None:
+        yield
+        return
+    previous = log.getLogLevel()
+    log.setLogLevel(log.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        log.setLogLevel(previous)
 
 
 def to_bgr8(image: np.ndarray) -> np.ndarray:
@@ -64,7 +83,11 @@ class Source(Protocol):
 
 
 class VideoFileSource:
-    """A video file decoded with OpenCV; fails at open if it has no decodable frame."""
+    """A video file decoded with OpenCV; fails at open if it has no decodable frame.
+
+    A file that stops decoding before the frame count its header announces (truncated, damaged) is processed up
+    to there, with a warning saying how many frames were read.
+    """
 
     is_live = False
     finite = True
@@ -72,25 +95,42 @@ class VideoFileSource:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.name = str(path)
-        self._cap = cv2.VideoCapture(str(path))
+        no_frames = f"video {path} has no readable frames (empty, truncated or not a video)"
+        with quiet_opencv():
+            self._cap = cv2.VideoCapture(str(path))
         if not self._cap.isOpened():
-            raise SourceError(f"cannot open video {path}: not a readable video file")
+            raise SourceError(no_frames)
         ok, first = self._cap.read()
         if not ok or first is None:
             self._cap.release()
-            raise SourceError(f"video {path} has no readable frames (empty, truncated or not a video)")
+            raise SourceError(no_frames)
         self._pending: np.ndarray | None = first
         fps = self._cap.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps) if fps and 0 < fps < 1000 else 25.0
         count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT))
         self.frame_count = count if count > 0 else None
+        self.frames_read = 0
+        self._ended = False
 
     def read(self) -> tuple[np.ndarray, str] | None:
         if self._pending is not None:
             frame, self._pending = self._pending, None
-            return to_bgr8(frame), self.name
-        ok, frame = self._cap.read()
-        return (to_bgr8(frame), self.name) if ok and frame is not None else None
+        else:
+            ok, frame = self._cap.read()
+            if not ok or frame is None:
+                self._end()
+                return None
+        self.frames_read += 1
+        return to_bgr8(frame), self.name
+
+    def _end(self) -> None:
+        # Header counts can be estimates, so a shortfall of one frame is not reported.
+        if not self._ended and self.frame_count is not None and self.frames_read < self.frame_count - 1:
+            logger.warning(
+                f"video {self.name} ended after {self.frames_read} of the {self.frame_count} frames its header "
+                "announces (truncated or damaged?); the frames read were processed"
+            )
+        self._ended = True
 
     def close(self) -> None:
         self._cap.release()
@@ -136,16 +176,14 @@ class LiveSource:
     def __init__(self, spec: str | int, open_timeout_s: float = 10.0) -> None:
         self.spec = spec
         self.name = scrub_url(str(spec))
-        if isinstance(spec, int):
-            self._cap = cv2.VideoCapture(spec)
-        else:
-            params = [
-                cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
-                int(open_timeout_s * 1000),
-                cv2.CAP_PROP_READ_TIMEOUT_MSEC,
-                int(open_timeout_s * 1000),
-            ]
-            self._cap = cv2.VideoCapture(spec, cv2.CAP_ANY, params)
+        params = [
+            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+            int(open_timeout_s * 1000),
+            cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+            int(open_timeout_s * 1000),
+        ]
+        with quiet_opencv():
+            self._cap = cv2.VideoCapture(spec) if isinstance(spec, int) else cv2.VideoCapture(spec, cv2.CAP_ANY, params)
         if not self._cap.isOpened():
             what = f"camera {spec}" if isinstance(spec, int) else f"stream {self.name}"
             raise SourceError(f"cannot open {what}: no such device or the stream is unreachable")

@@ -120,6 +120,15 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--out", type=Path, default=Path("export"), help="output folder (default ./export)")
     ex.add_argument("--config", type=Path, help="YAML config (model files)")
     ex.set_defaults(func=cmd_export)
+
+    so = sub.add_parser("soak", help="loop a video through the full pipeline for N minutes; watch memory, threads, fps")
+    so.add_argument("--minutes", type=float, required=True, help="how long to run (e.g. 10, or 0.5 for 30 s)")
+    so.add_argument("--video", type=Path, help="video to loop (default: the demo clip)")
+    so.add_argument("--out", type=Path, default=Path("soak"), help="folder for soak.json, soak.png and the logs")
+    so.add_argument("--interval-s", type=float, default=5.0, help="seconds between samples (default 5)")
+    so.add_argument("--warmup-s", type=float, default=60.0, help="seconds left out of the verdicts (default 60)")
+    so.add_argument("--config", type=Path, help="YAML config (models, tracking, alerts)")
+    so.set_defaults(func=cmd_soak)
     return parser
 
 
@@ -281,6 +290,32 @@ def cmd_export(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, {})
     for path in export_all(args.out, cfg.detector.weights, cfg.classifier.weights):
         logger.info(f"wrote {path}")
+    return EXIT_OK
+
+
+def cmd_soak(args: argparse.Namespace) -> int:
+    from maskwatch.config import load_config
+    from maskwatch.soak import failures, report_lines, resolve_video, run_builder, soak, validate
+
+    validate(args.minutes, args.interval_s, args.warmup_s)
+    video = resolve_video(args.video)
+    cfg = load_config(args.config, {})
+    result = soak(
+        video,
+        args.minutes,
+        args.out,
+        build=run_builder(cfg),
+        interval_s=args.interval_s,
+        warmup_s=args.warmup_s,
+        queue_size=cfg.capture.queue_size,
+    )
+    for line in report_lines(result):
+        print(line)
+    logger.info(f"wrote {args.out / 'soak.json'} and {args.out / 'soak.png'}")
+    problems = failures(result["summary"])
+    if problems:
+        logger.error("soak: " + "; ".join(problems))
+        return EXIT_ERROR
     return EXIT_OK
 
 

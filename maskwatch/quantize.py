@@ -265,7 +265,7 @@ def int8_from_state(
     qmodel = int8_skeleton(build_float(meta), example)
     try:
         qmodel.load_state_dict(unpack_state(state), strict=True)
-    except (RuntimeError, KeyError, TypeError) as exc:
+    except (RuntimeError, KeyError, TypeError, IndexError, ValueError, AttributeError) as exc:
         first = str(exc).strip().splitlines()[0]
         raise WeightsError(f"weights file {source} does not fit its int8 network: {first}") from exc
     logger.debug("loaded int8 model {} (engine {})", source, engine)

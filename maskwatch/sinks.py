@@ -6,10 +6,12 @@ Every sink is a context manager whose ``close`` finalizes its output on any exit
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Protocol
 
@@ -46,11 +48,25 @@ def check_writable(path: Path, inputs: tuple[Path, ...] = ()) -> None:
         raise OutputError(f"output folder does not exist: {parent}")
     if not os.access(parent, os.W_OK):
         raise OutputError(f"output folder is not writable: {parent}")
+    _probe_folder(parent)
     if path.is_dir() and path.suffix:
         raise OutputError(f"output {path} is a folder")
     for source in inputs:
         if path.exists() and source.exists() and path.resolve() == source.resolve():
             raise OutputError(f"output {path} would overwrite the input")
+
+
+def _probe_folder(folder: Path) -> None:
+    """Create and remove a scratch file in ``folder``: ``os.access`` says yes to root even where nothing can be made
+    (``/proc``, a read-only mount), and the run should fail here, before any model loads, not at the first frame."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".maskwatch-probe-", dir=folder)
+    except OSError as exc:
+        why = "files cannot be created there" if exc.errno == errno.ENOENT else exc.strerror
+        raise OutputError(f"output folder is not writable: {folder} ({why})") from None
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(probe)
 
 
 class VideoSink(_ClosingSink):

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.ao.quantization import DeQuantStub, QuantStub
 
+from maskwatch.errors import WeightsError
 from maskwatch.models.fuse import fused_copy
 from maskwatch.models.weights import load_checked, load_model_file, load_state_dict_strict
 from maskwatch.types import CLASS_NAMES
@@ -175,11 +176,16 @@ class MaskClassifier:
 
     def __init__(self, weights: str | Path, input_size: int | None = None, device: str = "cpu") -> None:
         state_dict, meta = load_model_file(weights, ARCH)
-        names = tuple(meta.get("class_names", CLASS_NAMES))
+        names = meta.get("class_names", CLASS_NAMES)
+        names = tuple(names) if isinstance(names, list | tuple) else names
         if names != CLASS_NAMES:
-            raise ValueError(f"weights file {weights} has classes {names}, expected {CLASS_NAMES}")
+            raise WeightsError(f"weights file {weights} has classes {names}, expected {CLASS_NAMES}")
         self.meta = meta
-        self.input_size = int(input_size or meta.get("input_size", DEFAULT_INPUT_SIZE))
+        try:
+            self.input_size = int(input_size or meta.get("input_size", DEFAULT_INPUT_SIZE))
+        except (TypeError, ValueError):
+            bad = repr(meta.get("input_size"))[:40]
+            raise WeightsError(f"weights file {weights} has an invalid input_size {bad}") from None
         self.precision = str(meta.get("precision", "fp32"))
         if self.precision == "int8":
             if torch.device(device).type != "cpu":

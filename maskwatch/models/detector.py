@@ -19,7 +19,7 @@ def identify(weights: str | Path) -> tuple[str, dict]:
         raise WeightsError(f"weights file {weights} does not hold a model")
     if "arch" in payload and "state_dict" in payload:
         return str(payload["arch"]), dict(payload.get("meta") or {})
-    keys = [k.removeprefix("module.") for k in payload]
+    keys = [str(k).removeprefix("module.") for k in payload]
     if any(k.startswith("ClassHead.") for k in keys):
         return "retinaface_mnet025", {}
     if any(k.startswith("classification_headers.") for k in keys):
@@ -42,7 +42,11 @@ def load_detector(
     """
     path = verify(weights)
     arch, meta = identify(path)
-    size = int(input_size or meta.get("input_size") or DEFAULT_INPUT_SIZE.get(arch, 640))
+    try:
+        size = int(input_size or meta.get("input_size") or DEFAULT_INPUT_SIZE.get(arch, 640))
+    except (TypeError, ValueError):
+        bad = repr(meta.get("input_size"))[:40]
+        raise WeightsError(f"weights file {path} has an invalid input_size {bad}") from None
     common = {"score_threshold": score_threshold, "nms_iou": nms_iou, "max_faces": max_faces, "device": device}
     if arch.startswith("ultralight_"):
         from maskwatch.models.ultralight import UltraLightDetector
