@@ -303,7 +303,7 @@ def _write_report(prefix: Path, source, stats, monitor) -> None:
             prefix,
             source=source.name,
             summary=summary,
-            people=monitor.people,
+            people=list(monitor.people),
             timeline=monitor.timeline,
             events=[e.to_json() for e in monitor.events],
         )

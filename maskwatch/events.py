@@ -155,7 +155,6 @@ class EventLog:
         self.fsync = fsync
         self.written = 0
         self.by_type: dict[str, int] = {}
-        self.recent: list[dict] = []
         self._file = self._open()
 
     def _open(self):
@@ -176,7 +175,6 @@ class EventLog:
             self._append(json.dumps(record, separators=(",", ":")) + "\n")
             self.written += 1
             self.by_type[event.event] = self.by_type.get(event.event, 0) + 1
-            self.recent.append(record)
             if self.on_event is not None:
                 self.on_event(record)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter, deque
 from collections.abc import Iterable
 
 from loguru import logger
@@ -104,15 +105,20 @@ class Monitor:
         stride: StrideControl | None = None,
         *,
         timeline_step_s: float = 0.5,
+        max_records: int = 50_000,
+        max_timeline: int = 20_000,
     ) -> None:
         self.pipeline = pipeline
         self.tracker = tracker
         self.policy = policy
         self.stride = stride or StrideControl()
         self.timeline_step_s = timeline_step_s
-        self.people: list[PersonRecord] = []
+        # bounded, so a run of weeks keeps a flat memory: counts stay exact, records keep the latest
+        self.people: deque[PersonRecord] = deque(maxlen=max_records)
         self.timeline: list[TimelinePoint] = []
-        self.events: list[Event] = []
+        self.events: deque[Event] = deque(maxlen=max_records)
+        self.max_timeline = max_timeline
+        self._final_labels: Counter[str] = Counter()
         self.stage_ms: dict[str, float] = {}
         self._unmasked: set[int] = set()
         self._t0: float | None = None
@@ -120,6 +126,7 @@ class Monitor:
         self._last_ts = 0.0
         self._next_sample = 0.0
         self._in_view = 0
+        self._unmasked_ended = 0
 
     def __call__(self, frame: Frame) -> FrameResult:
         if self._t0 is None:
@@ -162,6 +169,10 @@ class Monitor:
     def _record(self, tracks: Iterable[Track]) -> None:
         for track in tracks:
             alerts = self.policy.alerts_by_track.get(track.track_id, 0) if self.policy is not None else 0
+            self._final_labels["undecided" if track.label == UNDECIDED else CLASS_NAMES[track.label]] += 1
+            unmasked = track.track_id in self._unmasked
+            self._unmasked_ended += unmasked
+            self._unmasked.discard(track.track_id)
             self.people.append(
                 PersonRecord(
                     track_id=track.track_id,
@@ -169,7 +180,7 @@ class Monitor:
                     last_s=track.last_ts,
                     frames=track.hits,
                     label=None if track.label == UNDECIDED else CLASS_NAMES[track.label],
-                    unmasked=track.track_id in self._unmasked,
+                    unmasked=unmasked,
                     alerts=alerts,
                 )
             )
@@ -178,6 +189,9 @@ class Monitor:
         if t < self._next_sample:
             return
         self._next_sample = t + self.timeline_step_s
+        if len(self.timeline) >= self.max_timeline:  # halve the resolution instead of growing
+            self.timeline = self.timeline[::2]
+            self.timeline_step_s *= 2
         ids = step.faces.class_id
         self.timeline.append(
             TimelinePoint(
@@ -203,8 +217,8 @@ class Monitor:
     def label_counts(self) -> dict[str, int]:
         """People by decided label: final label for those who left, current label for those in view."""
         counts = {name: 0 for name in CLASS_NAMES} | {"undecided": 0}
-        for person in self.people:
-            counts[person.label or "undecided"] += 1
+        for label, n in self._final_labels.items():
+            counts[label] += n
         for track in self.tracker.tracks:
             counts["undecided" if track.label == UNDECIDED else CLASS_NAMES[track.label]] += 1
         return counts
@@ -215,7 +229,7 @@ class Monitor:
         return {
             "people_now": self._in_view,
             "people_total": self.tracker.confirmed_total,
-            "unmasked_total": len(self._unmasked),
+            "unmasked_total": self._unmasked_ended + len(self._unmasked),
             "alerts": self.policy.alerts if self.policy is not None else 0,
             "compliance": compliance(counts["with_mask"], counts["without_mask"], counts["mask_weared_incorrect"]),
             "detect_every": self.stride.every,

@@ -120,3 +120,34 @@ def test_people_are_not_double_counted_across_two_visits(tmp_path):
     assert monitor.snapshot()["people_total"] == 2
     assert sorted(p.track_id for p in monitor.people) == [1, 2]
     assert [e.event for e in monitor.events].count("alert") == 2
+
+
+def test_long_runs_keep_bounded_records_and_exact_counts():
+    """Weeks of live running: records and timeline stay bounded, the people counts stay exact."""
+    from maskwatch.types import Frame
+
+    monitor = Monitor(
+        FacePipeline(FakeDetector(), FakeClassifier()),
+        FaceTracker(min_hits=2, min_votes=2, max_lost=2),
+        AlertPolicy("test", min_duration_s=0.0),
+        max_records=3,
+        max_timeline=8,
+        timeline_step_s=0.1,
+    )
+    index = 0
+    for visit in range(6):  # six people, one after another, each unmasked (bright square)
+        for _ in range(6):
+            image = np.full((120, 320, 3), 30, np.uint8)
+            image[30:80, 100 + 20 * visit : 140 + 20 * visit] = 220
+            monitor(Frame(image=image, index=index, timestamp_s=index / 10))
+            index += 1
+        for _ in range(5):
+            monitor(Frame(image=np.full((120, 320, 3), 30, np.uint8), index=index, timestamp_s=index / 10))
+            index += 1
+    monitor.finish()
+    snap = monitor.snapshot()
+    assert snap["people_total"] == 6 and snap["unmasked_total"] == 6 and snap["alerts"] == 6
+    assert monitor.label_counts()["without_mask"] == 6
+    assert len(monitor.people) == 3 and [p.track_id for p in monitor.people] == [4, 5, 6]
+    assert len(monitor.events) == 3 and len(monitor.timeline) <= 8
+    assert monitor.timeline[-1].t_s > 5.0  # the timeline still spans the whole run, at a coarser step
