@@ -33,6 +33,9 @@ def stop_on_signals(stop: threading.Event) -> Iterator[dict]:
         logger.warning(f"{signal.Signals(signum).name} received: stopping after the frames in flight")
         stop.set()
 
+    if threading.current_thread() is not threading.main_thread():  # e.g. inside a worker: signals are not ours
+        yield received
+        return
     previous = {s: signal.signal(s, handler) for s in EXIT_SIGNAL}
     try:
         yield received

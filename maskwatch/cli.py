@@ -129,6 +129,18 @@ def _parser() -> argparse.ArgumentParser:
     so.add_argument("--warmup-s", type=float, default=60.0, help="seconds left out of the verdicts (default 60)")
     so.add_argument("--config", type=Path, help="YAML config (models, tracking, alerts)")
     so.set_defaults(func=cmd_soak)
+
+    ba = sub.add_parser("batch", help="annotate many videos on Ray (local by default): one task per video, resumable")
+    ba.add_argument("--inputs", required=True, help="glob of videos ('videos/*.mp4') or a .txt file, one per line")
+    ba.add_argument(
+        "--out", required=True, type=Path, help="output folder (annotated video, detections, events, report)"
+    )
+    ba.add_argument("--address", help="Ray cluster to join (auto, ray://HOST:PORT); default: start a local Ray")
+    ba.add_argument("--workers", type=int, help="local Ray CPUs = videos in parallel (default: all cores)")
+    ba.add_argument("--retries", type=int, default=1, help="retries of a failed video (default 1)")
+    ba.add_argument("--config", type=Path, help="YAML config for every run")
+    ba.add_argument("--precision", choices=["int8", "fp32"], help="model precision (default from config)")
+    ba.set_defaults(func=cmd_batch)
     return parser
 
 
@@ -291,6 +303,28 @@ def cmd_export(args: argparse.Namespace) -> int:
     for path in export_all(args.out, cfg.detector.weights, cfg.classifier.weights):
         logger.info(f"wrote {path}")
     return EXIT_OK
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    from maskwatch.batch import run_batch, summary_lines
+    from maskwatch.config import load_config
+
+    _positive(args.retries, "--retries", 0)
+    if args.workers is not None:
+        _positive(args.workers, "--workers")
+    load_config(args.config)  # a bad config fails here, once, not in every task
+    table = run_batch(
+        args.inputs,
+        args.out,
+        address=args.address,
+        workers=args.workers,
+        retries=args.retries,
+        config=args.config,
+        precision=args.precision,
+    )
+    for line in summary_lines(table):
+        print(line)
+    return EXIT_ERROR if any(r.status == "failed" for r in table) else EXIT_OK
 
 
 def cmd_soak(args: argparse.Namespace) -> int:
