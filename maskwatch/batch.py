@@ -36,6 +36,8 @@ class TaskResult:
     alerts: int = 0
     attempts: int = 0
     error: str = ""
+    task_s: float = 0.0
+    """Whole task time, model loading included (``fps`` is the run's own, as ``maskwatch run`` reports it)."""
 
 
 def expand_inputs(spec: str) -> list[Path]:
@@ -206,15 +208,15 @@ def run_batch(
                     results[video] = TaskResult(str(video), "failed", attempts=attempts[video], error=error)
                     logger.error(f"{video.name} failed after {attempts[video]} attempt(s): {error}")
                 else:
-                    fps = done["frames"] / done["wall_s"] if done["wall_s"] else 0.0
                     results[video] = TaskResult(
                         str(video),
                         "done",
                         done["frames"],
-                        round(fps, 1),
+                        done["fps"],
                         done["people"],
                         done["alerts"],
                         attempts[video],
+                        task_s=done["wall_s"],
                     )
                 bar.update(1)
     table = [results[v] for v in videos]
@@ -239,10 +241,11 @@ def _first_line(exc: BaseException) -> str:
 
 def summary_lines(table: list[TaskResult]) -> list[str]:
     """The end-of-batch table: file, frames, fps, people, alerts, status."""
-    lines = [f"{'file':<32} {'frames':>7} {'fps':>6} {'people':>6} {'alerts':>6}  status"]
+    lines = [f"{'file':<32} {'frames':>7} {'fps':>6} {'task s':>7} {'people':>6} {'alerts':>6}  status"]
     for r in table:
         status = r.status if r.status != "failed" else f"FAILED after {r.attempts} attempt(s): {r.error}"
-        lines.append(f"{Path(r.video).name[:32]:<32} {r.frames:>7} {r.fps:>6.1f} {r.people:>6} {r.alerts:>6}  {status}")
+        name = Path(r.video).name[:32]
+        lines.append(f"{name:<32} {r.frames:>7} {r.fps:>6.1f} {r.task_s:>7.1f} {r.people:>6} {r.alerts:>6}  {status}")
     failed = sum(r.status == "failed" for r in table)
     lines.append(
         f"{len(table)} videos: {sum(r.status == 'done' for r in table)} done, "
