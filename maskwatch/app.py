@@ -268,9 +268,7 @@ def _status(source, stats, monitor) -> dict:
         "connected": getattr(source, "connected", True),
     }
     if monitor is not None:
-        snap = monitor.snapshot()
-        snap.pop("stage_ms", None)
-        status.update(snap)
+        status.update(monitor.snapshot())
     return status
 
 

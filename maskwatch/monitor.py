@@ -119,7 +119,6 @@ class Monitor:
         self.events: deque[Event] = deque(maxlen=max_records)
         self.max_timeline = max_timeline
         self._final_labels: Counter[str] = Counter()
-        self.stage_ms: dict[str, float] = {}
         self._unmasked: set[int] = set()
         self._t0: float | None = None
         self._last_index = -1
@@ -147,9 +146,6 @@ class Monitor:
         self._sample(t, step)
         self._in_view = len(step.faces)
         self._last_index, self._last_ts = frame.index, t
-        for name, ms in timings.items():
-            key = name.removesuffix("_ms")
-            self.stage_ms[key] = ms if key not in self.stage_ms else 0.9 * self.stage_ms[key] + 0.1 * ms
         return FrameResult(frame=frame, faces=step.faces, timings_ms=timings, detected=detected, events=events)
 
     def observe(self, busy_ms: float, detected: bool) -> None:
@@ -233,7 +229,6 @@ class Monitor:
             "alerts": self.policy.alerts if self.policy is not None else 0,
             "compliance": compliance(counts["with_mask"], counts["without_mask"], counts["mask_weared_incorrect"]),
             "detect_every": self.stride.every,
-            "stage_ms": {k: round(v, 2) for k, v in self.stage_ms.items()},
         }
 
     def summary_line(self) -> str:

@@ -15,25 +15,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from maskwatch.metrics import box_iou
 from maskwatch.types import CLASS_NAMES, NO_TRACK, UNDECIDED, FaceDetections
 
 TENTATIVE, TRACKED, LOST = "tentative", "tracked", "lost"
 _STD_POS = 1.0 / 20.0  # position noise per pixel of box height (as in SORT/ByteTrack)
 _STD_VEL = 1.0 / 160.0  # velocity noise per pixel of box height
 _NUM_CLASSES = len(CLASS_NAMES)
-
-
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU (len(a), len(b)) of two sets of ``xyxy`` boxes (0 for empty boxes)."""
-    a = np.asarray(a, np.float64).reshape(-1, 4)
-    b = np.asarray(b, np.float64).reshape(-1, 4)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=-1)
-    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=-1)
-    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=-1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
 
 def linear_assignment(cost: np.ndarray) -> list[tuple[int, int]]:
@@ -92,7 +80,7 @@ def _match(
     """
     if len(tracks_xyxy) == 0 or len(dets_xyxy) == 0:
         return []
-    iou = iou_matrix(tracks_xyxy, dets_xyxy)
+    iou = box_iou(tracks_xyxy, dets_xyxy)
     ratio = _area(tracks_xyxy)[:, None] / np.maximum(_area(dets_xyxy)[None, :], 1e-6)
     ok = (iou >= min_iou) & (ratio <= max_scale) & (ratio >= 1.0 / max_scale)
     cost = np.where(ok, 1.0 - iou, 1.0 - min_iou + 1e-6)

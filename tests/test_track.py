@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from maskwatch.track import FaceTracker, Track, TrackStep, iou_matrix, linear_assignment
+from maskwatch.metrics import box_iou as iou_matrix
+from maskwatch.track import FaceTracker, Track, TrackStep, linear_assignment
 from maskwatch.types import NO_TRACK, UNDECIDED, FaceDetections
 
 WITH, WITHOUT = 0, 1
