@@ -8,18 +8,28 @@ and the annotated video's frame count, not mere presence). Ray is an optional ex
 
 from __future__ import annotations
 
-import argparse
 import glob
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from collections import Counter
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import cv2
 from loguru import logger
 
-from maskwatch.errors import MaskwatchError
+from maskwatch.chunks import (
+    Chunk,
+    analyse_chunk,
+    concat_videos,
+    merge_chunks,
+    plan_chunks,
+    probe,
+    read_records,
+    render_chunk,
+)
+from maskwatch.errors import MaskwatchError, OutputError
 
 OUTPUTS = ("annotated.mp4", "detections.jsonl", "events.jsonl", "report.json")
 
@@ -83,69 +93,168 @@ def finished(out: Path, stem: str, video: Path) -> dict | None:
         return None
 
 
-def annotate(video: str, out: str, stem: str, config: str | None, precision: str | None) -> dict:
-    """One video, as ``maskwatch run`` would do it; runs inside a Ray worker (or in-process)."""
-    import torch
+_PIPELINES: dict[tuple, tuple] = {}
+"""Models loaded in this worker process, by (config, precision): Ray reuses workers, so each loads them once."""
 
-    from maskwatch.app import run_command
 
-    torch.set_num_threads(1)
+def _models(config: str | None, precision: str | None):
+    key = (config, precision)
+    if key not in _PIPELINES:
+        import torch
+
+        from maskwatch.build import build_pipeline
+        from maskwatch.config import load_config
+
+        torch.set_num_threads(1)
+        cfg = load_config(config, {"runtime.device": "cpu", "runtime.precision": precision})
+        pipeline = build_pipeline(cfg)
+        pipeline.warmup()
+        _PIPELINES[key] = (cfg, pipeline)
+    return _PIPELINES[key]
+
+
+def _tmp(out: Path, stem: str, name: str) -> Path:
+    """A work file of ``stem`` (hidden, ``.partial`` in its name): removed or renamed when the video is done."""
+    return out / f".{stem}.partial.{name}"
+
+
+def analyse_task(video: str, out: str, stem: str, chunk: Chunk, config: str | None, precision, progress=None) -> dict:
+    """Ray task: analyse one chunk (a whole short video writes its annotated video in the same pass)."""
+    cfg, pipeline = _models(config, precision)
     out_dir = Path(out)
+    whole = chunk.stop is None and chunk.start == 0
+    part = analyse_chunk(
+        Path(video),
+        chunk,
+        cfg,
+        pipeline,
+        _tmp(out_dir, stem, f"c{chunk.index}.jsonl"),
+        annotated=_tmp(out_dir, stem, "annotated.mp4") if whole else None,
+        on_frames=(lambda n: progress.add.remote(n)) if progress is not None else None,
+    )
+    return part
+
+
+def stitch_task(video: str, out: str, stem: str, parts: list[dict]) -> dict:
+    """Ray task: merge the chunks into the video's detections, events and report; slice the records to render."""
+    from maskwatch.report import write_report
+
+    out_dir = Path(out)
+    parts = sorted(parts, key=lambda p: p["index"])
+    records = [read_records(_tmp(out_dir, stem, f"c{p['index']}.jsonl")) for p in parts]
+    merged = merge_chunks(parts, records)
+    _write_lines(_tmp(out_dir, stem, "detections.jsonl"), merged.records)
+    _write_lines(_tmp(out_dir, stem, "events.jsonl"), merged.events)
+    summary = merged.summary | {
+        "fps": round(merged.summary["frames_analysed"] / max(merged.summary["task_s"], 1e-9), 2)
+    }
+    write_report(
+        out_dir / f".{stem}.partial",
+        source=video,
+        summary=summary,
+        people=merged.people,
+        timeline=merged.timeline,
+        events=merged.events,
+    )
+    if len(parts) > 1:  # each chunk's records, with the final ids, for its render task
+        for p in parts:
+            _write_lines(_tmp(out_dir, stem, f"c{p['index']}.final.jsonl"), merged.records[p["start"] : p["stop"]])
+    report = json.loads(Path(f"{out_dir / f'.{stem}.partial'}.report.json").read_text())
+    return {
+        "frames": len(merged.records),
+        "fps": parts[0]["fps"],
+        "run_fps": summary["fps"],
+        "people": report["people"]["total"],
+        "alerts": report["alerts"],
+        "ranges": [(p["index"], p["start"], p["stop"]) for p in parts],
+    }
+
+
+def render_task(video: str, out: str, stem: str, index: int, start: int, config: str | None, precision) -> int:
+    """Ray task: draw one chunk's final records onto its frames (a segment of the annotated video)."""
+    cfg, _ = _models(config, precision)
+    out_dir = Path(out)
+    records = read_records(_tmp(out_dir, stem, f"c{index}.final.jsonl"))
+    return render_chunk(Path(video), start, records, cfg, _tmp(out_dir, stem, f"c{index}.mp4"))
+
+
+def finish_task(video: str, out: str, stem: str, stitched: dict, task_s: float, fourcc: str = "mp4v") -> dict:
+    """Ray task: join the segments (if any), check the frame count, put every output in place, write the receipt."""
+    out_dir = Path(out)
+    annotated = _tmp(out_dir, stem, "annotated.mp4")
+    method = "single pass"
+    if len(stitched["ranges"]) > 1:
+        segments = [_tmp(out_dir, stem, f"c{i}.mp4") for i, _, _ in stitched["ranges"]]
+        method = concat_videos(segments, annotated, stitched["fps"], fourcc)
+    cap = cv2.VideoCapture(str(annotated))
+    frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    cap.release()
+    if frames != stitched["frames"]:
+        raise OutputError(f"annotated video of {video} has {frames} frames, expected {stitched['frames']}")
+    prefix = out_dir / f".{stem}.partial"  # the report was written with this prefix: its JSON is already a work file
+    for suffix in ("report.md", "compliance.png"):
+        os.replace(f"{prefix}.{suffix}", out_dir / f"{stem}.{suffix}")
     final = outputs_of(out_dir, stem)
-    tmp = {name: p.with_name(f".{p.name}.partial{p.suffix}") for name, p in final.items()}
-    prefix = out_dir / f".{stem}.partial"
-    log_path = out_dir / f"{stem}.log"
-    sink = logger.add(log_path, level="INFO", format="{time:HH:mm:ss} {level: <7} {message}")
-    started = time.monotonic()
-    try:
-        args = argparse.Namespace(
-            source=video,
-            output=tmp["annotated.mp4"],
-            detections=tmp["detections.jsonl"],
-            events=tmp["events.jsonl"],
-            report=prefix,
-            config=Path(config) if config else None,
-            device="cpu",
-            precision=precision,
-            realtime=False,
-            show=False,
-            no_progress=True,
-            snapshots=False,
-            webhook=None,
-            http=None,
-            http_token=None,
-            blur_faces=False,
-            detect_every=None,
-            no_track=False,
-            log_level="INFO",
-        )
-        tmp["events.jsonl"].unlink(missing_ok=True)  # the events log appends: start a retry from empty
-        rc = run_command(args, lambda level: None)
-        if rc != 0:
-            raise MaskwatchError(f"run ended with exit status {rc}")
-        report = json.loads(Path(f"{prefix}.report.json").read_text())
-        os.replace(f"{prefix}.report.json", tmp["report.json"])
-        for suffix in ("report.md", "compliance.png"):
-            os.replace(f"{prefix}.{suffix}", out_dir / f"{stem}.{suffix}")
-        for name in OUTPUTS:
-            os.replace(tmp[name], final[name])
-        frames = int(report["summary"]["frames"])
-        done = {
-            "video": video,
-            "source_size": Path(video).stat().st_size,
-            "frames": frames,
-            "sizes": {name: final[name].stat().st_size for name in OUTPUTS},
-            "fps": report["summary"]["fps"],
-            "people": report["people"]["total"],
-            "alerts": report["alerts"],
-            "wall_s": round(time.monotonic() - started, 2),
-        }
-        receipt = out_dir / f"{stem}.done.json"
-        receipt.with_suffix(".tmp").write_text(json.dumps(done, indent=2))
-        os.replace(receipt.with_suffix(".tmp"), receipt)
-        return done
-    finally:
-        logger.remove(sink)
+    for name in OUTPUTS:
+        os.replace(_tmp(out_dir, stem, name), final[name])
+    remove_partials(out_dir, stem)
+    done = {
+        "video": video,
+        "source_size": Path(video).stat().st_size,
+        "frames": stitched["frames"],
+        "sizes": {name: final[name].stat().st_size for name in OUTPUTS},
+        "fps": stitched["run_fps"],
+        "people": stitched["people"],
+        "alerts": stitched["alerts"],
+        "chunks": len(stitched["ranges"]),
+        "joined_by": method,
+        "task_s": round(task_s, 2),
+    }
+    receipt = out_dir / f"{stem}.done.json"
+    receipt.with_suffix(".tmp").write_text(json.dumps(done, indent=2))
+    os.replace(receipt.with_suffix(".tmp"), receipt)
+    return done
+
+
+def remove_partials(out: Path, stem: str) -> None:
+    for path in out.glob(f".{glob.escape(stem)}.partial*"):
+        path.unlink(missing_ok=True)
+
+
+def _write_lines(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, separators=(",", ":")) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+class _Progress:
+    """Frames analysed so far across all tasks (a Ray actor the tasks report to)."""
+
+    def __init__(self) -> None:
+        self.frames = 0
+
+    def add(self, n: int) -> None:
+        self.frames += n
+
+    def total(self) -> int:
+        return self.frames
+
+
+@dataclass
+class _Job:
+    """One video on its way through analyse (per chunk) → stitch → render (per chunk) → finish."""
+
+    video: Path
+    stem: str
+    chunks: list[Chunk]
+    parts: dict = field(default_factory=dict)
+    rendered: set = field(default_factory=set)
+    stitched: dict | None = None
+    attempts: Counter = field(default_factory=Counter)
+    task_s: float = 0.0
+    failed: str = ""
 
 
 def run_batch(
@@ -157,18 +266,24 @@ def run_batch(
     retries: int = 1,
     config: Path | None = None,
     precision: str | None = None,
+    chunk_s: float = 300.0,
+    overlap_s: float = 2.0,
 ) -> list[TaskResult]:
-    """Annotate every video of ``inputs`` into ``out`` on Ray; failures are retried, then reported."""
+    """Annotate every video of ``inputs`` into ``out`` on Ray; long videos in chunks; failures retried, reported."""
     try:
         import ray
     except ImportError:
         raise MaskwatchError("maskwatch batch needs Ray: pip install 'maskwatch[ray]'") from None
     from tqdm import tqdm
 
+    from maskwatch.config import load_config
+
+    fourcc = load_config(config).output.fourcc
     videos = expand_inputs(inputs)
     out.mkdir(parents=True, exist_ok=True)
     results: dict[Path, TaskResult] = {}
-    todo: list[tuple[Path, str]] = []
+    jobs: list[_Job] = []
+    total_frames = 0
     for video in videos:
         stem = stem_of(video, videos)
         done = finished(out, stem, video)
@@ -176,52 +291,103 @@ def run_batch(
             results[video] = TaskResult(
                 str(video), "skipped", done["frames"], 0.0, done["people"], done["alerts"], 0, "already done"
             )
-        else:
-            todo.append((video, stem))
-    logger.info(f"{len(videos)} videos: {len(todo)} to annotate, {len(videos) - len(todo)} already done")
-    if todo:
+            continue
+        frames, fps = probe(video)
+        total_frames += frames or 0
+        jobs.append(_Job(video, stem, plan_chunks(frames, fps, chunk_s, overlap_s)))
+    chunks = sum(len(j.chunks) for j in jobs)
+    logger.info(
+        f"{len(videos)} videos: {len(jobs)} to annotate ({chunks} chunks), {len(videos) - len(jobs)} already done"
+    )
+    if jobs:
         _init_ray(ray, address, workers)
-        task = ray.remote(num_cpus=1, max_retries=0)(annotate)
+        remote = {
+            "analyse": ray.remote(num_cpus=1, max_retries=0)(analyse_task),
+            "stitch": ray.remote(num_cpus=1, max_retries=0)(stitch_task),
+            "render": ray.remote(num_cpus=1, max_retries=0)(render_task),
+            "finish": ray.remote(num_cpus=1, max_retries=0)(finish_task),
+        }
+        progress = ray.remote(num_cpus=0)(_Progress).remote()
         cfg = str(config.resolve()) if config else None
-        attempts = {video: 0 for video, _ in todo}
-        stems = dict(todo)
-        pending = {}
+        out_s = str(out.resolve())
+        pending: dict = {}
+        started: dict = {}
 
-        def submit(video: Path) -> None:
-            attempts[video] += 1
-            pending[task.remote(str(video), str(out.resolve()), stems[video], cfg, precision)] = video
+        def submit(job: _Job, kind: str, index: int = 0) -> None:
+            job.attempts[(kind, index)] += 1
+            v = str(job.video)
+            if kind == "analyse":
+                ref = remote[kind].remote(v, out_s, job.stem, job.chunks[index], cfg, precision, progress)
+            elif kind == "stitch":
+                ref = remote[kind].remote(v, out_s, job.stem, list(job.parts.values()))
+            elif kind == "render":
+                ref = remote[kind].remote(v, out_s, job.stem, index, job.chunks[index].start, cfg, precision)
+            else:
+                ref = remote[kind].remote(v, out_s, job.stem, job.stitched, job.task_s, fourcc)
+            pending[ref] = (job, kind, index)
+            started[ref] = time.monotonic()
 
-        for video, _ in todo:
-            submit(video)
-        with tqdm(total=len(todo), unit="video", desc="batch", dynamic_ncols=True) as bar:
+        for job in jobs:
+            for chunk in job.chunks:
+                submit(job, "analyse", chunk.index)
+        with tqdm(total=total_frames or None, unit="frame", desc="batch", dynamic_ncols=True) as bar:
             while pending:
-                ready, _ = ray.wait(list(pending), num_returns=1)
-                video = pending.pop(ready[0])
-                try:
-                    done = ray.get(ready[0])
-                except Exception as exc:  # a failed task: its own error, retried up to --retries times
-                    error = _first_line(exc)
-                    if attempts[video] <= retries:
-                        logger.warning(f"{video.name} failed (attempt {attempts[video]}): {error}; retrying")
-                        submit(video)
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
+                bar.n = ray.get(progress.total.remote())
+                bar.set_postfix_str(f"{len(results)}/{len(videos)} videos", refresh=True)
+                for ref in ready:
+                    job, kind, index = pending.pop(ref)
+                    if job.failed:
                         continue
-                    results[video] = TaskResult(str(video), "failed", attempts=attempts[video], error=error)
-                    logger.error(f"{video.name} failed after {attempts[video]} attempt(s): {error}")
-                else:
-                    results[video] = TaskResult(
-                        str(video),
-                        "done",
-                        done["frames"],
-                        done["fps"],
-                        done["people"],
-                        done["alerts"],
-                        attempts[video],
-                        task_s=done["wall_s"],
-                    )
-                bar.update(1)
+                    try:
+                        value = ray.get(ref)
+                    except Exception as exc:  # a failed task: its own error, retried up to --retries times
+                        error = _first_line(exc)
+                        if job.attempts[(kind, index)] <= retries:
+                            logger.warning(f"{job.video.name} {kind} {index} failed: {error}; retrying")
+                            submit(job, kind, index)
+                            continue
+                        job.failed = error
+                        attempts = max(job.attempts.values())
+                        results[job.video] = TaskResult(str(job.video), "failed", attempts=attempts, error=error)
+                        logger.error(f"{job.video.name} failed after {attempts} attempt(s): {error}")
+                        remove_partials(out, job.stem)
+                        continue
+                    job.task_s += time.monotonic() - started.pop(ref)
+                    _advance(job, kind, index, value, submit, results)
     table = [results[v] for v in videos]
     (out / "batch_summary.json").write_text(json.dumps([asdict(r) for r in table], indent=2))
     return table
+
+
+def _advance(job: _Job, kind: str, index: int, value, submit, results: dict) -> None:
+    """Move a video to its next stage once the tasks of the current one are all in."""
+    if kind == "analyse":
+        job.parts[index] = value
+        if len(job.parts) == len(job.chunks):
+            submit(job, "stitch")
+    elif kind == "stitch":
+        job.stitched = value
+        if len(job.chunks) == 1:
+            submit(job, "finish")
+        else:
+            for chunk in job.chunks:
+                submit(job, "render", chunk.index)
+    elif kind == "render":
+        job.rendered.add(index)
+        if len(job.rendered) == len(job.chunks):
+            submit(job, "finish")
+    else:
+        results[job.video] = TaskResult(
+            str(job.video),
+            "done",
+            value["frames"],
+            value["fps"],
+            value["people"],
+            value["alerts"],
+            max(job.attempts.values()),
+            task_s=value["task_s"],
+        )
 
 
 def _init_ray(ray, address: str | None, workers: int | None) -> None:

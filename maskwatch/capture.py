@@ -92,14 +92,19 @@ class VideoFileSource:
     is_live = False
     finite = True
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, start: int = 0, stop: int | None = None) -> None:
+        """``start``/``stop``: read only frames ``[start, stop)`` (a chunk of a long video); indices stay absolute."""
         self.path = path
         self.name = str(path)
+        self.first_index = start
+        self.stop = stop
         no_frames = f"video {path} has no readable frames (empty, truncated or not a video)"
         with quiet_opencv():
             self._cap = cv2.VideoCapture(str(path))
         if not self._cap.isOpened():
             raise SourceError(no_frames)
+        if start > 0:
+            self._seek(start)
         ok, first = self._cap.read()
         if not ok or first is None:
             self._cap.release()
@@ -112,7 +117,20 @@ class VideoFileSource:
         self.frames_read = 0
         self._ended = False
 
+    def _seek(self, start: int) -> None:
+        """Position on frame ``start``; where the container cannot seek exactly, decode up to it instead."""
+        self._cap.set(cv2.CAP_PROP_POS_FRAMES, start)
+        if int(self._cap.get(cv2.CAP_PROP_POS_FRAMES)) == start:
+            return
+        self._cap.release()
+        self._cap = cv2.VideoCapture(str(self.path))
+        for _ in range(start):
+            if not self._cap.grab():
+                raise SourceError(f"video {self.path} ends before frame {start}")
+
     def read(self) -> tuple[np.ndarray, str] | None:
+        if self.stop is not None and self.first_index + self.frames_read >= self.stop:
+            return None
         if self._pending is not None:
             frame, self._pending = self._pending, None
         else:
@@ -125,7 +143,8 @@ class VideoFileSource:
 
     def _end(self) -> None:
         # Header counts can be estimates, so a shortfall of one frame is not reported.
-        if not self._ended and self.frame_count is not None and self.frames_read < self.frame_count - 1:
+        end = self.frame_count if self.stop is None else min(self.stop, self.frame_count or self.stop)
+        if not self._ended and end is not None and self.frames_read < end - self.first_index - 1:
             logger.warning(
                 f"video {self.name} ended after {self.frames_read} of the {self.frame_count} frames its header "
                 "announces (truncated or damaged?); the frames read were processed"
@@ -321,7 +340,7 @@ class Producer(threading.Thread):
             self._deliver_end()
 
     def _loop(self) -> None:
-        index = 0
+        index = getattr(self.source, "first_index", 0)
         last_frame_at = time.monotonic()
         reconnects = bool(getattr(self.source, "reconnects", False))  # it handles stalls itself
         while not self.stop.is_set():

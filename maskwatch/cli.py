@@ -31,8 +31,16 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="detect and classify faces in a camera, stream, video, image or folder")
-    run.add_argument("--source", required=True, help="camera index (0), rtsp:// or http:// URL, video, image or folder")
-    run.add_argument("--output", type=Path, help="annotated video (video input) or image / folder (image input)")
+    run.add_argument(
+        "--source",
+        help="camera index (0), rtsp:// or http:// URL, video, image or folder "
+        "(default: every source in the config's sources: list, served together)",
+    )
+    run.add_argument(
+        "--output",
+        type=Path,
+        help="annotated video (video input), image / folder (image input), folder (several sources: NAME.mp4 each)",
+    )
     run.add_argument("--show", action="store_true", help="show the annotated frames in a window (q quits)")
     run.add_argument("--detections", type=Path, help="write per-frame detections as JSON lines to this file")
     run.add_argument("--config", type=Path, help="YAML config (default: built-in defaults, see configs/default.yaml)")
@@ -140,6 +148,15 @@ def _parser() -> argparse.ArgumentParser:
     ba.add_argument("--retries", type=int, default=1, help="retries of a failed video (default 1)")
     ba.add_argument("--config", type=Path, help="YAML config for every run")
     ba.add_argument("--precision", choices=["int8", "fp32"], help="model precision (default from config)")
+    ba.add_argument(
+        "--chunk-s",
+        type=float,
+        default=300.0,
+        help="split videos longer than this many seconds into chunks run in parallel (default 300; 0: never)",
+    )
+    ba.add_argument(
+        "--overlap-s", type=float, default=2.0, help="tracker warm-up before each chunk, in seconds (default 2)"
+    )
     ba.set_defaults(func=cmd_batch)
     return parser
 
@@ -312,6 +329,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
     _positive(args.retries, "--retries", 0)
     if args.workers is not None:
         _positive(args.workers, "--workers")
+    if args.chunk_s < 0 or args.overlap_s < 0:
+        raise MaskwatchError("--chunk-s and --overlap-s must be 0 or more")
     load_config(args.config)  # a bad config fails here, once, not in every task
     table = run_batch(
         args.inputs,
@@ -321,6 +340,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
         retries=args.retries,
         config=args.config,
         precision=args.precision,
+        chunk_s=args.chunk_s,
+        overlap_s=args.overlap_s,
     )
     for line in summary_lines(table):
         print(line)
