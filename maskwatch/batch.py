@@ -180,6 +180,7 @@ def render_task(video: str, out: str, stem: str, index: int, start: int, config:
 
 def finish_task(video: str, out: str, stem: str, stitched: dict, task_s: float, fourcc: str = "mp4v") -> dict:
     """Ray task: join the segments (if any), check the frame count, put every output in place, write the receipt."""
+    started = time.monotonic()
     out_dir = Path(out)
     annotated = _tmp(out_dir, stem, "annotated.mp4")
     method = "single pass"
@@ -208,12 +209,22 @@ def finish_task(video: str, out: str, stem: str, stitched: dict, task_s: float, 
         "alerts": stitched["alerts"],
         "chunks": len(stitched["ranges"]),
         "joined_by": method,
-        "task_s": round(task_s, 2),
+        "task_s": round(task_s + time.monotonic() - started, 2),
     }
     receipt = out_dir / f"{stem}.done.json"
     receipt.with_suffix(".tmp").write_text(json.dumps(done, indent=2))
     os.replace(receipt.with_suffix(".tmp"), receipt)
     return done
+
+
+_TASKS = {"analyse": analyse_task, "stitch": stitch_task, "render": render_task, "finish": finish_task}
+
+
+def _timed_task(kind: str, *args) -> tuple[object, float]:
+    """The Ray task: one stage of one video, and the seconds it took (model loading included, queueing not)."""
+    started = time.monotonic()
+    value = _TASKS[kind](*args)
+    return value, time.monotonic() - started
 
 
 def remove_partials(out: Path, stem: str) -> None:
@@ -301,31 +312,24 @@ def run_batch(
     )
     if jobs:
         _init_ray(ray, address, workers)
-        remote = {
-            "analyse": ray.remote(num_cpus=1, max_retries=0)(analyse_task),
-            "stitch": ray.remote(num_cpus=1, max_retries=0)(stitch_task),
-            "render": ray.remote(num_cpus=1, max_retries=0)(render_task),
-            "finish": ray.remote(num_cpus=1, max_retries=0)(finish_task),
-        }
+        task = ray.remote(num_cpus=1, max_retries=0)(_timed_task)
         progress = ray.remote(num_cpus=0)(_Progress).remote()
         cfg = str(config.resolve()) if config else None
         out_s = str(out.resolve())
         pending: dict = {}
-        started: dict = {}
 
         def submit(job: _Job, kind: str, index: int = 0) -> None:
             job.attempts[(kind, index)] += 1
             v = str(job.video)
             if kind == "analyse":
-                ref = remote[kind].remote(v, out_s, job.stem, job.chunks[index], cfg, precision, progress)
+                ref = task.remote(kind, v, out_s, job.stem, job.chunks[index], cfg, precision, progress)
             elif kind == "stitch":
-                ref = remote[kind].remote(v, out_s, job.stem, list(job.parts.values()))
+                ref = task.remote(kind, v, out_s, job.stem, list(job.parts.values()))
             elif kind == "render":
-                ref = remote[kind].remote(v, out_s, job.stem, index, job.chunks[index].start, cfg, precision)
+                ref = task.remote(kind, v, out_s, job.stem, index, job.chunks[index].start, cfg, precision)
             else:
-                ref = remote[kind].remote(v, out_s, job.stem, job.stitched, job.task_s, fourcc)
+                ref = task.remote(kind, v, out_s, job.stem, job.stitched, job.task_s, fourcc)
             pending[ref] = (job, kind, index)
-            started[ref] = time.monotonic()
 
         for job in jobs:
             for chunk in job.chunks:
@@ -353,7 +357,8 @@ def run_batch(
                         logger.error(f"{job.video.name} failed after {attempts} attempt(s): {error}")
                         remove_partials(out, job.stem)
                         continue
-                    job.task_s += time.monotonic() - started.pop(ref)
+                    value, seconds = value
+                    job.task_s += seconds
                     _advance(job, kind, index, value, submit, results)
     table = [results[v] for v in videos]
     (out / "batch_summary.json").write_text(json.dumps([asdict(r) for r in table], indent=2))

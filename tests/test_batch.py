@@ -7,11 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import pytest
 
 from maskwatch.batch import expand_inputs, finished, stem_of
 from maskwatch.errors import MaskwatchError
 from tests.conftest import count_frames, write_video
+from tests.test_chunks import frame_number, write_indexed_video
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,11 +44,12 @@ def test_batch_on_local_ray_with_a_corrupt_video_and_a_rerun(tmp_path):
     pytest.importorskip("ray")
     videos = tmp_path / "videos"
     videos.mkdir()
-    write_video(videos / "a.mp4", frames=24, size_wh=(160, 120))
+    write_indexed_video(videos / "a.mp4", frames=60, size_wh=(160, 120))  # long enough for 3 chunks of 2 s
     write_video(videos / "b.mp4", frames=17, size_wh=(200, 100))
     (videos / "c.mp4").write_text("this is not a video")
     out = tmp_path / "out"
     args = ["--inputs", str(videos / "*.mp4"), "--out", str(out), "--workers", "2", "--retries", "1"]
+    args += ["--chunk-s", "2", "--overlap-s", "0.5"]
     proc = _batch(*args, "--precision", "fp32")
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
@@ -55,7 +58,14 @@ def test_batch_on_local_ray_with_a_corrupt_video_and_a_rerun(tmp_path):
     assert summary["c.mp4"]["status"] == "failed" and summary["c.mp4"]["attempts"] == 2
     assert "no readable frames" in summary["c.mp4"]["error"]
     assert "2 done, 0 skipped, 1 failed" in proc.stdout and "FAILED" in proc.stdout
-    for stem, n, size in (("a", 24, (160, 120)), ("b", 17, (200, 100))):
+    receipt = json.loads((out / "a.done.json").read_text())
+    assert receipt["chunks"] == 3 and json.loads((out / "b.done.json").read_text())["chunks"] == 1
+    cap = cv2.VideoCapture(str(out / "a.annotated.mp4"))
+    shown = []
+    while (frame := cap.read()[1]) is not None:
+        shown.append(frame_number(frame))
+    assert shown == list(range(60))  # the chunks joined back in order, every frame once
+    for stem, n, size in (("a", 60, (160, 120)), ("b", 17, (200, 100))):
         assert count_frames(out / f"{stem}.annotated.mp4")[:2] == (n, size)  # frame-exact
         assert len((out / f"{stem}.detections.jsonl").read_text().splitlines()) == n
         assert json.loads((out / f"{stem}.report.json").read_text())["summary"]["frames"] == n
