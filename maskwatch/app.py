@@ -30,8 +30,10 @@ def stop_on_signals(stop: threading.Event) -> Iterator[dict]:
         if stop.is_set() and received:
             raise KeyboardInterrupt
         received["signal"] = signum
-        logger.warning(f"{signal.Signals(signum).name} received: stopping after the frames in flight")
         stop.set()
+        # loguru is not re-entrant: log from another thread, which waits if this one was inside a log call
+        message = f"{signal.Signals(signum).name} received: stopping after the frames in flight"
+        threading.Thread(target=logger.warning, args=(message,), name="maskwatch-signal", daemon=True).start()
 
     if threading.current_thread() is not threading.main_thread():  # e.g. inside a worker: signals are not ours
         yield received
@@ -122,6 +124,14 @@ def run_command(args: argparse.Namespace, setup_logging) -> int:
     bind = parse_bind(cfg.http.bind) if cfg.http.bind else None
     if bind is not None and not is_loopback(bind[0]) and not cfg.http.token:
         raise ConfigError(f"--http on {bind[0]} serves beyond this machine: set --http-token (or MASKWATCH_HTTP_TOKEN)")
+    if args.source is None:
+        if not cfg.sources:
+            raise ConfigError("nothing to watch: give --source, or a config (--config) with a sources: list")
+        from maskwatch.multi_command import run_many_command
+
+        return run_many_command(args, cfg, bind)
+    if cfg.sources:
+        logger.info(f"--source given: the config's {len(cfg.sources)} sources are not used")
     inputs = (Path(args.source),)
     for path in (args.detections, args.events):
         if path is not None:

@@ -220,10 +220,21 @@ def finish_task(video: str, out: str, stem: str, stitched: dict, task_s: float, 
 _TASKS = {"analyse": analyse_task, "stitch": stitch_task, "render": render_task, "finish": finish_task}
 
 
-def _timed_task(kind: str, *args) -> tuple[object, float]:
-    """The Ray task: one stage of one video, and the seconds it took (model loading included, queueing not)."""
+def _timed_task(kind: str, video: str, out: str, stem: str, *args) -> tuple[object, float]:
+    """The Ray task: one stage of one video, and the seconds it took (model loading included, queueing not).
+
+    What the stage logs (warnings about the video, errors) is appended to ``OUT/<stem>.log``.
+    """
     started = time.monotonic()
-    value = _TASKS[kind](*args)
+    sink = logger.add(Path(out) / f"{stem}.log", level="INFO", format="{time:HH:mm:ss} {level: <7} {message}")
+    try:
+        logger.info(f"{kind} {Path(video).name}" + (f" chunk {args[0].index}" if kind == "analyse" else ""))
+        value = _TASKS[kind](video, out, stem, *args)
+    except Exception as exc:
+        logger.error(f"{kind} failed: {_first_line(exc)}")
+        raise
+    finally:
+        logger.remove(sink)
     return value, time.monotonic() - started
 
 
@@ -334,7 +345,7 @@ def run_batch(
         for job in jobs:
             for chunk in job.chunks:
                 submit(job, "analyse", chunk.index)
-        with tqdm(total=total_frames or None, unit="frame", desc="batch", dynamic_ncols=True) as bar:
+        with tqdm(total=total_frames or None, unit="frame", desc="batch", dynamic_ncols=True, mininterval=1.0) as bar:
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
                 bar.n = ray.get(progress.total.remote())
@@ -355,6 +366,9 @@ def run_batch(
                         attempts = max(job.attempts.values())
                         results[job.video] = TaskResult(str(job.video), "failed", attempts=attempts, error=error)
                         logger.error(f"{job.video.name} failed after {attempts} attempt(s): {error}")
+                        for other, (owner, _, _) in list(pending.items()):  # its other tasks are moot now
+                            if owner is job:
+                                ray.cancel(other)
                         remove_partials(out, job.stem)
                         continue
                     value, seconds = value
@@ -383,6 +397,9 @@ def _advance(job: _Job, kind: str, index: int, value, submit, results: dict) -> 
         if len(job.rendered) == len(job.chunks):
             submit(job, "finish")
     else:
+        logger.info(
+            f"{job.video.name}: {value['frames']} frames in {value['chunks']} chunk(s), {value['task_s']:.0f} s"
+        )
         results[job.video] = TaskResult(
             str(job.video),
             "done",

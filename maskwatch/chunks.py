@@ -213,9 +213,7 @@ def merge_chunks(parts: list[dict], records: list[list[dict]]) -> Merged:
         mapping = link_ids(previous, [r for r in recs if r["frame"] < start]) if part["index"] else {}
         owned = [r for r in recs if start <= r["frame"] < stop]
         if [r["frame"] for r in owned] != list(range(start, stop)) or (merged and merged[-1]["frame"] != start - 1):
-            raise SourceError(
-                f"chunk {part['index']} did not give frames {start}..{stop - 1} exactly, in order"
-            )
+            raise SourceError(f"chunk {part['index']} did not give frames {start}..{stop - 1} exactly, in order")
         for record in owned:
             for face in record["faces"]:
                 if "track_id" in face:

@@ -121,6 +121,11 @@ def _parser() -> argparse.ArgumentParser:
     be.add_argument("--seed-runs", type=int, default=3, help="Faster R-CNN timed calls; 0 skips it (default 3)")
     be.add_argument("--config", type=Path, help="YAML config (model files, threads)")
     be.add_argument("--pt2e", action="store_true", help="also time torchao's PT2E int8 flow (needs maskwatch[pt2e])")
+    be.add_argument(
+        "--stages",
+        action="store_true",
+        help="only time decode / inference / render / encode per frame of --video at its own size, 1 thread",
+    )
     be.set_defaults(func=cmd_bench)
 
     ex = sub.add_parser("export", help="export both fp32 models to ONNX (with a models.json describing them)")
@@ -291,6 +296,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if video is None:
         demo = _shared_data("videos", required=False) / "mask.mp4"
         video = demo if demo.is_file() else None
+    if args.stages:
+        from maskwatch.bench import stage_costs, stage_lines
+
+        if video is None:
+            raise MaskwatchError("--stages needs a --video")
+        result = stage_costs(cfg, video, frames=args.frames)
+        for line in stage_lines(result):
+            print(line)
+        if args.json is not None:
+            args.json.write_text(json.dumps(result, indent=2) + "\n")
+        return EXIT_OK
     result = run_bench(
         cfg,
         video,

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from maskwatch.errors import ConfigError
 
@@ -181,6 +181,50 @@ class LoggingConfig(_Section):
     )
 
 
+class SourceConfig(_Section):
+    """One entry of ``sources:``: a camera index, a stream URL or a video file, with the name events carry."""
+
+    source: str = Field(..., min_length=1, description="Camera index (0), rtsp:// or http:// URL, or video file.")
+    name: str = Field(
+        "", max_length=64, description="Name shown in events, the HTTP view and logs; default from the source."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalise(cls, value: Any) -> Any:
+        """A plain string is the source; a missing or empty name is derived from it."""
+        if isinstance(value, int | str):
+            value = {"source": str(value)}
+        if isinstance(value, dict) and isinstance(value.get("source"), int | str):
+            value = {**value, "source": str(value["source"]).strip()}
+            if not str(value.get("name") or "").strip():
+                value["name"] = default_source_name(value["source"])
+            elif isinstance(value["name"], str):
+                value["name"] = value["name"].strip()
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _printable(cls, name: str) -> str:
+        if not name or not name.isprintable() or any(c in name for c in "/?&#"):
+            raise ValueError(f"source name {name!r} must be printable text without / ? & #")
+        return name
+
+
+def default_source_name(spec: str) -> str:
+    """A readable, credential-free name: ``camera0``, the host and port of a URL, or a video file's stem."""
+    spec = spec.strip()
+    if spec.isdigit():
+        return f"camera{spec}"
+    if "://" in spec:
+        parts = urlsplit(spec)
+        host = parts.hostname or "stream"
+        name = f"{host}-{parts.port}" if parts.port else host
+        tail = parts.path.strip("/").replace("/", "-")
+        return f"{name}-{tail}"[:64] if tail else name
+    return Path(spec).stem or spec
+
+
 class Config(_Section):
     """The whole maskwatch configuration (``configs/default.yaml`` lists every field)."""
 
@@ -194,6 +238,23 @@ class Config(_Section):
     http: HttpConfig = Field(default_factory=HttpConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    sources: list[SourceConfig] = Field(
+        default_factory=list,
+        description="Live sources `maskwatch run` serves together when no --source is given: each a camera index, "
+        "URL or video file, or {name, source}; names must be unique.",
+    )
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_names(cls, sources: list[SourceConfig]) -> list[SourceConfig]:
+        seen: set[str] = set()
+        for entry in sources:
+            if entry.name in seen:
+                raise ValueError(
+                    f"two sources are named '{entry.name}': give each a unique name ({{name: ..., source: ...}})"
+                )
+            seen.add(entry.name)
+        return sources
 
 
 def _describe(error: ValidationError) -> str:
@@ -256,8 +317,11 @@ def render_reference() -> str:
     """The config reference as Markdown, generated from the field descriptions."""
     lines = ["| key | default | description |", "|---|---|---|"]
     defaults = Config()
-    for section_name, _section_field in Config.model_fields.items():
+    for section_name, section_field in Config.model_fields.items():
         section = getattr(defaults, section_name)
+        if not isinstance(section, BaseModel):  # a top-level list (sources)
+            lines.append(f"| `{section_name}` | `{section}` | {section_field.description} |")
+            continue
         for name, field in type(section).model_fields.items():
             value = getattr(section, name)
             if isinstance(value, dict):

@@ -127,7 +127,8 @@ class EventLog:
     """``--events``: appends one JSON line per event, flushed and fsynced; rotates past ``max_bytes``.
 
     ``snapshots`` saves the face of each alert as ``<events stem>_snapshots/<track>_<frame>.jpg`` (blurred with
-    ``blur``); ``on_event`` (e.g. a webhook's ``send``) receives every record after it is on disk.
+    ``blur``; ``<source>_<track>_<frame>.jpg`` with ``snapshot_prefix_source``, when several sources share the
+    log); ``on_event`` (e.g. a webhook's ``send``) receives every record after it is on disk.
     """
 
     data_only = True
@@ -144,6 +145,7 @@ class EventLog:
         crop_margin: float = 0.15,
         on_event: Callable[[dict], None] | None = None,
         fsync: bool = True,
+        snapshot_prefix_source: bool = False,
     ) -> None:
         self.path = Path(path)
         self.max_bytes = max_bytes
@@ -153,6 +155,7 @@ class EventLog:
         self.crop_margin = crop_margin
         self.on_event = on_event
         self.fsync = fsync
+        self.snapshot_prefix_source = snapshot_prefix_source
         self.written = 0
         self.by_type: dict[str, int] = {}
         self._file = self._open()
@@ -208,7 +211,8 @@ class EventLog:
             image = blur_boxes(image, box[None])
         crop = crop_face(image, box, self.crop_margin)
         folder = self.snapshot_dir
-        target = folder / f"{event.track_id}_{event.frame}.jpg"
+        stem = f"{event.track_id}_{event.frame}"
+        target = folder / (f"{event.source}_{stem}.jpg" if self.snapshot_prefix_source else f"{stem}.jpg")
         try:
             folder.mkdir(exist_ok=True)
             tmp = target.with_name(f".{target.stem}.partial.jpg")

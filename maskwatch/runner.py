@@ -58,7 +58,7 @@ class RunStats:
         return {"median_ms": float(np.median(ages)), "p99_ms": float(np.percentile(ages, 99))}
 
 
-class _Rate:
+class FrameRate:
     """Frames per second for the HUD and status: the inverse of a moving average of frame intervals."""
 
     def __init__(self) -> None:
@@ -105,9 +105,9 @@ def run(
     live = source.is_live
     frames: queue.Queue = queue.Queue(maxsize=live_queue_size if live else queue_size)
     producer = Producer(source, frames, stop, drop_oldest=live, read_timeout_s=read_timeout_s, poll_s=poll_s)
-    needs_image = renderer is not None and any(not _is_data_only(s) for s in sinks)
+    needs_image = renderer is not None and any(not is_data_only(s) for s in sinks)
     stats = stats or RunStats()
-    rate = _Rate()
+    rate = FrameRate()
     show_bar = progress and not live
     bar = tqdm(total=source.frame_count, unit="frame", disable=not show_bar, dynamic_ncols=True)
     started = stats.started = time.monotonic()
@@ -159,7 +159,7 @@ def run(
                 logger.info(summary())
             if any(isinstance(s, WindowSink) and s.quit_requested for s in sinks):
                 stop.set()
-        _finish(process, sinks, last)
+        finish_process(process, sinks, last)
         if summary is not None:
             logger.info(summary())
     finally:
@@ -176,7 +176,7 @@ def run(
     return stats
 
 
-def _finish(process: Callable, sinks: Sequence[Sink], last: tuple[FrameResult, np.ndarray] | None) -> None:
+def finish_process(process: Callable, sinks: Sequence[Sink], last: tuple[FrameResult, np.ndarray] | None) -> None:
     """End the process stage (e.g. close every track) and hand its last events to the sinks that take them."""
     finish = getattr(process, "finish", None)
     if finish is None:
@@ -201,6 +201,6 @@ def _status_line(source: Source, stats: RunStats, fps: float | None, dropped: in
     return line
 
 
-def _is_data_only(sink: Sink) -> bool:
+def is_data_only(sink: Sink) -> bool:
     """Sinks that never look at pixels (so frames need not be rendered for them)."""
     return getattr(sink, "data_only", False)

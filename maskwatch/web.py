@@ -2,7 +2,8 @@
 
 :class:`WebView` is a sink: ``write`` only stores the latest annotated frame and events; HTTP clients
 are served from daemon threads of a stdlib :class:`~http.server.ThreadingHTTPServer`. Nothing is read
-from disk, so unknown paths are simply 404.
+from disk, so unknown paths are simply 404. With several sources (``sources=[names]``) it keeps the latest
+frame of each, by the frame's name; ``?source=NAME`` picks one for the stream and the snapshot.
 """
 
 from __future__ import annotations
@@ -78,16 +79,29 @@ def _label(value: object) -> str:
     return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
+def _samples(key: str, value: object, labels: str = "") -> list[tuple[str, str | None]]:
+    if key == "stage_ms":
+        stages = value.items() if isinstance(value, dict) else ()
+        return [(f'{{{labels}stage="{_label(k)}"}}', _number(v)) for k, v in stages]
+    return [(f"{{{labels.rstrip(',')}}}" if labels else "", _number(value))] if value is not None else []
+
+
 def prometheus_text(status: dict, clients: int) -> str:
-    """Prometheus text format 0.0.4 built from the application's status dict (missing keys are skipped)."""
+    """Prometheus text format 0.0.4 built from the application's status dict (missing keys are skipped).
+
+    With a ``sources`` list (several sources), a metric its rows carry gets one sample per source, labelled
+    ``source="NAME"``; the others come from the top level.
+    """
     lines: list[str] = []
+    rows = status.get("sources") if isinstance(status.get("sources"), list) else []
+    rows = [row for row in rows if isinstance(row, dict)]
     for key, name, kind, help_text in _METRICS:
-        value = status.get(key)
-        if key == "stage_ms":
-            stages = value.items() if isinstance(value, dict) else ()
-            samples = [(f'{{stage="{_label(k)}"}}', _number(v)) for k, v in stages]
+        if any(key in row for row in rows):
+            samples = []
+            for row in rows:
+                samples += _samples(key, row.get(key), f'source="{_label(row.get("name", ""))}",')
         else:
-            samples = [("", _number(value))] if value is not None else []
+            samples = _samples(key, status.get(key))
         samples = [(labels, v) for labels, v in samples if v is not None]
         if samples:
             lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
@@ -188,8 +202,19 @@ class _Handler(BaseHTTPRequestHandler):
         view = self.server.view
         self._send(200, prometheus_text(view.status(), view.clients).encode(), "text/plain; version=0.0.4", head)
 
+    def _channel(self, head: bool, query: dict) -> str | None:
+        """The ``?source=`` asked for (None: the first); answers 404 and returns "" when there is no such source."""
+        name = query.get("source", [None])[0]
+        if name is not None and not self.server.view.has_source(name):
+            self._send(404, b"no such source\n", TEXT, head)
+            return ""
+        return name
+
     def _snapshot(self, head: bool, query: dict) -> None:
-        jpeg = self.server.view.latest_jpeg()
+        source = self._channel(head, query)
+        if source == "":
+            return
+        jpeg = self.server.view.latest_jpeg(source)
         if jpeg is None:
             return self._send(503, b"no frame yet\n", TEXT, head, {"Retry-After": "1"})
         self._send(200, jpeg[1], "image/jpeg", head)
@@ -197,6 +222,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _stream(self, head: bool, query: dict) -> None:
         """MJPEG until the client leaves or the view closes; ``?frames=N`` ends after N parts."""
         view = self.server.view
+        source = self._channel(head, query)
+        if source == "":
+            return
         frames = query.get("frames", [""])[0]
         remaining = int(frames) if frames.isdigit() and int(frames) > 0 else -1
         self.send_response(200)
@@ -210,7 +238,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             last, interval = -1, 1.0 / max(view.max_stream_fps, 1e-3)
             while remaining != 0 and not view.closed:
-                jpeg = view.wait_newer(last, timeout=1.0)
+                jpeg = view.wait_newer(last, timeout=1.0, source=source)
                 if jpeg is None:
                     continue
                 sent_at, (last, data) = time.monotonic(), jpeg
@@ -249,6 +277,7 @@ class WebView:
         max_events: int = 200,
         jpeg_quality: int = 80,
         max_stream_fps: float = 15.0,
+        sources: list[str] | None = None,
     ) -> None:
         if not is_loopback(host) and not token:
             raise ConfigError(
@@ -262,11 +291,10 @@ class WebView:
         self._events: deque[dict] = deque(maxlen=max(1, int(max_events)))
         self._cond = threading.Condition()
         self._closed = threading.Event()
-        self._frame: np.ndarray | None = None
-        self._frame_index: int | None = None
-        self._seq = -1  # counts writes: streams and the shared JPEG cache key on it
+        # the latest frame per source; one unnamed channel for a single source, else one per name, first is default
+        self._channels = {name: _Channel() for name in (sources or [None])}
+        self._default = next(iter(self._channels))
         self._jpeg_lock = threading.Lock()
-        self._jpeg: tuple[int, bytes] | None = None
         self.clients = 0
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -330,12 +358,20 @@ class WebView:
         self.close()
 
     def write(self, result: FrameResult, annotated: np.ndarray) -> None:
-        """Keep a reference to the frame (no copy, no encoding) and its events; wake stream clients."""
+        """Keep a reference to the frame (no copy, no encoding) and its events; wake stream clients.
+
+        With several sources the frame is kept as the latest of the source its name matches.
+        """
         with self._cond:
-            self._frame, self._frame_index = annotated, int(result.frame.index)
-            self._seq += 1
+            channel = self._channels.get(result.frame.name) or self._channels[self._default]
+            channel.frame, channel.index = annotated, int(result.frame.index)
+            channel.seq += 1
             self._events.extend(event.to_json() for event in result.events)
             self._cond.notify_all()
+
+    def has_source(self, name: str) -> bool:
+        """True when ``name`` is one of the sources this view was given."""
+        return name in self._channels and name is not None
 
     def authorized(self, header: str | None, query_token: str | None) -> bool:
         """No token configured, or a matching ``Authorization: Bearer`` header or ``?token=``."""
@@ -355,7 +391,10 @@ class WebView:
         if "source" in data:
             data["source"] = scrub_url(str(data["source"]))
         with self._cond:
-            return data | {"frame": self._frame_index, "clients": self.clients}
+            for row in data.get("sources") or ():
+                if isinstance(row, dict) and row.get("name") in self._channels:
+                    row["frame"] = self._channels[row["name"]].index
+            return data | {"frame": self._channels[self._default].index, "clients": self.clients}
 
     def count_client(self, delta: int) -> None:
         with self._cond:
@@ -367,31 +406,43 @@ class WebView:
             events = list(self._events)
         return events if limit is None else events[len(events) - min(limit, len(events)) :]
 
-    def latest_jpeg(self) -> tuple[int, bytes] | None:
-        """(write number, JPEG bytes) of the latest frame; None before the first."""
+    def latest_jpeg(self, source: str | None = None) -> tuple[int, bytes] | None:
+        """(write number, JPEG bytes) of the latest frame (of ``source``, default the first); None before the first."""
+        channel = self._channels.get(source) or self._channels[self._default]
         with self._cond:
-            seq, frame = self._seq, self._frame
-        return None if frame is None else self._encode(seq, frame)
+            seq, frame = channel.seq, channel.frame
+        return None if frame is None else self._encode(channel, seq, frame)
 
-    def wait_newer(self, last: int, timeout: float) -> tuple[int, bytes] | None:
+    def wait_newer(self, last: int, timeout: float, source: str | None = None) -> tuple[int, bytes] | None:
         """Wait up to ``timeout`` s for a frame written after write number ``last``; its JPEG, or None."""
+        channel = self._channels.get(source) or self._channels[self._default]
         with self._cond:
-            self._cond.wait_for(lambda: self.closed or self._seq > last, timeout=timeout)
-            if self.closed or self._seq <= last or self._frame is None:
+            self._cond.wait_for(lambda: self.closed or channel.seq > last, timeout=timeout)
+            if self.closed or channel.seq <= last or channel.frame is None:
                 return None
-            seq, frame = self._seq, self._frame
-        return self._encode(seq, frame)
+            seq, frame = channel.seq, channel.frame
+        return self._encode(channel, seq, frame)
 
     def wait_closed(self, seconds: float) -> bool:
         """Sleep up to ``seconds`` (stream pacing); True once the view is closed."""
         return self._closed.wait(seconds) if seconds > 0 else self.closed
 
-    def _encode(self, seq: int, frame: np.ndarray) -> tuple[int, bytes]:
+    def _encode(self, channel: _Channel, seq: int, frame: np.ndarray) -> tuple[int, bytes]:
         """Encode each frame once and share the bytes between all clients."""
         with self._jpeg_lock:
-            if self._jpeg is None or self._jpeg[0] < seq:
+            if channel.jpeg is None or channel.jpeg[0] < seq:
                 ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
                 if not ok:
                     raise OutputError("cannot encode the frame as JPEG")
-                self._jpeg = (seq, buf.tobytes())
-            return self._jpeg
+                channel.jpeg = (seq, buf.tobytes())
+            return channel.jpeg
+
+
+class _Channel:
+    """The latest frame of one source: the array, its index, a write counter (streams key on it) and its JPEG."""
+
+    def __init__(self) -> None:
+        self.frame: np.ndarray | None = None
+        self.index: int | None = None
+        self.seq = -1
+        self.jpeg: tuple[int, bytes] | None = None

@@ -14,6 +14,9 @@ td{padding:3px 6px;border-bottom:1px solid #2c3039} td:first-child{color:#9aa4b2
 ul{list-style:none;margin:0;padding:0;max-height:320px;overflow:auto}
 li{padding:3px 6px;margin-bottom:3px;border-left:4px solid #5a6270;background:#1d2027}
 li.ev-alert{border-color:#e5484d;color:#ff8a8e} li.ev-change{border-color:#f5a524} li.ev-end{color:#9aa4b2}
+#view.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(320px,1fr));gap:12px}
+figure{margin:0;background:#1d2027;border-radius:4px;padding:6px} figcaption{font-weight:600;margin:4px 2px}
+figure table{margin:4px 0 0;font-size:13px}
 </style></head><body>
 <header><h1>maskwatch</h1><span id="source">{{source}}</span><span id="conn" class="bad"></span></header>
 <main><div id="view"><img id="stream" alt="live view"></div>
@@ -46,23 +49,61 @@ function item(e) {
   const li = document.createElement("li"), kind = /^[a-z_]+$/.test(String(e.event)) ? e.event : "other";
   const conf = typeof e.confidence === "number" ? " (" + e.confidence.toFixed(2) + ")" : "";
   li.className = "ev-" + kind;
-  li.textContent = [e.ts || "", kind, "track " + e.track_id, (e.label || "?") + conf].join("  ");
+  const who = tiles ? [String(e.source)] : [];
+  li.textContent = [e.ts || "", ...who, kind, "track " + e.track_id, (e.label || "?") + conf].join("  ");
   return li;
+}
+// Several sources: one tile per source (its stream and its numbers). Browsers open about six connections per
+// host, so beyond four sources the tiles show a snapshot refreshed every second instead of an MJPEG stream.
+const TILE_KEYS = ["connected", "fps", "frames", "dropped", "people_now", "people_total", "alerts", "compliance"];
+let tiles = null, loaded = false;
+function buildTiles(rows) {
+  tiles = {};
+  $("view").className = "grid";
+  $("view").replaceChildren(...rows.map((r) => {
+    const fig = document.createElement("figure"), cap = document.createElement("figcaption");
+    const img = document.createElement("img"), table = document.createElement("table");
+    const body = document.createElement("tbody");
+    cap.textContent = String(r.name); img.alt = "live view of " + r.name; table.append(body);
+    fig.append(cap, img, table);
+    tiles[r.name] = {img, body};
+    return fig;
+  }));
+  if (loaded) startStreams();
+}
+function startStreams() {
+  if (!tiles) { $("stream").src = link("stream.mjpg", once ? {frames: "1"} : {}); return; }
+  const names = Object.keys(tiles), poll = names.length > 4;
+  for (const n of names) {
+    const t = tiles[n];
+    t.img.src = poll || once ? link("snapshot.jpg", {source: n}) : link("stream.mjpg", {source: n});
+  }
+  if (poll && !once) setInterval(() => {
+    for (const n of names) tiles[n].img.src = link("snapshot.jpg", {source: n, t: String(Date.now())});
+  }, 1000);
 }
 async function refresh() {
   try {
     const s = await (await fetch(link("status"))).json();
-    $("status").replaceChildren(...Object.entries(s).map(([k, v]) => row(k, v)));
+    if (Array.isArray(s.sources)) {
+      if (!tiles) buildTiles(s.sources);
+      for (const r of s.sources) {
+        const t = tiles[r.name];
+        if (t) t.body.replaceChildren(...TILE_KEYS.filter((k) => k in r).map((k) => row(k, r[k])));
+      }
+    }
+    const top = Object.entries(s).filter(([k]) => k !== "sources");
+    $("status").replaceChildren(...top.map(([k, v]) => row(k, v)));
     if (s.source !== undefined) $("source").textContent = String(s.source);
     const ev = await (await fetch(link("events", {limit: "50"}))).json();
     $("events").replaceChildren(...ev.reverse().map(item));
     $("conn").textContent = "";
   } catch (err) { $("conn").textContent = "connection lost"; }
 }
-refresh();
-setInterval(refresh, 1000);
 // After "load", so screenshot tools are not held by the endless stream; headless browsers get one frame.
 const once = params.has("still") || /HeadlessChrome/.test(navigator.userAgent);
-window.addEventListener("load", () => { $("stream").src = link("stream.mjpg", once ? {frames: "1"} : {}); });
+refresh();
+setInterval(refresh, 1000);
+window.addEventListener("load", () => { loaded = true; startStreams(); });
 </script></body></html>
 """
