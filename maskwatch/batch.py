@@ -48,6 +48,8 @@ class TaskResult:
     error: str = ""
     task_s: float = 0.0
     """Whole task time, model loading included (``fps`` is the run's own, as ``maskwatch run`` reports it)."""
+    stage_s: dict = field(default_factory=dict)
+    """Task seconds by stage (analyse, stitch, render, finish)."""
 
 
 def expand_inputs(spec: str) -> list[Path]:
@@ -275,6 +277,7 @@ class _Job:
     rendered: set = field(default_factory=set)
     stitched: dict | None = None
     attempts: Counter = field(default_factory=Counter)
+    stage_s: Counter = field(default_factory=Counter)
     task_s: float = 0.0
     failed: str = ""
 
@@ -373,6 +376,7 @@ def run_batch(
                         continue
                     value, seconds = value
                     job.task_s += seconds
+                    job.stage_s[kind] += seconds
                     _advance(job, kind, index, value, submit, results)
     table = [results[v] for v in videos]
     (out / "batch_summary.json").write_text(json.dumps([asdict(r) for r in table], indent=2))
@@ -409,6 +413,7 @@ def _advance(job: _Job, kind: str, index: int, value, submit, results: dict) -> 
             value["alerts"],
             max(job.attempts.values()),
             task_s=value["task_s"],
+            stage_s={k: round(v, 2) for k, v in job.stage_s.items()},
         )
 
 
