@@ -169,34 +169,8 @@ def run_command(args: argparse.Namespace, setup_logging) -> int:
                 sinks.append(stack.enter_context(output))
             if args.detections is not None:
                 sinks.append(stack.enter_context(JsonLinesSink(args.detections)))
-            webhook = None
-            if cfg.alerts.webhook:
-                from maskwatch.webhook import Webhook
-
-                webhook = stack.enter_context(
-                    Webhook(
-                        cfg.alerts.webhook, timeout_s=cfg.alerts.webhook_timeout_s, retries=cfg.alerts.webhook_retries
-                    )
-                )
-            if args.events is not None:
-                from maskwatch.events import EventLog
-
-                a = cfg.alerts
-                sinks.append(
-                    stack.enter_context(
-                        EventLog(
-                            args.events,
-                            max_bytes=a.max_bytes,
-                            backups=a.backups,
-                            snapshots=a.snapshots,
-                            blur=cfg.render.blur_faces,
-                            crop_margin=cfg.classifier.crop_margin,
-                            on_event=webhook.send if webhook is not None else None,
-                        )
-                    )
-                )
-            elif webhook is not None and monitor is not None:
-                sinks.append(_EventForwarder(webhook.send))
+            event_outputs, webhook = event_sinks(cfg, args.events, stack, tracking=monitor is not None)
+            sinks += event_outputs
             if bind is not None:
                 from maskwatch.web import WebView
 
@@ -230,10 +204,7 @@ def run_command(args: argparse.Namespace, setup_logging) -> int:
                 summary=monitor.summary_line if monitor is not None else None,
                 summary_interval_s=cfg.logging.summary_interval_s,
             )
-            if webhook is not None:
-                webhook.close()
-                w = webhook.stats
-                logger.info(f"webhook: {w.sent} sent ({w.retries} retries), {w.failed} failed, {w.dropped} dropped")
+            close_webhook(webhook)
     finally:
         source.close()
     _log_done(source, stats)
@@ -243,6 +214,47 @@ def run_command(args: argparse.Namespace, setup_logging) -> int:
         logger.warning(f"interrupted: {stats.frames} frames processed and written; outputs finalized")
         return EXIT_SIGNAL[received["signal"]]
     return EXIT_OK
+
+
+def event_sinks(cfg: Config, events: Path | None, stack: contextlib.ExitStack, *, tracking: bool, per_source=False):
+    """The event outputs of a run: the ``--events`` log and the webhook (fed by the log, or directly without one).
+
+    Returns (sinks, webhook or None); both are closed by ``stack``. ``per_source`` names alert snapshots
+    ``<source>_<track>_<frame>.jpg`` (several sources share the log).
+    """
+    a = cfg.alerts
+    sinks: list = []
+    webhook = None
+    if a.webhook:
+        from maskwatch.webhook import Webhook
+
+        webhook = stack.enter_context(Webhook(a.webhook, timeout_s=a.webhook_timeout_s, retries=a.webhook_retries))
+    if events is not None:
+        from maskwatch.events import EventLog
+
+        log = EventLog(
+            events,
+            max_bytes=a.max_bytes,
+            backups=a.backups,
+            snapshots=a.snapshots,
+            blur=cfg.render.blur_faces,
+            crop_margin=cfg.classifier.crop_margin,
+            on_event=webhook.send if webhook is not None else None,
+            snapshot_prefix_source=per_source,
+        )
+        sinks.append(stack.enter_context(log))
+    elif webhook is not None and tracking:
+        sinks.append(_EventForwarder(webhook.send))
+    return sinks, webhook
+
+
+def close_webhook(webhook) -> None:
+    """Deliver what the webhook still holds (bounded by its timeouts) and log what it did."""
+    if webhook is None:
+        return
+    webhook.close()
+    w = webhook.stats
+    logger.info(f"webhook: {w.sent} sent ({w.retries} retries), {w.failed} failed, {w.dropped} dropped")
 
 
 class _EventForwarder:

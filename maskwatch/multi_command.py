@@ -63,7 +63,15 @@ def run_many_command(args, cfg, bind: tuple[str, int] | None) -> int:
     import contextlib
     from pathlib import Path
 
-    from maskwatch.app import EXIT_OK, EXIT_SIGNAL, _EventForwarder, _write_report, report_prefix, stop_on_signals
+    from maskwatch.app import (
+        EXIT_OK,
+        EXIT_SIGNAL,
+        _write_report,
+        close_webhook,
+        event_sinks,
+        report_prefix,
+        stop_on_signals,
+    )
     from maskwatch.errors import OutputError
     from maskwatch.sinks import VIDEO_SUFFIXES, JsonLinesSink, VideoSink, check_writable
 
@@ -101,30 +109,8 @@ def run_many_command(args, cfg, bind: tuple[str, int] | None) -> int:
             shared: list[Sink] = []
             if args.detections is not None:
                 shared.append(stack.enter_context(JsonLinesSink(args.detections)))
-            webhook = None
-            if cfg.alerts.webhook:
-                from maskwatch.webhook import Webhook
-
-                a = cfg.alerts
-                hook = Webhook(a.webhook, timeout_s=a.webhook_timeout_s, retries=a.webhook_retries)
-                webhook = stack.enter_context(hook)
-            if args.events is not None:
-                from maskwatch.events import EventLog
-
-                a = cfg.alerts
-                log = EventLog(
-                    args.events,
-                    max_bytes=a.max_bytes,
-                    backups=a.backups,
-                    snapshots=a.snapshots,
-                    blur=cfg.render.blur_faces,
-                    crop_margin=cfg.classifier.crop_margin,
-                    on_event=webhook.send if webhook is not None else None,
-                    snapshot_prefix_source=True,
-                )
-                shared.append(stack.enter_context(log))
-            elif webhook is not None and tracking:
-                shared.append(_EventForwarder(webhook.send))
+            event_outputs, webhook = event_sinks(cfg, args.events, stack, tracking=tracking, per_source=True)
+            shared += event_outputs
             if out_dir is not None:
                 out_dir.mkdir(exist_ok=True)
                 for lane in lanes:
@@ -165,10 +151,7 @@ def run_many_command(args, cfg, bind: tuple[str, int] | None) -> int:
                 status_interval_s=cfg.logging.status_interval_s,
                 summary_interval_s=cfg.logging.summary_interval_s,
             )
-            if webhook is not None:
-                webhook.close()
-                w = webhook.stats
-                logger.info(f"webhook: {w.sent} sent ({w.retries} retries), {w.failed} failed, {w.dropped} dropped")
+            close_webhook(webhook)
     finally:
         stop.set()
         for source in sources:
