@@ -351,8 +351,7 @@ def run_batch(
         with tqdm(total=total_frames or None, unit="frame", desc="batch", dynamic_ncols=True, mininterval=1.0) as bar:
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
-                bar.n = ray.get(progress.total.remote())
-                bar.set_postfix_str(f"{len(results)}/{len(videos)} videos", refresh=True)
+                _show(bar, ray.get(progress.total.remote()), len(results), len(videos))
                 for ref in ready:
                     job, kind, index = pending.pop(ref)
                     if job.failed:
@@ -378,9 +377,15 @@ def run_batch(
                     job.task_s += seconds
                     job.stage_s[kind] += seconds
                     _advance(job, kind, index, value, submit, results)
+            _show(bar, ray.get(progress.total.remote()), len(results), len(videos))
     table = [results[v] for v in videos]
     (out / "batch_summary.json").write_text(json.dumps([asdict(r) for r in table], indent=2))
     return table
+
+
+def _show(bar, frames: int, videos_done: int, videos: int) -> None:
+    bar.n = frames
+    bar.set_postfix_str(f"{videos_done}/{videos} videos", refresh=True)
 
 
 def _advance(job: _Job, kind: str, index: int, value, submit, results: dict) -> None:
