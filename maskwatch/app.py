@@ -152,7 +152,12 @@ def run_command(args: argparse.Namespace, setup_logging) -> int:
         if args.events is not None and not tracking:
             raise OutputError("--events needs a video, camera or stream with tracking on (not images or --no-track)")
         output = _output_sink(args.output, source, cfg) if args.output is not None else None
-        from maskwatch.build import build_monitor, build_pipeline, build_renderer  # torch: only once inputs are checked
+        from maskwatch.build import (  # torch: only once inputs are checked
+            batch_frames,
+            build_monitor,
+            build_pipeline,
+            build_renderer,
+        )
 
         pipeline = build_pipeline(cfg)
         pipeline.warmup()
@@ -203,6 +208,7 @@ def run_command(args: argparse.Namespace, setup_logging) -> int:
                 stats=stats,
                 summary=monitor.summary_line if monitor is not None else None,
                 summary_interval_s=cfg.logging.summary_interval_s,
+                batch_frames=batch_frames(cfg),
             )
             close_webhook(webhook)
     finally:

@@ -18,6 +18,13 @@ def effective_precision(cfg: Config) -> str:
     return cfg.runtime.precision
 
 
+def batch_frames(cfg: Config) -> int:
+    """Frames the runner may detect together: ``runtime.batch_frames``, else 8 on CUDA and 1 on the CPU."""
+    if cfg.runtime.batch_frames is not None:
+        return cfg.runtime.batch_frames
+    return 8 if cfg.runtime.device == "cuda" else 1
+
+
 def check_runtime(cfg: Config) -> None:
     """Apply thread and int8-engine settings and fail early on an unavailable device or precision."""
     if cfg.runtime.device == "cuda" and not torch.cuda.is_available():

@@ -73,6 +73,13 @@ class RuntimeConfig(_Section):
         "int8", description="Model precision; int8 runs on the CPU only (with device cuda, fp32 is used)."
     )
     threads: int = Field(0, ge=0, le=256, description="Torch CPU threads; 0 keeps torch's default (one per core).")
+    batch_frames: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description="Frames detected together when the consumer is behind (those already queued); "
+        "null = 8 on cuda, 1 on cpu.",
+    )
 
 
 class RenderConfig(_Section):

@@ -128,18 +128,30 @@ class Monitor:
         self._unmasked_ended = 0
 
     def __call__(self, frame: Frame) -> FrameResult:
+        detected = self.stride.should_detect()
+        return self._track(frame, self.pipeline(frame) if detected else None)
+
+    def process_batch(self, frames: list[Frame]) -> list[FrameResult]:
+        """:meth:`__call__` for frames in order, the detector's frames run as one batch (GPU, consumer behind)."""
+        detect = [self.stride.should_detect() for _ in frames]
+        chosen = [f for f, d in zip(frames, detect, strict=True) if d]
+        batch = getattr(self.pipeline, "process_batch", None)
+        found = iter(batch(chosen) if batch is not None else [self.pipeline(f) for f in chosen])
+        return [self._track(f, next(found) if d else None) for f, d in zip(frames, detect, strict=True)]
+
+    def _track(self, frame: Frame, result: FrameResult | None) -> FrameResult:
+        """Track one frame: with the pipeline's ``result`` (detected) or by prediction alone (``None``)."""
         if self._t0 is None:
             self._t0 = frame.timestamp_s
         t = frame.timestamp_s - self._t0
         timings: dict[str, float] = {}
-        detected = self.stride.should_detect()
-        if detected:
-            result = self.pipeline(frame)
+        detected = result is not None
+        if result is not None:
             timings.update(result.timings_ms)
-            t0 = time.perf_counter()
+        t0 = time.perf_counter()
+        if result is not None:
             step = self.tracker.update(result.faces, frame.index, t)
         else:
-            t0 = time.perf_counter()
             step = self.tracker.predict(frame.index, t)
         events = self._decide(frame.index, t, step)
         timings["track_ms"] = (time.perf_counter() - t0) * 1e3

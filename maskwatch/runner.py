@@ -91,6 +91,7 @@ def run(
     stats: RunStats | None = None,
     summary: Callable[[], str] | None = None,
     summary_interval_s: float = 60.0,
+    batch_frames: int = 1,
 ) -> RunStats:
     """Process every frame of ``source`` (files) or the freshest frames (live) until the end or ``stop``.
 
@@ -100,6 +101,9 @@ def run(
     ``process`` may also have ``observe(busy_ms, detected)`` (told each frame's busy time) and ``finish()``
     (returns the last events at the end; they go to the sinks marked ``takes_events``). ``summary`` is logged
     every ``summary_interval_s`` and at the end.
+
+    ``batch_frames`` > 1 and a ``process.process_batch``: when the consumer is behind, the frames already waiting
+    in the queue (up to ``batch_frames``) are processed together (a GPU's batch), then written in order.
     """
     stop = stop or threading.Event()
     live = source.is_live
@@ -114,7 +118,42 @@ def run(
     next_status = started + status_interval_s
     next_summary = started + summary_interval_s
     observe = getattr(process, "observe", None)
+    batch_process = getattr(process, "process_batch", None) if batch_frames > 1 else None
     last: tuple[FrameResult, np.ndarray] | None = None
+
+    def _deliver(item: Frame, result: FrameResult, share_s: float) -> tuple[FrameResult, np.ndarray]:
+        """Render and write one processed frame, and count it (``share_s``: its share of the processing time)."""
+        nonlocal next_status, next_summary
+        fps = rate.tick(time.monotonic())
+        t_render = time.perf_counter()
+        annotated = renderer.annotate(result, fps) if needs_image else result.frame.image
+        t_sinks = time.perf_counter()
+        for sink in sinks:
+            sink.write(result, annotated)
+        t_end = time.perf_counter()
+        for name, ms in result.timings_ms.items():
+            stats.average(name.removesuffix("_ms"), ms)
+        stats.average("render", (t_sinks - t_render) * 1e3)
+        stats.average("sinks", (t_end - t_sinks) * 1e3)
+        if observe is not None:
+            observe(share_s * 1e3 + (t_end - t_render) * 1e3, result.detected)
+        now = time.monotonic()
+        stats.fps_now = fps or 0.0
+        stats.dropped = producer.stats.dropped
+        stats.frames += 1
+        stats.faces += len(result.faces)
+        for name, n in result.faces.counts().items():
+            stats.counts[name] = stats.counts.get(name, 0) + n
+        stats.ages_ms.append((now - item.captured_at) * 1e3)
+        bar.update(1)
+        if not show_bar and now >= next_status:
+            next_status = now + status_interval_s
+            logger.info(_status_line(source, stats, fps, producer.stats.dropped, len(result.faces)))
+        if summary is not None and now >= next_summary:
+            next_summary = now + summary_interval_s
+            logger.info(summary())
+        return result, annotated
+
     producer.start()
     try:
         while True:
@@ -126,37 +165,23 @@ def run(
                 continue
             if item is END:
                 break
-            t_start = time.perf_counter()
-            result = process(item)
-            fps = rate.tick(time.monotonic())
-            t_render = time.perf_counter()
-            annotated = renderer.annotate(result, fps) if needs_image else result.frame.image
-            t_sinks = time.perf_counter()
-            for sink in sinks:
-                sink.write(result, annotated)
-            t_end = time.perf_counter()
-            last = (result, annotated)
-            for name, ms in result.timings_ms.items():
-                stats.average(name.removesuffix("_ms"), ms)
-            stats.average("render", (t_sinks - t_render) * 1e3)
-            stats.average("sinks", (t_end - t_sinks) * 1e3)
-            if observe is not None:
-                observe((t_end - t_start) * 1e3, result.detected)
-            now = time.monotonic()
-            stats.fps_now = fps or 0.0
-            stats.dropped = producer.stats.dropped
-            stats.frames += 1
-            stats.faces += len(result.faces)
-            for name, n in result.faces.counts().items():
-                stats.counts[name] = stats.counts.get(name, 0) + n
-            stats.ages_ms.append((now - item.captured_at) * 1e3)
-            bar.update(1)
-            if not show_bar and now >= next_status:
-                next_status = now + status_interval_s
-                logger.info(_status_line(source, stats, fps, producer.stats.dropped, len(result.faces)))
-            if summary is not None and now >= next_summary:
-                next_summary = now + summary_interval_s
-                logger.info(summary())
+            batch, ended = [item], False
+            while batch_process is not None and len(batch) < batch_frames:
+                try:
+                    waiting = frames.get_nowait()
+                except queue.Empty:
+                    break
+                if waiting is END:
+                    ended = True
+                    break
+                batch.append(waiting)
+            t_batch = time.perf_counter()
+            results = batch_process(batch) if len(batch) > 1 else [process(item)]
+            share_s = (time.perf_counter() - t_batch) / len(batch)
+            for item, result in zip(batch, results, strict=True):
+                last = _deliver(item, result, share_s)
+            if ended:
+                break
             if any(isinstance(s, WindowSink) and s.quit_requested for s in sinks):
                 stop.set()
         finish_process(process, sinks, last)

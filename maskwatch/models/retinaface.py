@@ -355,3 +355,15 @@ class RetinaFaceDetector:
         tensor, box = self.preprocess(image_bgr)
         loc, logits, _ = self._net(tensor)
         return self.postprocess(loc[0], logits[0], box, image_bgr.shape[:2])
+
+    @torch.inference_mode()
+    def detect_batch(self, images_bgr: list[np.ndarray]) -> list[FaceDetections]:
+        """:meth:`detect` for several frames in one forward pass (frames of one size; mixed sizes run one by one)."""
+        prepared = [self.preprocess(image) for image in images_bgr]
+        if len({box.size_hw for _, box in prepared}) > 1:
+            return [self.detect(image) for image in images_bgr]
+        loc, logits, _ = self._net(torch.cat([tensor for tensor, _ in prepared]))
+        return [
+            self.postprocess(loc[i], logits[i], box, image.shape[:2])
+            for i, ((_, box), image) in enumerate(zip(prepared, images_bgr, strict=True))
+        ]
