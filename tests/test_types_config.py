@@ -86,3 +86,16 @@ def test_reference_lists_every_field():
 
 def test_readme_config_reference_is_current():
     assert render_reference() in (ROOT / "README.md").read_text()
+
+
+def test_the_pi_profile_is_valid_and_stays_on_this_machine():
+    cfg = load_config(ROOT / "configs" / "pi.yaml")
+    assert cfg.detector.input_size == 480 and cfg.tracking.detect_every == 3 and cfg.runtime.precision == "int8"
+    assert cfg.http.bind.startswith("127.0.0.1:")  # the Pi's view is local unless the user says otherwise
+
+
+def test_the_service_unit_runs_the_pi_profile_with_a_persistent_event_log():
+    unit = (ROOT / "deploy" / "maskwatch.service").read_text()
+    exec_start = unit.split("ExecStart=", 1)[1].split("\n#", 1)[0]
+    assert "--config /etc/maskwatch/pi.yaml" in exec_start and "--events /var/lib/maskwatch/events.jsonl" in exec_start
+    assert "Restart=on-failure" in unit and "WantedBy=multi-user.target" in unit and "StateDirectory=maskwatch" in unit
