@@ -122,6 +122,11 @@ def _parser() -> argparse.ArgumentParser:
     be.add_argument("--config", type=Path, help="YAML config (model files, threads)")
     be.add_argument("--pt2e", action="store_true", help="also time torchao's PT2E int8 flow (needs maskwatch[pt2e])")
     be.add_argument(
+        "--device",
+        choices=["cpu", "cuda"],
+        help="time the fp32 models on this device at batch 1..16, 640x480 and 1280x720, against CPU decode/encode",
+    )
+    be.add_argument(
         "--stages",
         action="store_true",
         help="only time decode / inference / render / encode per frame of --video at its own size, 1 thread",
@@ -296,6 +301,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if video is None:
         demo = _shared_data("videos", required=False) / "mask.mp4"
         video = demo if demo.is_file() else None
+    if args.device is not None:
+        from maskwatch.bench_gpu import device_bench, device_lines
+        from maskwatch.build import check_runtime
+
+        check_runtime(cfg.model_copy(update={"runtime": cfg.runtime.model_copy(update={"device": args.device})}))
+        result = device_bench(cfg, video, device=args.device, frames=args.frames, runs=args.runs)
+        for line in device_lines(result):
+            print(line)
+        if args.json is not None:
+            args.json.write_text(json.dumps(result, indent=2) + "\n")
+        return EXIT_OK
     if args.stages:
         from maskwatch.bench import stage_costs, stage_lines
 
