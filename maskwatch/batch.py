@@ -99,16 +99,21 @@ _PIPELINES: dict[tuple, tuple] = {}
 """Models loaded in this worker process, by (config, precision): Ray reuses workers, so each loads them once."""
 
 
+def _config(config: str | None, precision: str | None):
+    from maskwatch.config import load_config
+
+    return load_config(config, {"runtime.device": "cpu", "runtime.precision": precision})
+
+
 def _models(config: str | None, precision: str | None):
     key = (config, precision)
     if key not in _PIPELINES:
         import torch
 
         from maskwatch.build import build_pipeline
-        from maskwatch.config import load_config
 
         torch.set_num_threads(1)
-        cfg = load_config(config, {"runtime.device": "cpu", "runtime.precision": precision})
+        cfg = _config(config, precision)
         pipeline = build_pipeline(cfg)
         pipeline.warmup()
         _PIPELINES[key] = (cfg, pipeline)
@@ -174,7 +179,7 @@ def stitch_task(video: str, out: str, stem: str, parts: list[dict]) -> dict:
 
 def render_task(video: str, out: str, stem: str, index: int, start: int, config: str | None, precision) -> int:
     """Ray task: draw one chunk's final records onto its frames (a segment of the annotated video)."""
-    cfg, _ = _models(config, precision)
+    cfg = _config(config, precision)
     out_dir = Path(out)
     records = read_records(_tmp(out_dir, stem, f"c{index}.final.jsonl"))
     return render_chunk(Path(video), start, records, cfg, _tmp(out_dir, stem, f"c{index}.mp4"))
