@@ -240,21 +240,12 @@ def _serve(lane: Lane, frame: Frame, shared_sinks: Sequence[Sink], renderer: Ove
         sink.write(result, annotated)
     t_end = time.perf_counter()
     lane.last = (result, annotated)
-    stats = lane.stats
-    for name, ms in result.timings_ms.items():
-        stats.average(name.removesuffix("_ms"), ms)
-    stats.average("render", (t_sinks - t_render) * 1e3)
-    stats.average("sinks", (t_end - t_sinks) * 1e3)
     observe = getattr(lane.process, "observe", None)
     if observe is not None:
         observe((t_end - t_start) * 1e3, result.detected)
-    stats.fps_now = fps or 0.0
-    stats.dropped = lane.producer.stats.dropped
-    stats.frames += 1
-    stats.faces += len(result.faces)
-    for name, n in result.faces.counts().items():
-        stats.counts[name] = stats.counts.get(name, 0) + n
-    stats.ages_ms.append((time.monotonic() - frame.captured_at) * 1e3)
+    lane.stats.dropped = lane.producer.stats.dropped
+    age_ms = (time.monotonic() - frame.captured_at) * 1e3
+    lane.stats.record(result, (t_sinks - t_render) * 1e3, (t_end - t_sinks) * 1e3, fps, age_ms)
 
 
 def _end(lane: Lane, shared_sinks: Sequence[Sink]) -> None:

@@ -47,6 +47,19 @@ class RunStats:
         old = self.stage_ms.get(stage)
         self.stage_ms[stage] = ms if old is None else 0.9 * old + 0.1 * ms
 
+    def record(self, result: FrameResult, render_ms: float, sinks_ms: float, fps: float | None, age_ms: float) -> None:
+        """Count one written frame: its stage times, faces and classes, the live fps and the frame's age."""
+        for name, ms in result.timings_ms.items():
+            self.average(name.removesuffix("_ms"), ms)
+        self.average("render", render_ms)
+        self.average("sinks", sinks_ms)
+        self.fps_now = fps or 0.0
+        self.frames += 1
+        self.faces += len(result.faces)
+        for name, n in result.faces.counts().items():
+            self.counts[name] = self.counts.get(name, 0) + n
+        self.ages_ms.append(age_ms)
+
     @property
     def fps(self) -> float:
         return self.frames / self.wall_s if self.wall_s > 0 else 0.0
@@ -131,20 +144,11 @@ def run(
         for sink in sinks:
             sink.write(result, annotated)
         t_end = time.perf_counter()
-        for name, ms in result.timings_ms.items():
-            stats.average(name.removesuffix("_ms"), ms)
-        stats.average("render", (t_sinks - t_render) * 1e3)
-        stats.average("sinks", (t_end - t_sinks) * 1e3)
         if observe is not None:
             observe(share_s * 1e3 + (t_end - t_render) * 1e3, result.detected)
         now = time.monotonic()
-        stats.fps_now = fps or 0.0
         stats.dropped = producer.stats.dropped
-        stats.frames += 1
-        stats.faces += len(result.faces)
-        for name, n in result.faces.counts().items():
-            stats.counts[name] = stats.counts.get(name, 0) + n
-        stats.ages_ms.append((now - item.captured_at) * 1e3)
+        stats.record(result, (t_sinks - t_render) * 1e3, (t_end - t_sinks) * 1e3, fps, (now - item.captured_at) * 1e3)
         bar.update(1)
         if not show_bar and now >= next_status:
             next_status = now + status_interval_s
