@@ -9,7 +9,7 @@
 # COMPARE_N (frames for compare_arch.py, default 20), TORCH_SPEC / TORCHVISION_SPEC (default torch==2.9.1 /
 # torchvision==0.24.1), PREFETCH (1 = host pip downloads the aarch64 wheels, 0 = pip inside the root downloads
 # them), PYTEST_TIMEOUT (s, default 3600), NICE (default 10), STEPS (space-separated subset of: host binfmt
-# debootstrap aptroot copy venv engine pytest run eval compare x86; default all).
+# debootstrap aptroot copy venv engine pytest run eval compare installpi x86; default all).
 # Every step is skipped when it is already done (stamp files in ROOT/.maskwatch-stamps); delete a stamp to redo.
 set -euo pipefail
 { # the whole script is read before it runs (safe to edit while a run is going)
@@ -26,7 +26,7 @@ TORCHVISION_SPEC="${TORCHVISION_SPEC:-torchvision==0.24.1}"
 PREFETCH="${PREFETCH:-1}"
 PYTEST_TIMEOUT="${PYTEST_TIMEOUT:-3600}"
 NICE="${NICE:-10}"
-STEPS="${STEPS:-host binfmt debootstrap aptroot copy venv engine pytest run eval compare x86}"
+STEPS="${STEPS:-host binfmt debootstrap aptroot copy venv engine pytest run eval compare installpi x86}"
 # the host's Python with maskwatch installed (makes the clip, fetches wheels, runs the x86 reference)
 HOST_PY="${HOST_PY:-${VIRTUAL_ENV:+$VIRTUAL_ENV/bin/python}}"
 HOST_PY="${HOST_PY:-$(command -v python3)}"
@@ -287,6 +287,27 @@ if want compare; then
     cp "$HERE/compare_arch.py" "$ROOT$WORK/compare_arch.py"
     timed compare_aarch64 in_root "cd /tmp && $WORK/venv/bin/python $WORK/compare_arch.py --video $WORK/inputs/clip.mp4 \
         --frames $COMPARE_N --images $WORK/inputs/voc/images --out $WORK/results/arch_aarch64.json"
+fi
+
+if want installpi; then
+    log "the README's Pi install: deploy/install-pi.sh in the root, then the service's command as its user"
+    # install-pi.sh installs from the folder it lives in: the repo copy. No systemd runs in a chroot, so the unit is
+    # installed but not started; its ExecStart is run here by hand as the service user, as systemd would
+    # (StateDirectory= makes /var/lib/maskwatch owned by the user; the source is the clip, copied there).
+    timed install_pi in_root "bash $WORK/maskwatch/deploy/install-pi.sh $WORK/inputs/clip.mp4" \
+        2>&1 | tee "$RESULTS/install_pi.log" || true
+    timed service_run in_root "set -e
+        install -d -o maskwatch -g maskwatch -m 755 /var/lib/maskwatch
+        . /etc/maskwatch/maskwatch.env
+        install -o maskwatch -m 644 \$MASKWATCH_SOURCE /var/lib/maskwatch/clip.mp4
+        rm -f /var/lib/maskwatch/events.jsonl
+        cd /var/lib/maskwatch
+        runuser -u maskwatch -- env PYTHONUNBUFFERED=1 /opt/maskwatch/venv/bin/maskwatch run \
+            --source /var/lib/maskwatch/clip.mp4 --config /etc/maskwatch/pi.yaml \
+            --events /var/lib/maskwatch/events.jsonl --no-progress
+        stat -c '%U %a %n' /etc/maskwatch/maskwatch.env /etc/maskwatch/pi.yaml /etc/systemd/system/maskwatch.service \
+            /var/lib/maskwatch/events.jsonl
+        echo events: \$(wc -l </var/lib/maskwatch/events.jsonl) lines" 2>&1 | tee "$RESULTS/service_run.log" || true
 fi
 
 umount_root
