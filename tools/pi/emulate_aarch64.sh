@@ -78,7 +78,7 @@ mount_root() {
     done
     cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf" 2>/dev/null || true
     # the host's CA bundle as pip inside the root sees it (a host behind a TLS-inspecting proxy trusts its CA here)
-    if [[ -f $HOST_CA ]]; then cp -L "$HOST_CA" "$ROOT/etc/ssl/host-ca-bundle.crt"; fi
+    if [[ -f $HOST_CA ]]; then mkdir -p "$ROOT/etc/ssl" && cp -L "$HOST_CA" "$ROOT/etc/ssl/host-ca-bundle.crt"; fi
 }
 umount_root() {
     local i
