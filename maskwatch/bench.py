@@ -10,9 +10,10 @@ import platform
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Mapping
 from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -31,13 +32,16 @@ def summarize(times_ms: list[float]) -> dict[str, float]:
     return {"median_ms": float(np.median(arr)), "p90_ms": float(np.percentile(arr, 90)), "runs": len(times_ms)}
 
 
+K = TypeVar("K", bound=Hashable)
+
+
 @torch.inference_mode()
-def time_interleaved(calls: dict[str, Callable[[], object]], runs: int, warmup: int = 3) -> dict[str, dict[str, float]]:
+def time_interleaved(calls: Mapping[K, Callable[[], object]], runs: int, warmup: int = 3) -> dict[K, dict[str, float]]:
     """Time each zero-argument call ``runs`` times, alternating between them; summaries keyed like ``calls``."""
     for fn in calls.values():
         for _ in range(warmup):
             fn()
-    times: dict[str, list[float]] = {name: [] for name in calls}
+    times: dict[K, list[float]] = {name: [] for name in calls}
     for _ in range(runs):
         for name, fn in calls.items():
             t0 = time.perf_counter()

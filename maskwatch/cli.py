@@ -306,7 +306,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from maskwatch.build import check_runtime
 
         check_runtime(cfg.model_copy(update={"runtime": cfg.runtime.model_copy(update={"device": args.device})}))
-        result = device_bench(cfg, video, device=args.device, frames=args.frames, runs=args.runs)
+        result = device_bench(cfg, video, device=args.device, frames=args.frames, runs=args.runs, repeats=args.repeats)
         for line in device_lines(result):
             print(line)
         if args.json is not None:

@@ -15,9 +15,13 @@ from tests.conftest import write_video
 
 def test_device_bench_on_the_cpu_reports_every_number(tmp_path):
     video = write_video(tmp_path / "v.mp4", frames=12, size_wh=(160, 120))
-    result = device_bench(Config(), video, device="cpu", sizes=((160, 120),), batches=(1, 2), frames=8, runs=2)
+    result = device_bench(
+        Config(), video, device="cpu", sizes=((160, 120),), batches=(1, 2), frames=8, runs=2, repeats=2
+    )
     entry = result["sizes"]["160x120"]
     assert set(entry["detector_ms"]) == {1, 2} and entry["best_batch"] in (1, 2)
+    assert all(entry[k][b]["runs"] == 2 for k in ("detector_ms", "classifier_ms") for b in (1, 2))
+    assert result["repeats"] == 2
     assert entry["decode_fps"] > 0 and entry["encode_fps"] > 0
     assert entry["end_to_end_fps"]["batch_1"] > 0 and entry["end_to_end_fps"]["best"] > 0
     assert entry["bound_by"] in ("decode (CPU)", "encode (CPU)", "models (batched)")
