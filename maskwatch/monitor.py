@@ -144,10 +144,7 @@ class Monitor:
         if self._t0 is None:
             self._t0 = frame.timestamp_s
         t = frame.timestamp_s - self._t0
-        timings: dict[str, float] = {}
-        detected = result is not None
-        if result is not None:
-            timings.update(result.timings_ms)
+        timings: dict[str, float] = dict(result.timings_ms) if result is not None else {}
         t0 = time.perf_counter()
         if result is not None:
             step = self.tracker.update(result.faces, frame.index, t)
@@ -158,7 +155,9 @@ class Monitor:
         self._sample(t, step)
         self._in_view = len(step.faces)
         self._last_index, self._last_ts = frame.index, t
-        return FrameResult(frame=frame, faces=step.faces, timings_ms=timings, detected=detected, events=events)
+        return FrameResult(
+            frame=frame, faces=step.faces, timings_ms=timings, detected=result is not None, events=events
+        )
 
     def observe(self, busy_ms: float, detected: bool) -> None:
         """The runner reports each frame's total busy time here (drives the automatic stride)."""

@@ -23,7 +23,7 @@ from loguru import logger
 from maskwatch.capture import END, Producer, Source
 from maskwatch.errors import MaskwatchError, SourceError
 from maskwatch.render import OverlayRenderer
-from maskwatch.runner import FrameRate, RunStats, finish_process, is_data_only
+from maskwatch.runner import FrameRate, RunStats, finish_process, is_data_only, write_frame
 from maskwatch.sinks import Sink, WindowSink
 from maskwatch.types import Frame, FrameResult
 
@@ -233,19 +233,14 @@ def _serve(lane: Lane, frame: Frame, shared_sinks: Sequence[Sink], renderer: Ove
     fps = lane.rate.tick(time.monotonic())
     sinks = [*shared_sinks, *lane.sinks]
     needs_image = renderer is not None and any(not is_data_only(s) for s in sinks)
-    t_render = time.perf_counter()
-    annotated = renderer.annotate(result, fps) if needs_image else result.frame.image
-    t_sinks = time.perf_counter()
-    for sink in sinks:
-        sink.write(result, annotated)
-    t_end = time.perf_counter()
+    annotated, render_ms, sinks_ms = write_frame(result, fps, renderer if needs_image else None, sinks)
     lane.last = (result, annotated)
     observe = getattr(lane.process, "observe", None)
     if observe is not None:
-        observe((t_end - t_start) * 1e3, result.detected)
+        observe((time.perf_counter() - t_start) * 1e3, result.detected)
     lane.stats.dropped = lane.producer.stats.dropped
     age_ms = (time.monotonic() - frame.captured_at) * 1e3
-    lane.stats.record(result, (t_sinks - t_render) * 1e3, (t_end - t_sinks) * 1e3, fps, age_ms)
+    lane.stats.record(result, render_ms, sinks_ms, fps, age_ms)
 
 
 def _end(lane: Lane, shared_sinks: Sequence[Sink]) -> None:

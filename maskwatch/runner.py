@@ -88,6 +88,22 @@ class FrameRate:
         return self.fps
 
 
+def write_frame(
+    result: FrameResult, fps: float, renderer: OverlayRenderer | None, sinks: Sequence[Sink]
+) -> tuple[np.ndarray, float, float]:
+    """Draw ``result`` (``renderer`` None: the raw frame) and write it to every sink.
+
+    Returns the image written and the milliseconds spent rendering and in the sinks.
+    """
+    t_render = time.perf_counter()
+    annotated = renderer.annotate(result, fps) if renderer is not None else result.frame.image
+    t_sinks = time.perf_counter()
+    for sink in sinks:
+        sink.write(result, annotated)
+    t_end = time.perf_counter()
+    return annotated, (t_sinks - t_render) * 1e3, (t_end - t_sinks) * 1e3
+
+
 def run(
     source: Source,
     process: Callable[[Frame], FrameResult],
@@ -138,17 +154,12 @@ def run(
         """Render and write one processed frame, and count it (``share_s``: its share of the processing time)."""
         nonlocal next_status, next_summary
         fps = rate.tick(time.monotonic())
-        t_render = time.perf_counter()
-        annotated = renderer.annotate(result, fps) if needs_image else result.frame.image
-        t_sinks = time.perf_counter()
-        for sink in sinks:
-            sink.write(result, annotated)
-        t_end = time.perf_counter()
+        annotated, render_ms, sinks_ms = write_frame(result, fps, renderer if needs_image else None, sinks)
         if observe is not None:
-            observe(share_s * 1e3 + (t_end - t_render) * 1e3, result.detected)
+            observe(share_s * 1e3 + render_ms + sinks_ms, result.detected)
         now = time.monotonic()
         stats.dropped = producer.stats.dropped
-        stats.record(result, (t_sinks - t_render) * 1e3, (t_end - t_sinks) * 1e3, fps, (now - item.captured_at) * 1e3)
+        stats.record(result, render_ms, sinks_ms, fps, (now - item.captured_at) * 1e3)
         bar.update(1)
         if not show_bar and now >= next_status:
             next_status = now + status_interval_s
