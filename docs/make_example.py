@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from maskwatch.render import OverlayRenderer
+from maskwatch.outputs.render import OverlayRenderer
 from maskwatch.types import FaceDetections, Frame, FrameResult
 
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+from pathlib import Path
+
 import torch
 from loguru import logger
 
 from maskwatch.config import Config
 from maskwatch.errors import ConfigError
-from maskwatch.pipeline import FacePipeline
-from maskwatch.render import OverlayRenderer
+from maskwatch.monitor.pipeline import FacePipeline
+from maskwatch.outputs.render import OverlayRenderer
 
 
 def effective_precision(cfg: Config) -> str:
@@ -34,7 +37,7 @@ def check_runtime(cfg: Config) -> None:
     if cfg.runtime.precision == "int8" and cfg.runtime.device == "cuda":
         logger.info("int8 models run on the CPU only; using the fp32 models on cuda")
     elif cfg.runtime.precision == "int8":
-        from maskwatch.quantize import use_engine
+        from maskwatch.models.int8 import use_engine
 
         use_engine()
 
@@ -76,7 +79,7 @@ def build_renderer(cfg: Config) -> OverlayRenderer:
 
 def build_tracker(cfg: Config):
     """A face tracker with the configured association and voting settings."""
-    from maskwatch.track import FaceTracker
+    from maskwatch.monitor.track import FaceTracker
 
     t = cfg.tracking
     return FaceTracker(
@@ -97,8 +100,8 @@ def build_monitor(cfg: Config, pipeline: FacePipeline, *, source_name: str, fps:
 
     The detector is set to report faces down to ``tracking.low_score``: those only extend existing tracks.
     """
-    from maskwatch.events import AlertPolicy
-    from maskwatch.monitor import Monitor, StrideControl
+    from maskwatch.monitor.monitor import Monitor, StrideControl
+    from maskwatch.outputs.events import AlertPolicy
 
     t, a = cfg.tracking, cfg.alerts
     if hasattr(pipeline.detector, "score_threshold"):
@@ -115,3 +118,39 @@ def build_monitor(cfg: Config, pipeline: FacePipeline, *, source_name: str, fps:
         t.detect_every, auto=live and t.auto_stride, max_every=t.max_detect_every, frame_interval_s=1.0 / fps
     )
     return Monitor(pipeline, build_tracker(cfg), policy, stride)
+
+
+def build_event_outputs(
+    cfg: Config, events: Path | None, stack: contextlib.ExitStack, *, tracking: bool, per_source: bool = False
+):
+    """The event outputs of a run: the ``--events`` log and the webhook (fed by the log, or directly without one).
+
+    Returns (sinks, webhook or None); both are closed by ``stack``. ``per_source`` names alert snapshots
+    ``<source>_<track>_<frame>.jpg`` (several sources share the log).
+    """
+    a = cfg.alerts
+    sinks: list = []
+    webhook = None
+    if a.webhook:
+        from maskwatch.outputs.webhook import Webhook
+
+        webhook = stack.enter_context(Webhook(a.webhook, timeout_s=a.webhook_timeout_s, retries=a.webhook_retries))
+    if events is not None:
+        from maskwatch.outputs.events import EventLog
+
+        log = EventLog(
+            events,
+            max_bytes=a.max_bytes,
+            backups=a.backups,
+            snapshots=a.snapshots,
+            blur=cfg.render.blur_faces,
+            crop_margin=cfg.classifier.crop_margin,
+            on_event=webhook.send if webhook is not None else None,
+            snapshot_prefix_source=per_source,
+        )
+        sinks.append(stack.enter_context(log))
+    elif webhook is not None and tracking:
+        from maskwatch.outputs.events import EventForwarder
+
+        sinks.append(EventForwarder(webhook.send))
+    return sinks, webhook

@@ -11,9 +11,8 @@ from loguru import logger
 
 from maskwatch import __version__
 from maskwatch.errors import MaskwatchError
+from maskwatch.media import EXIT_ERROR, EXIT_OK, EXIT_SIGNAL
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
-EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
 DEFAULT_EPOCHS = {
     "classifier": 20,
     "retinaface_mnet025": 6,
@@ -177,7 +176,7 @@ def _setup_logging(level: str) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from maskwatch.app import run_command
+    from maskwatch.commands.run import run_command
 
     if args.detect_every is not None:
         _positive(args.detect_every, "--detect-every")
@@ -186,10 +185,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from maskwatch.build import build_pipeline
+    from maskwatch.commands.evaluate import predict, report_lines, score, write_json, write_plots
     from maskwatch.config import load_config
     from maskwatch.data.formats import read_dataset
-    from maskwatch.evaluate import predict, report_lines, score, write_json, write_plots
-    from maskwatch.sinks import check_writable
+    from maskwatch.outputs.sinks import check_writable
 
     if not 0.0 < args.iou < 1.0:
         raise MaskwatchError(f"--iou must be between 0 and 1, got {args.iou}")
@@ -259,8 +258,8 @@ def _positive(value: int, flag: str, minimum: int = 1) -> int:
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:
+    from maskwatch.commands.quantize import quantize_files
     from maskwatch.models.weights import WEIGHTS_DIRS
-    from maskwatch.quantize import quantize_files
 
     _positive(args.calib, "--calib")
     _positive(args.qat_epochs, "--qat-epochs", 0)
@@ -284,9 +283,9 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     import json
 
-    from maskwatch.bench import report_lines, run_bench
+    from maskwatch.commands.bench.core import report_lines, run_bench
     from maskwatch.config import load_config
-    from maskwatch.sinks import check_writable
+    from maskwatch.outputs.sinks import check_writable
 
     for value, flag in ((args.frames, "--frames"), (args.repeats, "--repeats"), (args.runs, "--runs")):
         _positive(value, flag)
@@ -302,8 +301,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         demo = _shared_data("videos", required=False) / "mask.mp4"
         video = demo if demo.is_file() else None
     if args.device is not None:
-        from maskwatch.bench_gpu import device_bench, device_lines
         from maskwatch.build import check_runtime
+        from maskwatch.commands.bench.device import device_bench, device_lines
 
         check_runtime(cfg.model_copy(update={"runtime": cfg.runtime.model_copy(update={"device": args.device})}))
         result = device_bench(cfg, video, device=args.device, frames=args.frames, runs=args.runs, repeats=args.repeats)
@@ -313,7 +312,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             args.json.write_text(json.dumps(result, indent=2) + "\n")
         return EXIT_OK
     if args.stages:
-        from maskwatch.bench import stage_costs, stage_lines
+        from maskwatch.commands.bench.core import stage_costs, stage_lines
 
         if video is None:
             raise MaskwatchError("--stages needs a --video")
@@ -333,7 +332,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         seed_runs=args.seed_runs,
     )
     if args.pt2e:
-        from maskwatch.bench import compare_pt2e
+        from maskwatch.commands.bench.core import compare_pt2e
 
         result["pt2e"] = compare_pt2e(cfg, runs=args.runs, batch=args.batch)
     for line in report_lines(result):
@@ -345,8 +344,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from maskwatch.commands.export import export_all
     from maskwatch.config import load_config
-    from maskwatch.export import export_all
 
     cfg = load_config(args.config, {})
     for path in export_all(args.out, cfg.detector.weights, cfg.classifier.weights):
@@ -355,7 +354,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
-    from maskwatch.batch import run_batch, summary_lines
+    from maskwatch.commands.batch.jobs import run_batch, summary_lines
     from maskwatch.config import load_config
 
     _positive(args.retries, "--retries", 0)
@@ -381,8 +380,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
 
 def cmd_soak(args: argparse.Namespace) -> int:
+    from maskwatch.commands.soak import failures, report_lines, resolve_video, run_builder, soak, validate
     from maskwatch.config import load_config
-    from maskwatch.soak import failures, report_lines, resolve_video, run_builder, soak, validate
 
     validate(args.minutes, args.interval_s, args.warmup_s)
     video = resolve_video(args.video)

@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from maskwatch.app import parse_bind
 from maskwatch.errors import ConfigError
-from maskwatch.web import is_loopback
+from maskwatch.serve.bind import parse_bind
+from maskwatch.serve.web import is_loopback
 from tests.test_cli import assert_user_error, maskwatch
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from maskwatch.batch import expand_inputs, finished, stem_of
+from maskwatch.commands.batch.jobs import expand_inputs, finished, stem_of
 from maskwatch.errors import MaskwatchError
 from tests.conftest import count_frames, write_video
 from tests.test_chunks import frame_number, write_indexed_video

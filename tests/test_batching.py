@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from maskwatch.build import batch_frames, build_monitor
-from maskwatch.capture import VideoFileSource
+from maskwatch.capture.sources import VideoFileSource
 from maskwatch.config import Config
 from maskwatch.models.retinaface import RetinaFaceDetector
-from maskwatch.pipeline import FacePipeline
-from maskwatch.runner import run
+from maskwatch.monitor.pipeline import FacePipeline
+from maskwatch.runner.single import run
 from maskwatch.types import Frame
 from tests.conftest import FakeClassifier, FakeDetector, write_video
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from maskwatch.bench_gpu import device_bench, device_lines
+from maskwatch.commands.bench.device import device_bench, device_lines
 from maskwatch.config import Config
 from tests.conftest import write_video
 

@@ -6,8 +6,10 @@ import cv2
 import numpy as np
 import pytest
 
-from maskwatch.capture import END, ImageFilesSource, Producer, open_source, scrub_url, to_bgr8
+from maskwatch.capture.producer import END, Producer
+from maskwatch.capture.sources import ImageFilesSource, open_source, to_bgr8
 from maskwatch.errors import SourceError
+from maskwatch.media import scrub_url
 from tests.conftest import write_video
 
 

@@ -8,13 +8,21 @@ import cv2
 import numpy as np
 import pytest
 
-from maskwatch import chunks
-from maskwatch.capture import VideoFileSource
-from maskwatch.chunks import Chunk, analyse_chunk, concat_videos, link_ids, merge_chunks, plan_chunks, read_records
+from maskwatch.capture.sources import VideoFileSource
+from maskwatch.commands.batch import chunks
+from maskwatch.commands.batch.chunks import (
+    Chunk,
+    analyse_chunk,
+    concat_videos,
+    link_ids,
+    merge_chunks,
+    plan_chunks,
+    read_records,
+)
 from maskwatch.config import Config
 from maskwatch.errors import SourceError
 from maskwatch.metrics import box_iou
-from maskwatch.pipeline import FacePipeline
+from maskwatch.monitor.pipeline import FacePipeline
 from tests.conftest import FakeClassifier, FakeDetector
 
 BITS = 8

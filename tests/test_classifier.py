@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from maskwatch.crop import DEFAULT_CROP_MARGIN, crop_bounds, crop_face
 from maskwatch.errors import WeightsError
 from maskwatch.models.base import Classifier
 from maskwatch.models.classifier import (
@@ -20,6 +19,7 @@ from maskwatch.models.classifier import (
     crops_to_tensor,
 )
 from maskwatch.models.weights import save_model_file, write_manifest_entry
+from maskwatch.monitor.crop import DEFAULT_CROP_MARGIN, crop_bounds, crop_face
 from maskwatch.train.classifier import Recipe, metrics_from_confusion, train
 from maskwatch.types import CLASS_NAMES
 

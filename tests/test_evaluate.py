@@ -7,10 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
+from maskwatch.commands.evaluate import confusion_matrix, score
 from maskwatch.data.formats import read_coco, read_dataset, read_yolo
 from maskwatch.data.voc import AnnotatedImage, read_voc
 from maskwatch.errors import MaskwatchError
-from maskwatch.evaluate import confusion_matrix, score
 from maskwatch.types import CLASS_NAMES, FaceDetections
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from maskwatch.events import AlertPolicy, EventLog, utc_now
+from maskwatch.outputs.events import AlertPolicy, EventLog, utc_now
 from maskwatch.types import UNDECIDED, Event, FaceDetections, Frame, FrameResult
 
 MASK, NOMASK, WRONG = 0, 1, 2

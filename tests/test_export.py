@@ -12,8 +12,8 @@ import pytest
 import torch
 from torch import nn
 
+from maskwatch.commands.export import export_all, export_classifier, export_detector, verify_onnx
 from maskwatch.errors import MaskwatchError, OutputError, WeightsError
-from maskwatch.export import export_all, export_classifier, export_detector, verify_onnx
 from maskwatch.models import classifier as clf
 from maskwatch.models import retinaface as rf
 from maskwatch.models.weights import save_model_file

@@ -6,13 +6,13 @@ import json
 
 import numpy as np
 
-from maskwatch.capture import open_source
-from maskwatch.events import AlertPolicy, EventLog
-from maskwatch.monitor import Monitor, StrideControl
-from maskwatch.pipeline import FacePipeline
-from maskwatch.runner import run
-from maskwatch.sinks import JsonLinesSink
-from maskwatch.track import FaceTracker
+from maskwatch.capture.sources import open_source
+from maskwatch.monitor.monitor import Monitor, StrideControl
+from maskwatch.monitor.pipeline import FacePipeline
+from maskwatch.monitor.track import FaceTracker
+from maskwatch.outputs.events import AlertPolicy, EventLog
+from maskwatch.outputs.sinks import JsonLinesSink
+from maskwatch.runner.single import run
 from tests.conftest import FakeClassifier, FakeDetector, write_video
 
 

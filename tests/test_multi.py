@@ -15,14 +15,14 @@ import pytest
 import yaml
 
 from maskwatch.build import build_monitor
-from maskwatch.capture import RealtimeFileSource, VideoFileSource
+from maskwatch.capture.sources import RealtimeFileSource, VideoFileSource
 from maskwatch.config import config_from_dict, default_source_name
 from maskwatch.errors import ConfigError, SourceError
-from maskwatch.events import EventLog
-from maskwatch.multi import Lane, NamedSource, run_sources, status
-from maskwatch.pipeline import FacePipeline
-from maskwatch.sinks import JsonLinesSink
-from maskwatch.web import WebView, prometheus_text
+from maskwatch.monitor.pipeline import FacePipeline
+from maskwatch.outputs.events import EventLog
+from maskwatch.outputs.sinks import JsonLinesSink
+from maskwatch.runner.lanes import Lane, NamedSource, run_sources, status
+from maskwatch.serve.web import WebView, prometheus_text
 from tests.conftest import FakeClassifier, FakeDetector, count_frames, write_video
 from tests.test_cli import ROOT, assert_user_error, maskwatch
 from tests.test_web import request

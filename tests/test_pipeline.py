@@ -1,6 +1,6 @@
 import numpy as np
 
-from maskwatch.pipeline import FacePipeline
+from maskwatch.monitor.pipeline import FacePipeline
 from maskwatch.types import UNDECIDED, FaceDetections, Frame
 
 

@@ -5,10 +5,10 @@ import pytest
 import torch
 from torch import nn
 
-from maskwatch import quantize as q
 from maskwatch.build import build_pipeline, effective_precision
 from maskwatch.config import load_config
 from maskwatch.errors import ConfigError, WeightsError
+from maskwatch.models import int8 as q
 from maskwatch.models.classifier import ARCH as CLS_ARCH
 from maskwatch.models.classifier import MaskClassifier, MaskClassifierNet, crops_to_tensor
 from maskwatch.models.detector import load_detector
@@ -253,7 +253,7 @@ def test_bench_writes_json(tmp_path):
 
 
 def test_seed_frcnn_timing_runs_offline():
-    from maskwatch.bench import seed_frcnn_ms
+    from maskwatch.commands.bench.core import seed_frcnn_ms
 
     timing = seed_frcnn_ms(1)
     assert timing is not None and timing["median_ms"] > 0

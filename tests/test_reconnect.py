@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 from loguru import logger
 
-import maskwatch.capture as capture
-from maskwatch.capture import END, Producer, open_source
+import maskwatch.capture.sources as capture
+from maskwatch.capture.producer import END, Producer
+from maskwatch.capture.reconnect import ReconnectingSource
+from maskwatch.capture.sources import open_source
 from maskwatch.errors import SourceError
-from maskwatch.reconnect import ReconnectingSource
+from maskwatch.media import scrub_url
 
 SECRET_URL = "rtsp://user:pw@host/x"
 
@@ -202,7 +204,7 @@ class _FakeLive(FakeCamera):
 
     def __init__(self, spec, open_timeout_s: float = 10.0) -> None:
         super().__init__(frames=None)
-        self.spec, self.name = spec, capture.scrub_url(str(spec))
+        self.spec, self.name = spec, scrub_url(str(spec))
         _FakeLive.instances.append(self)
 
 

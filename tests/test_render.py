@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from maskwatch.render import OverlayRenderer, blur_boxes
+from maskwatch.outputs.render import OverlayRenderer, blur_boxes
 from maskwatch.types import FaceDetections, Frame, FrameResult
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from maskwatch.errors import OutputError
-from maskwatch.report import PersonRecord, TimelinePoint, compliance, downsample, write_report
+from maskwatch.outputs.report import PersonRecord, TimelinePoint, compliance, downsample, write_report
 
 
 def _people() -> list[PersonRecord]:

@@ -5,11 +5,11 @@ import time
 import numpy as np
 import pytest
 
-from maskwatch.capture import open_source
-from maskwatch.pipeline import FacePipeline
-from maskwatch.render import OverlayRenderer
-from maskwatch.runner import run
-from maskwatch.sinks import JsonLinesSink, VideoSink
+from maskwatch.capture.sources import open_source
+from maskwatch.monitor.pipeline import FacePipeline
+from maskwatch.outputs.render import OverlayRenderer
+from maskwatch.outputs.sinks import JsonLinesSink, VideoSink
+from maskwatch.runner.single import run
 from maskwatch.types import FaceDetections, Frame, FrameResult
 from tests.conftest import FakeClassifier, FakeDetector, count_frames, write_video
 from tests.test_capture import FastLiveSource

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 from loguru import logger
 
-import maskwatch.web as web
+import maskwatch.serve.web as web
 from maskwatch.errors import ConfigError, OutputError
+from maskwatch.serve.web import WebView, is_loopback, prometheus_text
 from maskwatch.types import Event, FaceDetections, Frame, FrameResult
-from maskwatch.web import WebView, is_loopback, prometheus_text
 
 REPO = Path(__file__).resolve().parents[1]
 STATUS = {
@@ -312,7 +312,7 @@ def test_close_with_stream_clients_is_quick() -> None:
 def test_process_exits_without_close() -> None:
     script = """
 import http.client, numpy as np
-from maskwatch.web import WebView
+from maskwatch.serve.web import WebView
 from maskwatch.types import FaceDetections, Frame, FrameResult
 v = WebView(port=0).start()
 image = np.zeros((120, 160, 3), np.uint8)

@@ -7,7 +7,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from loguru import logger
 
-from maskwatch.webhook import Webhook, WebhookStats
+from maskwatch.outputs.webhook import Webhook, WebhookStats
 
 
 class _Server:

@@ -38,7 +38,7 @@ class LoopingLiveSource:
     frame_count = None
 
     def __init__(self, path: Path, name: str) -> None:
-        from maskwatch.capture import VideoFileSource
+        from maskwatch.capture.sources import VideoFileSource
 
         self.path, self.name, self._open = path, name, VideoFileSource
         self.video = VideoFileSource(path)
@@ -151,7 +151,7 @@ class Sampler(threading.Thread):
 def bench_threads(video: Path, n: int, seconds: float, t0: float, torch_threads: int = 0, workers: int = 1) -> dict:
     from maskwatch.build import build_monitor, build_pipeline
     from maskwatch.config import config_from_dict
-    from maskwatch.multi import Lane, run_sources
+    from maskwatch.runner.lanes import Lane, run_sources
 
     sampler = Sampler(os.getpid())
     sampler.start()
@@ -283,7 +283,7 @@ class CameraActor:
 
         from maskwatch.build import build_monitor, build_pipeline
         from maskwatch.config import config_from_dict
-        from maskwatch.multi import Lane
+        from maskwatch.runner.lanes import Lane
 
         torch.set_num_threads(threads)
         cfg = config_from_dict({"runtime": {"threads": threads}})
@@ -296,7 +296,7 @@ class CameraActor:
         self.thread: threading.Thread | None = None
 
     def start(self) -> None:
-        from maskwatch.multi import run_sources
+        from maskwatch.runner.lanes import run_sources
 
         kwargs = {"stop": self.stop_event, "status_interval_s": 3600, "summary_interval_s": 3600}
         self.thread = threading.Thread(target=run_sources, args=([self.lane], []), kwargs=kwargs, daemon=True)

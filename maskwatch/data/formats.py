@@ -14,8 +14,9 @@ import numpy as np
 import yaml
 
 from maskwatch.data.labels import class_id_of
-from maskwatch.data.voc import IMAGE_SUFFIXES, AnnotatedImage, read_split, read_voc
+from maskwatch.data.voc import AnnotatedImage, read_split, read_voc
 from maskwatch.errors import MaskwatchError
+from maskwatch.media import IMAGE_SUFFIXES
 
 
 def _images_in(folder: Path) -> dict[str, Path]:

@@ -10,8 +10,8 @@ import numpy as np
 
 from maskwatch.data.labels import class_id_of
 from maskwatch.errors import MaskwatchError
+from maskwatch.media import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
 @dataclass

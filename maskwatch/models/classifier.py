@@ -121,7 +121,7 @@ class MaskClassifierNet(nn.Module):
 
 def int8_net(state: dict, meta: dict, source: str | Path) -> nn.Module:
     """The int8 network held by an int8 classifier file's ``state`` and ``meta`` (CPU only)."""
-    from maskwatch.quantize import int8_from_state
+    from maskwatch.models.int8 import int8_from_state
 
     size = int(meta.get("input_size", DEFAULT_INPUT_SIZE))
     example = torch.zeros(1, 3, size, size)

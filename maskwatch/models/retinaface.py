@@ -151,7 +151,7 @@ class RetinaFace(nn.Module):
     ``forward`` returns ``loc`` (N, P, 4) box offsets, ``logits`` (N, P, 2) background/face logits and
     ``landmarks`` (N, P, 10), for the P priors of :func:`prior_boxes` at the input's height and width.
     The quant/dequant stubs and ``FloatFunctional`` adds are identities in float mode; they mark where
-    :mod:`maskwatch.quantize` puts the int8 boundaries.
+    :mod:`maskwatch.models.int8` puts the int8 boundaries.
     """
 
     def __init__(self, channels: int = 64, anchors_per_cell: int = 2) -> None:
@@ -250,7 +250,7 @@ def load_retinaface(weights: str | Path) -> tuple[nn.Module, dict]:
     if isinstance(payload, dict) and "arch" in payload and "state_dict" in payload:
         state, meta = load_model_file(path, ARCH)
         if meta.get("precision") == "int8":
-            from maskwatch.quantize import int8_from_state
+            from maskwatch.models.int8 import int8_from_state
 
             example = torch.zeros(1, 3, 64, 64)
             return int8_from_state(state, meta, path, lambda _meta: RetinaFace(), example), dict(meta)

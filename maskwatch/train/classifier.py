@@ -1,6 +1,6 @@
 """Training program of the mask classifier (``maskwatch.models.classifier``).
 
-Training crops are cut on the fly from the VOC scenes' boxes with :func:`maskwatch.crop.crop_face`, after
+Training crops are cut on the fly from the VOC scenes' boxes with :func:`maskwatch.monitor.crop.crop_face`, after
 jittering each box the way detector boxes wobble (scale, shift, aspect), so training sees what the pipeline
 will feed. A folder of ready-made crops (``with_mask/``, ``without_mask/``) can be mixed in; those are
 re-cropped, rescaled and degraded at random so that their crop style (tight vs. loose, sharp vs. small)
@@ -23,18 +23,18 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 from tqdm import tqdm
 
-from maskwatch.crop import DEFAULT_CROP_MARGIN, crop_face
 from maskwatch.data.voc import AnnotatedImage, read_voc
 from maskwatch.errors import MaskwatchError
+from maskwatch.media import IMAGE_SUFFIXES
 from maskwatch.models.classifier import ARCH, DEFAULT_INPUT_SIZE, build_classifier_net, resize_crop
 from maskwatch.models.weights import save_model_file
+from maskwatch.monitor.crop import DEFAULT_CROP_MARGIN, crop_face
 from maskwatch.types import CLASS_NAMES
 
 DEFAULT_PRETRAINED = Path(__file__).resolve().parents[3] / "shared" / "pretrained" / "mobilenetv1_x0.25_imagenet.tar"
 """The ImageNet backbone, if the checkout sits beside ``shared/``; training falls back to random init without it."""
 
 EXTRA_CLASS_FOLDERS = {"with_mask": 0, "without_mask": 1, "mask_weared_incorrect": 2}
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 MIN_TRAIN_BOX_SIDE = 4.0
 """Boxes smaller than this (pixels) carry no usable face and are left out of training (not of validation)."""
 

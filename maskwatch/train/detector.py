@@ -214,7 +214,7 @@ def lr_schedule(warmup: int, total: int):
     return factor
 
 
-def _load_images(items: list[AnnotatedImage]) -> list[np.ndarray]:
+def load_images(items: list[AnnotatedImage]) -> list[np.ndarray]:
     images = []
     for it in items:
         img = cv2.imread(str(it.image_path), cv2.IMREAD_COLOR)
@@ -257,9 +257,9 @@ def train(
     ckpt_dir.mkdir(parents=True, exist_ok=True)
 
     items = [it for it in read_voc(data, split) if len(it.xyxy)]
-    images = _load_images(items)
+    images = load_images(items)
     val_items = read_voc(data, val_split) if val_split is not None else []
-    val_images = _load_images(val_items)
+    val_images = load_images(val_items)
     logger.info("training on {} images, measuring on {} val images", len(items), len(val_items))
 
     if init is not None:

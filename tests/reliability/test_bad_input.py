@@ -31,9 +31,10 @@ AREA = "bad input"
 
 _SERVER = r"""
 import json, os, runpy, sys, time, traceback
-import maskwatch.app, maskwatch.build, maskwatch.cli, maskwatch.capture, maskwatch.sinks, maskwatch.runner
+import maskwatch.commands.run, maskwatch.build, maskwatch.cli, maskwatch.capture.sources
+import maskwatch.outputs.sinks, maskwatch.runner.single
 import maskwatch.models.classifier, maskwatch.models.detector, maskwatch.models.retinaface  # torchvision: ~3 s
-import maskwatch.quantize, maskwatch.monitor, maskwatch.events, maskwatch.report
+import maskwatch.commands.quantize, maskwatch.monitor.monitor, maskwatch.outputs.events, maskwatch.outputs.report
 reply = os.fdopen(os.dup(1), "w")
 for line in sys.stdin:
     job = json.loads(line)

@@ -21,15 +21,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from maskwatch.capture import open_source
-from maskwatch.events import AlertPolicy, EventLog
-from maskwatch.monitor import Monitor
-from maskwatch.pipeline import FacePipeline
-from maskwatch.render import OverlayRenderer
-from maskwatch.runner import run
-from maskwatch.sinks import JsonLinesSink, VideoSink
-from maskwatch.track import FaceTracker
-from maskwatch.web import WebView
+from maskwatch.capture.sources import open_source
+from maskwatch.monitor.monitor import Monitor
+from maskwatch.monitor.pipeline import FacePipeline
+from maskwatch.monitor.track import FaceTracker
+from maskwatch.outputs.events import AlertPolicy, EventLog
+from maskwatch.outputs.render import OverlayRenderer
+from maskwatch.outputs.sinks import JsonLinesSink, VideoSink
+from maskwatch.runner.single import run
+from maskwatch.serve.web import WebView
 from tests.conftest import FakeClassifier, FakeDetector, count_frames, write_video
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 from maskwatch.errors import ConfigError
-from maskwatch.web import WebView
+from maskwatch.serve.web import WebView
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "hunter2-s3cret"

@@ -11,10 +11,10 @@ from pathlib import Path
 import cv2
 import pytest
 
-from maskwatch import soak as soak_mod
+from maskwatch.commands import soak as soak_mod
 from maskwatch.config import load_config
 from maskwatch.errors import MaskwatchError
-from maskwatch.pipeline import FacePipeline
+from maskwatch.monitor.pipeline import FacePipeline
 from tests.conftest import FakeClassifier, FakeDetector, write_video
 
 ROOT = Path(__file__).resolve().parents[2]

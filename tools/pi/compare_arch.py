@@ -57,7 +57,7 @@ def record(args) -> int:
     if args.engine:
         # force an engine (e.g. qnnpack on x86, to tell kernel differences from architecture differences); the
         # int8 weights are packed for the engine at load time, so it must be set before the models are built
-        import maskwatch.quantize as mq
+        import maskwatch.models.int8 as mq
 
         mq.select_engine = lambda *a, **k: args.engine
     t0 = time.perf_counter()

@@ -247,7 +247,7 @@ if want engine; then
     log "(a) quantized engines"
     timed engine in_root "cd /tmp && $WORK/venv/bin/python -c '
 import platform, torch, cv2
-from maskwatch.quantize import select_engine
+from maskwatch.models.int8 import select_engine
 print(\"machine\", platform.machine(), \"torch\", torch.__version__, \"cv2\", cv2.__version__)
 print(\"supported_engines\", torch.backends.quantized.supported_engines)
 print(\"select_engine\", select_engine())

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from loguru import logger
 
-from maskwatch.capture import scrub_url
+from maskwatch.media import scrub_url
 
 _WARN_EVERY_S = 60.0
 
@@ -200,3 +200,12 @@ def _retry_after(value: str | None) -> float | None:
     except ValueError:
         return None
     return max(seconds, 0.0) if math.isfinite(seconds) else None
+
+
+def close_webhook(webhook) -> None:
+    """Deliver what the webhook still holds (bounded by its timeouts) and log what it did."""
+    if webhook is None:
+        return
+    webhook.close()
+    w = webhook.stats
+    logger.info(f"webhook: {w.sent} sent ({w.retries} retries), {w.failed} failed, {w.dropped} dropped")

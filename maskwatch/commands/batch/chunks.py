@@ -6,7 +6,7 @@ there both chunks saw the same faces, and a chunk's person takes the id of the p
 boxes it matched. Events are kept once (warm-up events and ``end`` events of people who go on into the next chunk
 are dropped; a repeated alert needs a masked spell in between, as in the live policy).
 
-Nothing here imports Ray: :mod:`maskwatch.batch` runs these functions as tasks.
+Nothing here imports Ray: :mod:`maskwatch.commands.batch.jobs` runs these functions as tasks.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import numpy as np
 
 from maskwatch.errors import OutputError, SourceError
 from maskwatch.metrics import box_iou
-from maskwatch.report import PersonRecord, TimelinePoint
+from maskwatch.outputs.report import PersonRecord, TimelinePoint
 from maskwatch.types import CLASS_NAMES, UNDECIDED, FaceDetections, Frame, FrameResult
 
 LINK_IOU = 0.5
@@ -109,9 +109,9 @@ def analyse_chunk(
     the start of the video), stage times.
     """
     from maskwatch.build import build_monitor, build_renderer
-    from maskwatch.capture import VideoFileSource
-    from maskwatch.runner import RunStats, run
-    from maskwatch.sinks import JsonLinesSink, VideoSink
+    from maskwatch.capture.sources import VideoFileSource
+    from maskwatch.outputs.sinks import JsonLinesSink, VideoSink
+    from maskwatch.runner.single import RunStats, run
 
     if annotated is not None and chunk.warm != chunk.start:
         raise ValueError("a chunk with warm-up frames cannot write its annotated video in the same pass")
@@ -326,8 +326,8 @@ def faces_from_json(faces: list[dict]) -> FaceDetections:
 def render_chunk(video: Path, start: int, records: list[dict], cfg, out: Path) -> int:
     """Draw ``records`` (frames ``start`` .. ``start + len - 1``, final ids) onto the video's frames into ``out``."""
     from maskwatch.build import build_renderer
-    from maskwatch.capture import VideoFileSource
-    from maskwatch.sinks import VideoSink
+    from maskwatch.capture.sources import VideoFileSource
+    from maskwatch.outputs.sinks import VideoSink
 
     renderer = build_renderer(cfg)
     source = VideoFileSource(video, start=start, stop=start + len(records))

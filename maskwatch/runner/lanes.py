@@ -1,7 +1,7 @@
 """Several sources in one process: a capture thread per source, one shared inference pipeline, one set of sinks.
 
-Each source gets its own :class:`~maskwatch.capture.Producer` (a bounded queue; a live source keeps only its
-freshest frame, and reconnects on its own), its own :class:`~maskwatch.monitor.Monitor` (tracker, alert policy,
+Each source gets its own :class:`~maskwatch.capture.sources.Producer` (a bounded queue; a live source keeps only its
+freshest frame, and reconnects on its own), its own :class:`~maskwatch.monitor.monitor.Monitor` (tracker, alert policy,
 people counts) and its own frame rate. The caller's thread runs :func:`run_sources`: it serves the sources
 round-robin through the one pipeline (models loaded once) and writes every sink, so the shared event log,
 detections file and HTTP view each have a single writer.
@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from loguru import logger
 
-from maskwatch.capture import END, Producer, Source
+from maskwatch.capture.base import Source
+from maskwatch.capture.producer import END, Producer
 from maskwatch.errors import MaskwatchError, SourceError
-from maskwatch.render import OverlayRenderer
-from maskwatch.runner import FrameRate, RunStats, finish_process, is_data_only, write_frame
-from maskwatch.sinks import Sink, WindowSink
+from maskwatch.outputs.render import OverlayRenderer
+from maskwatch.outputs.sinks import Sink, WindowSink
+from maskwatch.runner.single import FrameRate, RunStats, finish_process, is_data_only, write_frame
 from maskwatch.types import Frame, FrameResult
 
 

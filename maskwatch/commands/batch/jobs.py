@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 from loguru import logger
 
-from maskwatch.chunks import (
+from maskwatch.commands.batch.chunks import (
     Chunk,
     analyse_chunk,
     concat_videos,
@@ -144,7 +144,7 @@ def analyse_task(video: str, out: str, stem: str, chunk: Chunk, config: str | No
 
 def stitch_task(video: str, out: str, stem: str, parts: list[dict]) -> dict:
     """Ray task: merge the chunks into the video's detections, events and report; slice the records to render."""
-    from maskwatch.report import write_report
+    from maskwatch.outputs.report import write_report
 
     out_dir = Path(out)
     parts = sorted(parts, key=lambda p: p["index"])

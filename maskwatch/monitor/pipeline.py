@@ -6,8 +6,8 @@ import time
 
 import numpy as np
 
-from maskwatch.crop import crop_face
 from maskwatch.models.base import Classifier, Detector
+from maskwatch.monitor.crop import crop_face
 from maskwatch.types import UNDECIDED, FaceDetections, Frame, FrameResult
 
 

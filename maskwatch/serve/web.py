@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hmac
 import html
-import ipaddress
 import json
 import math
 import socket
@@ -26,10 +25,11 @@ import cv2
 import numpy as np
 from loguru import logger
 
-from maskwatch.capture import scrub_url
 from maskwatch.errors import ConfigError, OutputError
+from maskwatch.media import scrub_url
+from maskwatch.serve.bind import is_loopback
+from maskwatch.serve.page import PAGE
 from maskwatch.types import FrameResult
-from maskwatch.web_page import PAGE
 
 BOUNDARY = "frame"
 TEXT = "text/plain; charset=utf-8"
@@ -52,15 +52,6 @@ _METRICS: tuple[tuple[str, str, str, str], ...] = (
     ("outages", "maskwatch_source_outages_total", "counter", "Times the source was lost."),
     ("connected", "maskwatch_source_connected", "gauge", "1 while the source delivers frames."),
 )
-
-
-def is_loopback(host: str) -> bool:
-    """True for 127.0.0.0/8, ::1 and ``localhost``."""
-    host = host.strip().strip("[]").lower()
-    try:
-        return host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _number(value: object) -> str | None:

@@ -25,12 +25,12 @@ import torch
 from torch import nn
 
 from maskwatch import __version__
-from maskwatch.crop import DEFAULT_CROP_MARGIN
 from maskwatch.errors import MaskwatchError, OutputError, WeightsError
 from maskwatch.models import classifier as clf
 from maskwatch.models import retinaface as rf
 from maskwatch.models.detector import DEFAULT_INPUT_SIZE, identify
 from maskwatch.models.weights import verify
+from maskwatch.monitor.crop import DEFAULT_CROP_MARGIN
 from maskwatch.types import CLASS_NAMES
 
 OPSET = 17

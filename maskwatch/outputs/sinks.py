@@ -21,9 +21,6 @@ import numpy as np
 from maskwatch.errors import OutputError
 from maskwatch.types import FrameResult
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
-
 
 class Sink(Protocol):
     """Receives every processed frame in order."""

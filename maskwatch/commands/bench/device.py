@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import torch
 
-from maskwatch.bench import bench_frames, time_interleaved
+from maskwatch.commands.bench.core import bench_frames, time_interleaved
 from maskwatch.config import Config
 
 SIZES_WH = ((640, 480), (1280, 720))
@@ -61,8 +61,8 @@ def _decode_fps(path: Path) -> float:
 
 
 def _runner_fps(pipeline, clip: Path, batch: int) -> float:
-    from maskwatch.capture import open_source
-    from maskwatch.runner import run
+    from maskwatch.capture.sources import open_source
+    from maskwatch.runner.single import run
 
     source = open_source(str(clip))
     try:

@@ -17,9 +17,10 @@ import numpy as np
 from loguru import logger
 from tqdm import tqdm
 
-from maskwatch.capture import END, Producer, Source
-from maskwatch.render import OverlayRenderer
-from maskwatch.sinks import Sink, WindowSink
+from maskwatch.capture.base import Source
+from maskwatch.capture.producer import END, Producer
+from maskwatch.outputs.render import OverlayRenderer
+from maskwatch.outputs.sinks import Sink, WindowSink
 from maskwatch.types import FaceDetections, Frame, FrameResult
 
 tqdm.monitor_interval = 0  # no monitor thread: a long run keeps exactly the threads it started

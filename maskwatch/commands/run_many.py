@@ -1,5 +1,5 @@
 """``maskwatch run --config cams.yaml`` without ``--source``: open every configured source, build the shared
-pipeline, one Monitor per source and the shared sinks, and run them with :func:`maskwatch.multi.run_sources`."""
+pipeline, one Monitor per source and the shared sinks, and run them with :func:`maskwatch.runner.lanes.run_sources`."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ import time
 from loguru import logger
 
 from maskwatch.errors import SourceError
-from maskwatch.multi import Lane, NamedSource, run_sources, status
-from maskwatch.sinks import Sink
+from maskwatch.outputs.sinks import Sink
+from maskwatch.runner.lanes import Lane, NamedSource, run_sources, status
 
 
 def open_sources(entries, cfg, *, realtime: bool = False) -> list[NamedSource]:
     """Open every ``sources:`` entry (a :class:`~maskwatch.config.SourceConfig`); the first failure is one error
     naming the source, after closing the ones already open. Images and folders are refused (not live)."""
-    from maskwatch.capture import ImageFilesSource, open_source
+    from maskwatch.capture.sources import ImageFilesSource, open_source
 
     opened: list[NamedSource] = []
     try:
@@ -63,17 +63,13 @@ def run_many_command(args, cfg, bind: tuple[str, int] | None) -> int:
     import contextlib
     from pathlib import Path
 
-    from maskwatch.app import (
-        EXIT_OK,
-        EXIT_SIGNAL,
-        _write_report,
-        close_webhook,
-        event_sinks,
-        report_prefix,
-        stop_on_signals,
-    )
+    from maskwatch.commands.options import report_prefix
     from maskwatch.errors import OutputError
-    from maskwatch.sinks import VIDEO_SUFFIXES, JsonLinesSink, VideoSink, check_writable
+    from maskwatch.media import EXIT_OK, EXIT_SIGNAL, VIDEO_SUFFIXES
+    from maskwatch.outputs.report import write_run_report
+    from maskwatch.outputs.sinks import JsonLinesSink, VideoSink, check_writable
+    from maskwatch.outputs.webhook import close_webhook
+    from maskwatch.runner.signals import stop_on_signals
 
     tracking = cfg.tracking.enabled
     if args.events is not None and not tracking:
@@ -93,7 +89,12 @@ def run_many_command(args, cfg, bind: tuple[str, int] | None) -> int:
     sources = open_sources(cfg.sources, cfg, realtime=args.realtime)
     stop = threading.Event()
     try:
-        from maskwatch.build import build_monitor, build_pipeline, build_renderer  # torch: only once inputs are checked
+        from maskwatch.build import (  # torch: only once inputs are checked
+            build_event_outputs,
+            build_monitor,
+            build_pipeline,
+            build_renderer,
+        )
 
         pipeline = build_pipeline(cfg)
         workers = inference_workers(len(sources), cfg.runtime.threads, show=args.show)
@@ -109,7 +110,7 @@ def run_many_command(args, cfg, bind: tuple[str, int] | None) -> int:
             shared: list[Sink] = []
             if args.detections is not None:
                 shared.append(stack.enter_context(JsonLinesSink(args.detections)))
-            event_outputs, webhook = event_sinks(cfg, args.events, stack, tracking=tracking, per_source=True)
+            event_outputs, webhook = build_event_outputs(cfg, args.events, stack, tracking=tracking, per_source=True)
             shared += event_outputs
             if out_dir is not None:
                 out_dir.mkdir(exist_ok=True)
@@ -117,13 +118,13 @@ def run_many_command(args, cfg, bind: tuple[str, int] | None) -> int:
                     video = VideoSink(out_dir / f"{lane.name}.mp4", fps=lane.source.fps, fourcc=cfg.output.fourcc)
                     lane.sinks.append(stack.enter_context(video))
             if args.show:
-                from maskwatch.sinks import WindowSink
+                from maskwatch.outputs.sinks import WindowSink
 
                 for lane in lanes:
                     lane.sinks.append(stack.enter_context(WindowSink(f"maskwatch: {lane.name}")))
             started = time.monotonic()
             if bind is not None:
-                from maskwatch.web import WebView
+                from maskwatch.serve.web import WebView
 
                 view = WebView(
                     bind[0],
@@ -163,7 +164,7 @@ def run_many_command(args, cfg, bind: tuple[str, int] | None) -> int:
             f"{s.faces} faces"
         )
         if tracking and prefix is not None:
-            _write_report(prefix.with_name(f"{prefix.name}.{lane.name}"), lane.source, s, lane.process)
+            write_run_report(prefix.with_name(f"{prefix.name}.{lane.name}"), lane.source, s, lane.process)
     if received.get("signal") is not None and any(not source.is_live for source in sources):
         logger.warning("interrupted: the frames processed were written; outputs finalized")
         return EXIT_SIGNAL[received["signal"]]

@@ -1,34 +1,18 @@
-"""Capture: open a source (camera, stream, video file, image or folder) and feed frames to a queue.
-
-A :class:`Producer` thread reads the source. Live sources drop the oldest queued frame when the
-consumer is behind (what is shown stays fresh); files block instead so no frame is ever lost.
-"""
+"""Sources: open a camera, stream, video file, image or folder of images as a capture `Source`."""
 
 from __future__ import annotations
 
 import contextlib
-import queue
-import re
-import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import cv2
 import numpy as np
 from loguru import logger
 
+from maskwatch.capture.base import Source
 from maskwatch.errors import SourceError
-from maskwatch.types import Frame
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
-
-
-def scrub_url(text: str) -> str:
-    """Replace ``user:password@`` in any URL inside ``text`` with ``***@``."""
-    return _CREDENTIALS.sub(r"\g<scheme>***@", str(text))
+from maskwatch.media import IMAGE_SUFFIXES, is_live_spec, scrub_url
 
 
 @contextlib.contextmanager
@@ -62,24 +46,6 @@ def to_bgr8(image: np.ndarray) -> np.ndarray:
     if image.shape[2] == 1:
         return cv2.cvtColor(image[:, :, 0], cv2.COLOR_GRAY2BGR)
     return image
-
-
-class Source(Protocol):
-    """A frame source. ``read`` returns the next BGR uint8 frame with its name, or None.
-
-    ``is_live``: frames arrive on their own clock, so a slow consumer drops the oldest instead of waiting.
-    ``finite``: None from ``read`` means the end; otherwise it is a stall (waited out up to a timeout).
-    """
-
-    name: str
-    is_live: bool
-    finite: bool
-    fps: float
-    frame_count: int | None
-
-    def read(self) -> tuple[np.ndarray, str] | None: ...
-
-    def close(self) -> None: ...
 
 
 class VideoFileSource:
@@ -256,16 +222,16 @@ def open_source(
     """Open ``spec``: a camera index (``0``), a URL, an image, a folder of images or a video file.
 
     ``realtime`` plays a video file at its own fps with live-source semantics (frames dropped when behind).
-    ``reconnect`` wraps cameras and streams in a :class:`~maskwatch.reconnect.ReconnectingSource` that reopens
+    ``reconnect`` wraps cameras and streams in a :class:`~maskwatch.capture.reconnect.ReconnectingSource` that reopens
     them after ``stall_s`` seconds without frames (default ``open_timeout_s``); the first open is never retried.
     """
     spec = str(spec).strip()
-    if spec.isdigit() or "://" in spec:
+    if is_live_spec(spec):
         target: str | int = int(spec) if spec.isdigit() else spec
         live = LiveSource(target, open_timeout_s)
         if not reconnect:
             return live
-        from maskwatch.reconnect import ReconnectingSource
+        from maskwatch.capture.reconnect import ReconnectingSource
 
         return ReconnectingSource(
             lambda: LiveSource(target, open_timeout_s),
@@ -290,107 +256,3 @@ def open_source(
         return ImageFilesSource([path], name=str(path))
     video = VideoFileSource(path)
     return RealtimeFileSource(video) if realtime else video
-
-
-@dataclass
-class CaptureStats:
-    """What the producer did: frames read and frames dropped because the consumer was behind."""
-
-    read: int = 0
-    dropped: int = 0
-
-
-END = object()
-"""Queue sentinel: the source is exhausted (or failed; see ``Producer.error``)."""
-
-
-class Producer(threading.Thread):
-    """Reads ``source`` into ``frames`` until the source ends or ``stop`` is set.
-
-    ``drop_oldest`` (live sources): a full queue loses its oldest frame, counted in ``stats.dropped``.
-    Otherwise the put blocks (back-pressure), re-checking ``stop`` every ``poll_s`` so it never hangs.
-    An exception is kept in ``error`` and the END sentinel is still delivered.
-    """
-
-    def __init__(
-        self,
-        source: Source,
-        frames: queue.Queue,
-        stop: threading.Event,
-        drop_oldest: bool,
-        read_timeout_s: float = 10.0,
-        poll_s: float = 0.1,
-    ) -> None:
-        super().__init__(name="maskwatch-capture", daemon=True)
-        self.source = source
-        self.frames = frames
-        self.stop = stop
-        self.drop_oldest = drop_oldest
-        self.read_timeout_s = read_timeout_s
-        self.poll_s = poll_s
-        self.stats = CaptureStats()
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            self._loop()
-        except BaseException as exc:  # handed to the main thread, which reports it
-            self.error = exc
-        finally:
-            self._deliver_end()
-
-    def _loop(self) -> None:
-        index = getattr(self.source, "first_index", 0)
-        last_frame_at = time.monotonic()
-        reconnects = bool(getattr(self.source, "reconnects", False))  # it handles stalls itself
-        while not self.stop.is_set():
-            item = self.source.read()
-            now = time.monotonic()
-            if item is None:
-                if self.source.finite:
-                    return
-                if reconnects or now - last_frame_at < self.read_timeout_s:
-                    time.sleep(min(self.poll_s, 0.05))
-                    continue
-                raise SourceError(f"live source {self.source.name} sent no frame for {self.read_timeout_s:.0f} s")
-            last_frame_at = now
-            image, name = item
-            ts = index / self.source.fps if self.source.finite else now
-            frame = Frame(image=image, index=index, timestamp_s=ts, captured_at=now, name=name)
-            index += 1
-            self.stats.read += 1
-            if self.drop_oldest:
-                self._put_dropping(frame)
-            elif not self._put_blocking(frame):
-                return
-
-    def _put_dropping(self, frame: Frame) -> None:
-        while True:
-            try:
-                self.frames.put_nowait(frame)
-                return
-            except queue.Full:
-                try:
-                    self.frames.get_nowait()
-                    self.stats.dropped += 1
-                except queue.Empty:
-                    pass
-
-    def _put_blocking(self, item: object) -> bool:
-        while not self.stop.is_set():
-            try:
-                self.frames.put(item, timeout=self.poll_s)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _deliver_end(self) -> None:
-        # Always reach the consumer: if the queue stays full and nobody reads, give up once stopped.
-        while True:
-            try:
-                self.frames.put(END, timeout=self.poll_s)
-                return
-            except queue.Full:
-                if self.stop.is_set():
-                    return

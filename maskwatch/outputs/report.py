@@ -11,9 +11,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from loguru import logger
 
-from maskwatch.capture import scrub_url
 from maskwatch.errors import OutputError
+from maskwatch.media import scrub_url
 from maskwatch.types import CLASS_NAMES, DISPLAY_NAMES
 
 MAX_TIMELINE_POINTS = 2000
@@ -257,3 +258,27 @@ def _plot(path: Path, source: str, timeline: list[TimelinePoint], alert_times: l
         ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(str(path), format="png")
+
+
+def write_run_report(prefix: Path, source, stats, monitor) -> None:
+    """Write the end-of-run report of a tracked run (``monitor``) next to ``prefix``."""
+    summary = {
+        "frames": stats.frames,
+        "wall_s": round(stats.wall_s, 2),
+        "fps": round(stats.fps, 2),
+        "dropped": stats.dropped,
+        "detect_every": monitor.stride.every,
+        "stage_ms": {k: round(v, 2) for k, v in stats.stage_ms.items()},
+    }
+    try:
+        paths = write_report(
+            prefix,
+            source=source.name,
+            summary=summary,
+            people=list(monitor.people),
+            timeline=monitor.timeline,
+            events=[e.to_json() for e in monitor.events],
+        )
+    except OSError as exc:
+        raise OutputError(f"cannot write the report {prefix}.report.*: {exc.strerror}") from None
+    logger.info(f"report: {', '.join(str(p) for p in paths)}")

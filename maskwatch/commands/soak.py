@@ -22,7 +22,8 @@ import cv2
 import numpy as np
 from loguru import logger
 
-from maskwatch.capture import Producer, VideoFileSource
+from maskwatch.capture.producer import Producer
+from maskwatch.capture.sources import VideoFileSource
 from maskwatch.errors import MaskwatchError, OutputError
 
 DEFAULT_VIDEO = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos" / "mask.mp4"
@@ -103,8 +104,8 @@ def run_builder(cfg, pipeline=None) -> Build:
 
     def build(source, out: Path):
         from maskwatch.build import build_monitor, build_pipeline, build_renderer
-        from maskwatch.events import EventLog
-        from maskwatch.sinks import JsonLinesSink
+        from maskwatch.outputs.events import EventLog
+        from maskwatch.outputs.sinks import JsonLinesSink
 
         pipe = pipeline if pipeline is not None else build_pipeline(cfg)
         pipe.warmup()
@@ -274,8 +275,8 @@ def soak(video: Path, minutes: float, out: Path, *, build: Build, interval_s=5.0
 
     Returns the JSON dict. SIGINT/SIGTERM (on the main thread) end the run early; the summary covers what ran.
     """
-    from maskwatch.app import stop_on_signals
-    from maskwatch.runner import RunStats, run
+    from maskwatch.runner.signals import stop_on_signals
+    from maskwatch.runner.single import RunStats, run
 
     validate(minutes, interval_s, warmup_s)
     out = Path(out)

@@ -13,7 +13,8 @@ from collections.abc import Callable
 import numpy as np
 from loguru import logger
 
-from maskwatch.capture import Source, scrub_url
+from maskwatch.capture.base import Source
+from maskwatch.media import scrub_url
 
 
 class ReconnectingSource:

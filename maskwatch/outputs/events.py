@@ -18,9 +18,9 @@ import cv2
 import numpy as np
 from loguru import logger
 
-from maskwatch.crop import crop_face
 from maskwatch.errors import OutputError
-from maskwatch.render import blur_boxes
+from maskwatch.monitor.crop import crop_face
+from maskwatch.outputs.render import blur_boxes
 from maskwatch.types import CLASS_NAMES, UNDECIDED, Event, FrameResult
 
 
@@ -30,7 +30,7 @@ def utc_now() -> str:
 
 
 class TrackLike(Protocol):
-    """What the policy reads from a tracker's track (see ``maskwatch.track.Track``)."""
+    """What the policy reads from a tracker's track (see ``maskwatch.monitor.track.Track``)."""
 
     track_id: int
     xyxy: np.ndarray
@@ -234,3 +234,20 @@ class EventLog:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class EventForwarder:
+    """A sink that hands each event to a callable (the webhook when there is no events file)."""
+
+    data_only = True
+    takes_events = True
+
+    def __init__(self, send) -> None:
+        self.send = send
+
+    def write(self, result, annotated) -> None:
+        for event in result.events:
+            self.send(event.to_json())
+
+    def close(self) -> None:
+        pass

@@ -13,10 +13,10 @@ from collections.abc import Iterable
 
 from loguru import logger
 
-from maskwatch.events import AlertPolicy
-from maskwatch.pipeline import FacePipeline
-from maskwatch.report import PersonRecord, TimelinePoint, compliance
-from maskwatch.track import FaceTracker, Track, TrackStep
+from maskwatch.monitor.pipeline import FacePipeline
+from maskwatch.monitor.track import FaceTracker, Track, TrackStep
+from maskwatch.outputs.events import AlertPolicy
+from maskwatch.outputs.report import PersonRecord, TimelinePoint, compliance
 from maskwatch.types import CLASS_NAMES, UNDECIDED, Event, Frame, FrameResult
 
 WITH_MASK = CLASS_NAMES.index("with_mask")

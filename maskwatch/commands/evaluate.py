@@ -19,11 +19,11 @@ from loguru import logger
 from tqdm import tqdm
 
 from maskwatch import metrics
-from maskwatch.capture import to_bgr8
+from maskwatch.capture.sources import to_bgr8
 from maskwatch.data.voc import AnnotatedImage
 from maskwatch.errors import MaskwatchError
 from maskwatch.metrics import average_precision, match_image
-from maskwatch.pipeline import FacePipeline
+from maskwatch.monitor.pipeline import FacePipeline
 from maskwatch.types import CLASS_NAMES, UNDECIDED, FaceDetections, Frame
 
 SMALL_FACE_PX = 32

@@ -86,8 +86,8 @@ def write_clip(frames: list[np.ndarray], path: Path, fps: float = 25.0) -> Path:
 def pipeline_fps(cfg: Config, precision: str, clip: Path) -> tuple[float, int]:
     """Frames per second of ``run`` (decode thread → detect → classify, no output) on ``clip``; (fps, faces)."""
     from maskwatch.build import build_pipeline
-    from maskwatch.capture import open_source
-    from maskwatch.runner import run
+    from maskwatch.capture.sources import open_source
+    from maskwatch.runner.single import run
 
     run_cfg = cfg.model_copy(deep=True)
     run_cfg.runtime.precision = precision  # type: ignore[assignment]

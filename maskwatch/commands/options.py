@@ -1,0 +1,35 @@
+"""Command-line options shared by ``run`` and its many-sources form."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+
+def overrides(args: argparse.Namespace) -> dict:
+    """The config keys set by ``run``'s flags (None: not given, the config decides)."""
+    return {
+        "runtime.device": args.device,
+        "runtime.precision": args.precision,
+        "render.blur_faces": True if args.blur_faces else None,
+        "alerts.snapshots": True if args.snapshots else None,
+        "alerts.webhook": args.webhook,
+        "http.bind": args.http,
+        "http.token": args.http_token or os.environ.get("MASKWATCH_HTTP_TOKEN") or None,
+        "tracking.detect_every": args.detect_every,
+        "tracking.enabled": False if args.no_track else None,
+    }
+
+
+def report_prefix(args: argparse.Namespace) -> Path | None:
+    """Where the end-of-run report goes: ``--report``, else next to the video output, else next to the events."""
+    from maskwatch.media import VIDEO_SUFFIXES
+
+    if args.report is not None:
+        return args.report
+    if args.output is not None and args.output.suffix.lower() in VIDEO_SUFFIXES:
+        return args.output.with_suffix("")
+    if args.events is not None:
+        return args.events.with_suffix("")
+    return None
