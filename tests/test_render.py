@@ -50,3 +50,41 @@ def test_tracked_faces_show_their_id():
     b = renderer.annotate(FrameResult(frame=Frame(image=image, index=0, timestamp_s=0), faces=untracked))
     label_band = (slice(20, 40), slice(40, 160))
     assert not np.array_equal(a[label_band], b[label_band])  # "#7 mask 90%" vs "mask 90%"
+
+
+def _one_face(image: np.ndarray, box) -> FrameResult:
+    faces = FaceDetections(xyxy=[box], det_score=[0.9], class_id=[1], class_prob=[[0.1, 0.8, 0.1]], track_id=[3])
+    return FrameResult(frame=Frame(image=image, index=0, timestamp_s=0.0), faces=faces)
+
+
+def _changed_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.flatnonzero(np.any(a != b, axis=(1, 2)))
+
+
+def test_lines_and_labels_grow_with_the_frame():
+    """A 4K frame gets proportionally the same overlay as a 480p one, not 2 px lines and 10 px text."""
+    renderer = OverlayRenderer(hud=False)
+    small_t, small_f = renderer.style_for((640, 480))
+    big_t, big_f = renderer.style_for((3840, 2160))
+    assert (small_t, small_f) == (2, 0.5)  # the configured values at the reference size
+    assert big_t >= 8 and big_f >= 2.0
+    big = np.full((2160, 3840, 3), 60, np.uint8)
+    out = renderer.annotate(_one_face(big, [1500, 800, 2300, 1800]))
+    # the box's left edge is as thick as the scaled thickness (not 2 px)
+    edge = np.flatnonzero(np.any(out[1300, 1400:1600] != 60, axis=-1))
+    assert len(edge) >= big_t - 1
+    # the label above the box is tall enough to read on a screen showing 4K scaled down ~3x
+    rows = _changed_rows(out[:800], big[:800])
+    assert len(rows) >= 45
+
+
+def test_hud_stays_a_small_strip_on_tiny_frames():
+    for h, w in ((48, 64), (120, 160), (480, 640), (2160, 3840)):
+        image = np.full((h, w, 3), 60, np.uint8)
+        result = _one_face(image, [w // 3, h // 3, 2 * w // 3, h - 2])
+        with_hud = OverlayRenderer(hud=True).annotate(result, fps=25.0)
+        without = OverlayRenderer(hud=False).annotate(result, fps=25.0)
+        rows = _changed_rows(with_hud, without)
+        assert len(rows) <= 0.12 * h + 1, (h, w, len(rows))
+        if h >= 480:
+            assert len(rows) >= 0.03 * h  # and still readable where there is room

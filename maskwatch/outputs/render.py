@@ -7,6 +7,13 @@ import numpy as np
 
 from maskwatch.types import CLASS_NAMES, DISPLAY_NAMES, NO_TRACK, FrameResult
 
+REFERENCE_SHORT_SIDE = 480
+"""``thickness`` and ``font_scale`` are what a frame with this short side gets; others are scaled to match."""
+SCALE_BOUNDS = (0.5, 5.0)
+HUD_MAX_HEIGHT = 0.12
+"""The HUD strip never covers more than this share of the frame height (nor more than its width)."""
+MIN_FONT_SCALE = 0.25
+
 DEFAULT_COLORS: dict[str, tuple[int, int, int]] = {
     "with_mask": (0, 200, 0),
     "without_mask": (0, 0, 230),
@@ -55,30 +62,38 @@ class OverlayRenderer:
         self.font_scale = font_scale
         self.hud = hud
 
+    def style_for(self, size_wh: tuple[int, int]) -> tuple[int, float]:
+        """Line thickness and font scale for a frame of ``size_wh``: the configured values at a 480-px short side,
+        scaled with the frame (a 4K frame gets lines and labels that stay readable when shown on a normal screen)."""
+        factor = min(max(min(size_wh) / REFERENCE_SHORT_SIDE, SCALE_BOUNDS[0]), SCALE_BOUNDS[1])
+        return max(1, round(self.thickness * factor)), max(self.font_scale * factor, MIN_FONT_SCALE)
+
     def annotate(self, result: FrameResult, fps: float | None = None) -> np.ndarray:
         """Return the annotated frame; the input frame is left untouched."""
         faces = result.faces
         canvas = blur_boxes(result.frame.image, faces.xyxy) if self.blur_faces else result.frame.image.copy()
         scores = faces.class_score
         h, w = canvas.shape[:2]
+        thickness, font_scale = self.style_for((w, h))
         for i in range(len(faces)):
             x1, y1, x2, y2 = (int(round(v)) for v in faces.xyxy[i])
             label = faces.label(i)
             color = self.colors[label or "undecided"]
-            cv2.rectangle(canvas, (x1, y1), (x2, y2), color, self.thickness, cv2.LINE_AA)
+            cv2.rectangle(canvas, (x1, y1), (x2, y2), color, thickness, cv2.LINE_AA)
             tid = int(faces.track_id[i])
             if tid != NO_TRACK:
                 text = f"#{tid} {DISPLAY_NAMES[label]} {scores[i]:.0%}" if label else f"#{tid} ..."
             else:
                 text = f"{DISPLAY_NAMES[label]} {scores[i]:.0%}" if label else f"face {faces.det_score[i]:.0%}"
-            self._label(canvas, text, (x1, y1), color, (w, h))
+            self._label(canvas, text, (x1, y1), color, (w, h), font_scale)
         if self.hud:
-            self._hud(canvas, result, fps)
+            self._hud(canvas, result, fps, font_scale)
         return canvas
 
-    def _label(self, canvas: np.ndarray, text: str, corner: tuple[int, int], color, size_wh) -> None:
+    def _label(self, canvas: np.ndarray, text: str, corner: tuple[int, int], color, size_wh, scale: float) -> None:
         font = cv2.FONT_HERSHEY_SIMPLEX
-        (tw, th), base = cv2.getTextSize(text, font, self.font_scale, 1)
+        weight = _text_weight(scale)
+        (tw, th), base = cv2.getTextSize(text, font, scale, weight)
         x = min(max(corner[0], 0), max(size_wh[0] - tw - 2, 0))
         y = corner[1] - th - base - 2
         if y < 0:  # no room above the box: draw inside it
@@ -86,16 +101,31 @@ class OverlayRenderer:
         cv2.rectangle(canvas, (x, y), (x + tw + 4, y + th + base + 2), color, cv2.FILLED)
         luminance = 0.114 * color[0] + 0.587 * color[1] + 0.299 * color[2]
         ink = (0, 0, 0) if luminance > 140 else (255, 255, 255)
-        cv2.putText(canvas, text, (x + 2, y + th + 1), font, self.font_scale, ink, 1, cv2.LINE_AA)
+        cv2.putText(canvas, text, (x + 2, y + th + 1), font, scale, ink, weight, cv2.LINE_AA)
 
-    def _hud(self, canvas: np.ndarray, result: FrameResult, fps: float | None) -> None:
+    def _hud(self, canvas: np.ndarray, result: FrameResult, fps: float | None, scale: float) -> None:
+        """fps and per-class counts in a dimmed strip at the top, shrunk (or left out) so it stays a small strip."""
         counts = result.faces.counts()
         parts = [f"{fps:.1f} fps"] if fps else []
         parts += [f"{DISPLAY_NAMES[name]}: {counts[name]}" for name in CLASS_NAMES]
         text = "  ".join(parts)
         font = cv2.FONT_HERSHEY_SIMPLEX
-        scale = self.font_scale
-        (tw, th), base = cv2.getTextSize(text, font, scale, 1)
-        overlay = canvas[0 : th + base + 8, 0 : tw + 10]
+        h, w = canvas.shape[:2]
+        weight = _text_weight(scale)
+        (tw, th), base = cv2.getTextSize(text, font, scale, weight)
+        pad = max(2, round(4 * scale / 0.5))
+        fit = min(1.0, (w - 2 * pad) / max(tw, 1), (HUD_MAX_HEIGHT * h - 2 * pad) / max(th + base, 1))
+        if fit < 1.0:
+            scale *= fit
+            if scale < MIN_FONT_SCALE:  # a tiny frame: no legible HUD fits in a small strip, so none is drawn
+                return
+            weight = _text_weight(scale)
+            (tw, th), base = cv2.getTextSize(text, font, scale, weight)
+        overlay = canvas[0 : th + base + 2 * pad, 0 : tw + 2 * pad]
         overlay[:] = (overlay * 0.4).astype(np.uint8)
-        cv2.putText(canvas, text, (5, th + 4), font, scale, (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.putText(canvas, text, (pad, th + pad), font, scale, (255, 255, 255), weight, cv2.LINE_AA)
+
+
+def _text_weight(scale: float) -> int:
+    """Stroke width that keeps Hershey text legible as it grows (1 px up to scale 0.8)."""
+    return max(1, round(scale * 1.25))
