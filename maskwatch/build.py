@@ -1,17 +1,31 @@
-"""The one builder that maps a validated :class:`~maskwatch.config.Config` to objects."""
+"""The one place that maps a validated :class:`~maskwatch.config.Config` to objects and plain settings.
+
+Commands read the config only through these builders: sources, pipeline, monitor, renderer, sinks, event outputs,
+the web view, and the keyword arguments of the runners. Heavy modules (torch, the models, the web server) are
+imported by the builders that need them, so a command can check its inputs before any of them loads.
+"""
 
 from __future__ import annotations
 
 import contextlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 from loguru import logger
 
-from maskwatch.config import Config
-from maskwatch.errors import ConfigError
+from maskwatch.config import Config, SourceConfig
+from maskwatch.errors import ConfigError, OutputError, SourceError
 from maskwatch.monitor.pipeline import FacePipeline
 from maskwatch.outputs.render import OverlayRenderer
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from maskwatch.capture.base import Source
+    from maskwatch.outputs.events import EventLog
+    from maskwatch.outputs.sinks import NullVideoSink, Sink, VideoSink
+    from maskwatch.runner.lanes import NamedSource
+    from maskwatch.serve.web import WebView
 
 
 def effective_precision(cfg: Config) -> str:
@@ -30,6 +44,8 @@ def batch_frames(cfg: Config) -> int:
 
 def check_runtime(cfg: Config) -> None:
     """Apply thread and int8-engine settings and fail early on an unavailable device or precision."""
+    import torch
+
     if cfg.runtime.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda was requested but no CUDA GPU is available (use --device cpu)")
     if cfg.runtime.threads:
@@ -60,7 +76,7 @@ def build_pipeline(cfg: Config) -> FacePipeline:
     )
     classifier_weights = cfg.classifier.int8_weights if int8 else cfg.classifier.weights
     classifier = MaskClassifier(weights=classifier_weights, device=cfg.runtime.device)
-    if int8 and not (getattr(detector, "precision", "") == "int8" and classifier.precision == "int8"):
+    if int8 and not (detector.precision == "int8" and classifier.precision == "int8"):
         raise ConfigError(
             f"precision int8 needs int8 model files, but {det.int8_weights} / {classifier_weights} are not both int8 "
             "(make them with `maskwatch quantize`, or use --precision fp32)"
@@ -100,12 +116,11 @@ def build_monitor(cfg: Config, pipeline: FacePipeline, *, source_name: str, fps:
 
     The detector is set to report faces down to ``tracking.low_score``: those only extend existing tracks.
     """
+    from maskwatch.monitor.alerts import AlertPolicy
     from maskwatch.monitor.monitor import Monitor, StrideControl
-    from maskwatch.outputs.events import AlertPolicy
 
     t, a = cfg.tracking, cfg.alerts
-    if hasattr(pipeline.detector, "score_threshold"):
-        pipeline.detector.score_threshold = min(t.low_score, cfg.detector.score_threshold)
+    pipeline.detector.score_threshold = min(t.low_score, cfg.detector.score_threshold)
     policy = AlertPolicy(
         source_name,
         alert_labels=a.labels,
@@ -136,21 +151,201 @@ def build_event_outputs(
 
         webhook = stack.enter_context(Webhook(a.webhook, timeout_s=a.webhook_timeout_s, retries=a.webhook_retries))
     if events is not None:
-        from maskwatch.outputs.events import EventLog
-
-        log = EventLog(
-            events,
-            max_bytes=a.max_bytes,
-            backups=a.backups,
-            snapshots=a.snapshots,
-            blur=cfg.render.blur_faces,
-            crop_margin=cfg.classifier.crop_margin,
-            on_event=webhook.send if webhook is not None else None,
-            snapshot_prefix_source=per_source,
-        )
-        sinks.append(stack.enter_context(log))
+        on_event = webhook.send if webhook is not None else None
+        sinks.append(stack.enter_context(build_event_log(cfg, events, on_event=on_event, per_source=per_source)))
     elif webhook is not None and tracking:
         from maskwatch.outputs.events import EventForwarder
 
         sinks.append(EventForwarder(webhook.send))
     return sinks, webhook
+
+
+def build_event_log(
+    cfg: Config, path: Path, *, on_event: Callable[[dict], None] | None = None, per_source: bool = False
+) -> EventLog:
+    """The ``--events`` log at ``path`` with the configured rotation, snapshots, blur and crop margin."""
+    from maskwatch.outputs.events import EventLog
+
+    a = cfg.alerts
+    return EventLog(
+        path,
+        max_bytes=a.max_bytes,
+        backups=a.backups,
+        snapshots=a.snapshots,
+        blur=cfg.render.blur_faces,
+        crop_margin=cfg.classifier.crop_margin,
+        on_event=on_event,
+        snapshot_prefix_source=per_source,
+    )
+
+
+# what a run command needs: sources, sinks, the web view, the runner's settings ----------------------------------
+def log_level(cfg: Config) -> str:
+    """The configured log level (``logging.level``)."""
+    return cfg.logging.level
+
+
+def runtime_label(cfg: Config) -> str:
+    """``device, precision`` as configured, for the log line that starts a run."""
+    return f"{cfg.runtime.device}, {cfg.runtime.precision}"
+
+
+def tracking_enabled(cfg: Config) -> bool:
+    """Whether videos, cameras and streams are tracked (``tracking.enabled``; images never are)."""
+    return cfg.tracking.enabled
+
+
+def configured_sources(cfg: Config) -> list[SourceConfig]:
+    """The ``sources:`` entries a run without ``--source`` serves together (empty when none)."""
+    return list(cfg.sources)
+
+
+def source_files(cfg: Config) -> tuple[Path, ...]:
+    """The video files among the configured sources (outputs must not overwrite them)."""
+    return tuple(Path(e.source) for e in cfg.sources if not (e.source.isdigit() or "://" in e.source))
+
+
+def build_source(cfg: Config, spec: str, *, realtime: bool = False) -> Source:
+    """Open ``spec`` (camera index, URL, image, folder or video) with the configured timeouts and reconnection."""
+    from maskwatch.capture.sources import open_source
+
+    c = cfg.capture
+    return open_source(
+        spec,
+        open_timeout_s=c.open_timeout_s,
+        realtime=realtime,
+        reconnect=c.reconnect,
+        stall_s=c.read_timeout_s,
+        max_backoff_s=c.max_backoff_s,
+    )
+
+
+def build_sources(cfg: Config, *, realtime: bool = False) -> list[NamedSource]:
+    """Open every ``sources:`` entry under its name; the first failure is one error naming the source, after
+    closing the ones already open. Images and folders are refused (not live)."""
+    from maskwatch.capture.sources import ImageFilesSource
+    from maskwatch.runner.lanes import NamedSource
+
+    opened: list[NamedSource] = []
+    try:
+        for entry in cfg.sources:
+            try:
+                source = build_source(cfg, entry.source, realtime=realtime)
+            except SourceError as exc:
+                raise SourceError(f"source '{entry.name}': {exc}") from None
+            opened.append(NamedSource(source, entry.name))
+            if isinstance(source, ImageFilesSource):
+                raise SourceError(f"source '{entry.name}' is images: sources: takes cameras, streams and videos")
+    except BaseException:
+        for source in opened:
+            source.close()
+        raise
+    return opened
+
+
+def inference_workers(cfg: Config, n_sources: int, *, show: bool = False) -> int:
+    """Threads that run the shared models: one per core, at most one per source (one with ``--show``: the window
+    must be drawn from one thread). Unless ``runtime.threads`` is set, torch then gets cores / workers threads
+    each: more oversubscribe the CPU (on 2 cores busy with other work, 2 torch threads took 0.8 s a frame where
+    1 took 40-60 ms; see tools/bench_multicam.py and the README's "Many cameras")."""
+    import os
+
+    import torch
+
+    cores = os.cpu_count() or 1
+    workers = 1 if show else max(1, min(cores, n_sources))
+    if cfg.runtime.threads == 0:
+        torch.set_num_threads(max(1, cores // workers))
+    return workers
+
+
+def build_video_sink(cfg: Config, path: Path, fps: float) -> VideoSink:
+    """An annotated video at ``path`` with the configured codec."""
+    from maskwatch.outputs.sinks import VideoSink
+
+    return VideoSink(path, fps=fps, fourcc=cfg.output.fourcc)
+
+
+def build_null_video_sink(cfg: Config) -> NullVideoSink:
+    """A stand-in for ``--output`` that encodes every frame as a JPEG of the configured quality and keeps nothing."""
+    from maskwatch.outputs.sinks import NullVideoSink
+
+    return NullVideoSink(cfg.output.jpeg_quality)
+
+
+def build_output_sink(cfg: Config, out: Path, source: Source) -> Sink:
+    """``--output``: annotated images (a file for one image, else a folder) or an annotated video.
+
+    Fails early, before any model loads, on an output that cannot be written or would overwrite an input.
+    """
+    from maskwatch.capture.sources import ImageFilesSource, RealtimeFileSource
+    from maskwatch.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+    from maskwatch.outputs.sinks import ImageSink, check_writable
+
+    if isinstance(source, RealtimeFileSource):
+        source = source.video
+    inputs = tuple(source.paths)
+    if isinstance(source, ImageFilesSource):
+        single = len(source.paths) == 1 and out.suffix.lower() in IMAGE_SUFFIXES
+        if not single and out.suffix.lower() in IMAGE_SUFFIXES:
+            raise OutputError(f"--output {out} must be a folder for a folder of images")
+        if not single and out.exists() and not out.is_dir():
+            raise OutputError(f"--output {out} must be a folder for a folder of images")
+        check_writable(out, inputs)
+        if not single and out.resolve() in {p.parent.resolve() for p in source.paths}:
+            raise OutputError(f"--output {out} is the input folder; annotated images would overwrite the inputs")
+        return ImageSink(out, single_file=single, jpeg_quality=cfg.output.jpeg_quality)
+    if out.suffix.lower() not in VIDEO_SUFFIXES:
+        raise OutputError(f"--output {out} must be a video file ({', '.join(VIDEO_SUFFIXES)})")
+    check_writable(out, inputs)
+    return build_video_sink(cfg, out, source.fps)
+
+
+def http_bind(cfg: Config) -> tuple[str, int] | None:
+    """The remote view's (host, port) from ``http.bind``, or None; one beyond this machine needs ``http.token``."""
+    from maskwatch.serve.bind import is_loopback, parse_bind
+
+    bind = parse_bind(cfg.http.bind) if cfg.http.bind else None
+    if bind is not None and not is_loopback(bind[0]) and not cfg.http.token:
+        raise ConfigError(f"--http on {bind[0]} serves beyond this machine: set --http-token (or MASKWATCH_HTTP_TOKEN)")
+    return bind
+
+
+def build_web_view(
+    cfg: Config, bind: tuple[str, int], status: Callable[[], dict], *, sources: list[str] | None = None
+) -> WebView:
+    """The ``--http`` remote view on ``bind`` (see :func:`http_bind`), not started; ``sources`` names a tile each."""
+    from maskwatch.serve.web import WebView
+
+    return WebView(
+        bind[0],
+        bind[1],
+        token=cfg.http.token,
+        status=status,
+        max_stream_fps=cfg.http.max_stream_fps,
+        sources=sources,
+    )
+
+
+def run_settings(cfg: Config) -> dict:
+    """The keyword arguments of :func:`maskwatch.runner.single.run` that come from the config."""
+    c, log = cfg.capture, cfg.logging
+    return {
+        "queue_size": c.queue_size,
+        "live_queue_size": c.live_queue_size,
+        "read_timeout_s": c.read_timeout_s,
+        "status_interval_s": log.status_interval_s,
+        "summary_interval_s": log.summary_interval_s,
+        "batch_frames": batch_frames(cfg),
+    }
+
+
+def lanes_settings(cfg: Config) -> dict:
+    """The keyword arguments of :func:`maskwatch.runner.lanes.run_sources` that come from the config."""
+    c, log = cfg.capture, cfg.logging
+    return {
+        "queue_size": c.queue_size,
+        "read_timeout_s": c.read_timeout_s,
+        "status_interval_s": log.status_interval_s,
+        "summary_interval_s": log.summary_interval_s,
+    }

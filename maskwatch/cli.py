@@ -28,7 +28,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"maskwatch {__version__}")
     parser.add_argument("--log-level", default=None, help="log level (default from config: INFO)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_run, _add_eval, _add_train, _add_quantize, _add_bench, _add_export, _add_soak, _add_batch):
+        add(sub)
+    return parser
 
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
     run = sub.add_parser("run", help="detect and classify faces in a camera, stream, video, image or folder")
     run.add_argument(
         "--source",
@@ -65,6 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-track", action="store_true", help="no tracking: per-frame labels, no events or report")
     run.set_defaults(func=cmd_run)
 
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
     ev = sub.add_parser("eval", help="score the full pipeline on a labelled dataset (VOC, YOLO or COCO)")
     ev.add_argument("--data", required=True, type=Path, help="dataset folder (or a COCO .json)")
     ev.add_argument("--split", type=Path, help="file of image stems to evaluate (one per line)")
@@ -82,6 +89,8 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--precision", choices=["int8", "fp32"])
     ev.set_defaults(func=cmd_eval)
 
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
     tr = sub.add_parser("train", help="train the face detector or the mask classifier")
     tr.add_argument("model", choices=["detector", "classifier"])
     tr.add_argument("--data", required=True, type=Path, help="Pascal VOC folder (images/ + annotations/)")
@@ -98,6 +107,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     tr.set_defaults(func=cmd_train)
 
+
+def _add_quantize(sub: argparse._SubParsersAction) -> None:
     qu = sub.add_parser("quantize", help="make the int8 models from the fp32 ones (static PTQ, calibrated)")
     qu.add_argument("--calib", type=int, default=64, help="calibration images from the training split (default 64)")
     qu.add_argument("--out", type=Path, help="folder for detector_int8.pt and classifier_int8.pt (default weights/)")
@@ -110,6 +121,8 @@ def _parser() -> argparse.ArgumentParser:
     qu.add_argument("--classifier", default="classifier.pt", help="fp32 classifier model file")
     qu.set_defaults(func=cmd_quantize)
 
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
     be = sub.add_parser("bench", help="measure fp32 vs int8 speed and size, end-to-end fps, and the seed model")
     be.add_argument("--video", type=Path, help="video to time on, resized to 640x480 (default: the demo clip)")
     be.add_argument("--frames", type=int, default=150, help="frames per pipeline run (default 150)")
@@ -132,12 +145,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     be.set_defaults(func=cmd_bench)
 
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
     ex = sub.add_parser("export", help="export both fp32 models to ONNX (with a models.json describing them)")
     ex.add_argument("--format", choices=["onnx"], default="onnx", help="export format (onnx)")
     ex.add_argument("--out", type=Path, default=Path("export"), help="output folder (default ./export)")
     ex.add_argument("--config", type=Path, help="YAML config (model files)")
     ex.set_defaults(func=cmd_export)
 
+
+def _add_soak(sub: argparse._SubParsersAction) -> None:
     so = sub.add_parser("soak", help="loop a video through the full pipeline for N minutes; watch memory, threads, fps")
     so.add_argument("--minutes", type=float, required=True, help="how long to run (e.g. 10, or 0.5 for 30 s)")
     so.add_argument("--video", type=Path, help="video to loop (default: the demo clip)")
@@ -147,6 +164,8 @@ def _parser() -> argparse.ArgumentParser:
     so.add_argument("--config", type=Path, help="YAML config (models, tracking, alerts)")
     so.set_defaults(func=cmd_soak)
 
+
+def _add_batch(sub: argparse._SubParsersAction) -> None:
     ba = sub.add_parser("batch", help="annotate many videos on Ray (local by default): one task per video, resumable")
     ba.add_argument("--inputs", required=True, help="glob of videos ('videos/*.mp4') or a .txt file, one per line")
     ba.add_argument(
@@ -167,7 +186,6 @@ def _parser() -> argparse.ArgumentParser:
         "--overlap-s", type=float, default=2.0, help="tracker warm-up before each chunk, in seconds (default 2)"
     )
     ba.set_defaults(func=cmd_batch)
-    return parser
 
 
 def _setup_logging(level: str) -> None:
@@ -184,35 +202,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from maskwatch.build import build_pipeline
-    from maskwatch.commands.evaluate import predict, report_lines, score, write_json, write_plots
-    from maskwatch.config import load_config
-    from maskwatch.data.formats import read_dataset
-    from maskwatch.outputs.sinks import check_writable
+    from maskwatch.commands.evaluate import eval_command
 
-    if not 0.0 < args.iou < 1.0:
-        raise MaskwatchError(f"--iou must be between 0 and 1, got {args.iou}")
-    if not 0.0 < args.score_threshold < 1.0:
-        raise MaskwatchError(f"--score-threshold must be between 0 and 1, got {args.score_threshold}")
-    cfg = load_config(args.config, {"runtime.device": args.device, "runtime.precision": args.precision})
-    operating_threshold = cfg.detector.score_threshold
-    cfg.detector.score_threshold = args.score_threshold
-    if args.json is not None:
-        check_writable(args.json)
-    images = read_dataset(args.data, args.split)
-    if not images:
-        raise MaskwatchError(f"no images to evaluate in {args.data}")
-    pipeline = build_pipeline(cfg)
-    preds = predict(pipeline, images, progress=sys.stderr.isatty())
-    result = score(images, preds, iou=args.iou, operating_threshold=operating_threshold)
-    for line in report_lines(result):
-        print(line)
-    if args.json is not None:
-        write_json(result, args.json)
-    if args.plots is not None:
-        for path in write_plots(result, args.plots):
-            logger.info(f"wrote {path}")
-    return EXIT_OK
+    return eval_command(args)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -354,7 +346,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
-    from maskwatch.commands.batch.jobs import run_batch, summary_lines
+    from maskwatch.commands.batch.jobs import run_batch
+    from maskwatch.commands.batch.summary import summary_lines
     from maskwatch.config import load_config
 
     _positive(args.retries, "--retries", 0)

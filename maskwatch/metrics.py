@@ -129,3 +129,29 @@ def recall(
         flags = [f[np.asarray(s, bool).reshape(-1)] for f, s in zip(flags, gt_select, strict=True)]
     total = sum(len(f) for f in flags)
     return float(sum(int(f.sum()) for f in flags) / total) if total else float("nan")
+
+
+def suppress_nested(xyxy: np.ndarray, scores: np.ndarray, overlap: float = 0.8) -> np.ndarray:
+    """Indices (by descending score) of the boxes to keep when a box that lies mostly inside a stronger one is
+    the same face seen twice (a close face's chin or beard boxed again inside its face box).
+
+    Plain IoU NMS misses such pairs, because a small box nested in a large one has a small IoU. Here a box is
+    dropped when at least ``overlap`` of its own area lies inside a box with a higher score, or when it holds a
+    stronger box that covers ``overlap`` of that box (intersection over the smaller area, "IoS").
+    """
+    xyxy = np.asarray(xyxy, np.float64).reshape(-1, 4)
+    scores = np.asarray(scores, np.float64).reshape(-1)
+    order = np.argsort(-scores, kind="stable")
+    if len(order) < 2:
+        return order
+    lt = np.maximum(xyxy[:, None, :2], xyxy[None, :, :2])
+    rb = np.minimum(xyxy[:, None, 2:], xyxy[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=-1)
+    area = np.prod(np.clip(xyxy[:, 2:] - xyxy[:, :2], 0, None), axis=-1)
+    smaller = np.minimum(area[:, None], area[None, :])
+    ios = np.where(smaller > 0, inter / np.where(smaller > 0, smaller, 1), 0.0)
+    keep: list[int] = []
+    for i in order:
+        if all(ios[i, k] < overlap for k in keep):
+            keep.append(int(i))
+    return np.asarray(keep, np.int64)

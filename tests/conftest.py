@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+from maskwatch.models.base import Detector
 from maskwatch.types import FaceDetections
 
 
@@ -42,7 +43,7 @@ def count_frames(path: Path) -> tuple[int, tuple[int, int], float]:
     return n, size, fps
 
 
-class FakeDetector:
+class FakeDetector(Detector):
     """Finds bright regions' bounding box (one face) — deterministic, no weights."""
 
     def __init__(self, delay_s: float = 0.0, fail_at: int | None = None) -> None:

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import pytest
 
-from maskwatch.commands.batch.jobs import expand_inputs, finished, stem_of
+from maskwatch.commands.batch.receipts import expand_inputs, finished, stem_of
 from maskwatch.errors import MaskwatchError
 from tests.conftest import count_frames, write_video
+from tests.helpers import maskwatch
 from tests.test_chunks import frame_number, write_indexed_video
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_inputs_from_a_glob_or_a_list_file(tmp_path):
@@ -35,9 +33,7 @@ def test_colliding_stems_get_their_folder_name(tmp_path):
 
 
 def _batch(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "maskwatch", "batch", *args], capture_output=True, text=True, timeout=600, cwd=ROOT
-    )
+    return maskwatch("batch", *args, timeout=600)
 
 
 def test_batch_on_local_ray_with_a_corrupt_video_and_a_rerun(tmp_path):

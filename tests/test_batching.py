@@ -11,6 +11,7 @@ from maskwatch.capture.sources import VideoFileSource
 from maskwatch.config import Config
 from maskwatch.models.retinaface import RetinaFaceDetector
 from maskwatch.monitor.pipeline import FacePipeline
+from maskwatch.outputs.sinks import Sink
 from maskwatch.runner.single import run
 from maskwatch.types import Frame
 from tests.conftest import FakeClassifier, FakeDetector, write_video
@@ -86,7 +87,7 @@ def test_runner_batches_the_waiting_frames_and_keeps_their_order(tmp_path):
     pipeline = _Recording()
     seen = []
 
-    class Collect:
+    class Collect(Sink):
         data_only = True
 
         def write(self, result, annotated):

@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
+from maskwatch.capture.base import RawFrame, Source
 from maskwatch.capture.producer import END, Producer
 from maskwatch.capture.sources import ImageFilesSource, open_source, to_bgr8
 from maskwatch.errors import SourceError
@@ -92,7 +93,7 @@ def test_file_producer_never_drops(tmp_path):
     assert producer.stats.dropped == 0 and producer.error is None
 
 
-class FastLiveSource:
+class FastLiveSource(Source):
     """A fake camera that yields a frame every ``period_s`` until ``n`` frames, then ends."""
 
     is_live = True
@@ -114,7 +115,7 @@ class FastLiveSource:
             return None
         time.sleep(self.period_s)
         self.i += 1
-        return np.zeros((4, 4, 3), np.uint8), self.name
+        return RawFrame(np.zeros((4, 4, 3), np.uint8), self.name)
 
     def close(self) -> None:
         pass

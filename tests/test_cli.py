@@ -6,19 +6,11 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import count_frames, write_video
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def maskwatch(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "maskwatch", *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
-    )
+from tests.helpers import ROOT, maskwatch
 
 
 def assert_user_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
@@ -140,12 +132,5 @@ def test_signal_mid_file_leaves_playable_output(tmp_path, sig):
 
 def test_show_without_display_is_a_clear_error(video):
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "maskwatch", "run", "--source", str(video), "--show"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-        env=env,
-    )
+    proc = maskwatch("run", "--source", str(video), "--show", env=env)
     assert_user_error(proc, "--show needs a display")

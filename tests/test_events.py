@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from maskwatch.outputs.events import AlertPolicy, EventLog, utc_now
+from maskwatch.monitor.alerts import AlertPolicy, utc_now
+from maskwatch.outputs.events import EventLog
 from maskwatch.types import UNDECIDED, Event, FaceDetections, Frame, FrameResult
 
 MASK, NOMASK, WRONG = 0, 1, 2

@@ -81,3 +81,21 @@ def test_mismatched_lengths_raise() -> None:
         average_precision(GT, [np.array([0.1, 0.2])], GT)
     with pytest.raises(ValueError):
         match_image(np.zeros((2, 4)), np.zeros(1), np.zeros((1, 4)))
+
+
+def test_suppress_nested_drops_a_box_inside_a_stronger_box_of_the_same_face():
+    from maskwatch.metrics import suppress_nested
+
+    face = [100, 100, 300, 340]
+    chin = [150, 250, 260, 335]  # the beard boxed again: IoU with the face is only ~0.19
+    other = [400, 120, 520, 260]  # a second person
+    assert box_iou(np.array([face]), np.array([chin]))[0, 0] < 0.4  # why IoU NMS keeps both
+    keep = suppress_nested(np.array([face, chin, other]), np.array([0.95, 0.7, 0.8]))
+    assert sorted(keep.tolist()) == [0, 2]
+    # the stronger box wins whichever is larger
+    keep = suppress_nested(np.array([face, chin]), np.array([0.6, 0.9]))
+    assert keep.tolist() == [1]
+    # side-by-side faces that touch are both kept; empty and single inputs pass through
+    assert sorted(suppress_nested(np.array([[0, 0, 50, 50], [45, 0, 95, 50]]), np.array([0.9, 0.8])).tolist()) == [0, 1]
+    assert suppress_nested(np.zeros((0, 4)), np.zeros(0)).tolist() == []
+    assert suppress_nested(np.array([face]), np.array([0.5])).tolist() == [0]

@@ -7,11 +7,12 @@ import json
 import numpy as np
 
 from maskwatch.capture.sources import open_source
+from maskwatch.monitor.alerts import AlertPolicy
 from maskwatch.monitor.monitor import Monitor, StrideControl
 from maskwatch.monitor.pipeline import FacePipeline
 from maskwatch.monitor.track import FaceTracker
-from maskwatch.outputs.events import AlertPolicy, EventLog
-from maskwatch.outputs.sinks import JsonLinesSink
+from maskwatch.outputs.events import EventLog
+from maskwatch.outputs.sinks import JsonLinesSink, Sink
 from maskwatch.runner.single import run
 from tests.conftest import FakeClassifier, FakeDetector, write_video
 
@@ -83,7 +84,7 @@ def test_detect_every_nth_frame_still_outputs_every_frame(tmp_path):
     detector = monitor.pipeline.detector
     results = []
 
-    class Keep:
+    class Keep(Sink):
         def write(self, result, annotated):
             results.append(result)
 

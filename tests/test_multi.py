@@ -22,7 +22,8 @@ from maskwatch.monitor.pipeline import FacePipeline
 from maskwatch.outputs.events import EventLog
 from maskwatch.outputs.sinks import JsonLinesSink
 from maskwatch.runner.lanes import Lane, NamedSource, run_sources, status
-from maskwatch.serve.web import WebView, prometheus_text
+from maskwatch.serve.metrics import prometheus_text
+from maskwatch.serve.web import WebView
 from tests.conftest import FakeClassifier, FakeDetector, count_frames, write_video
 from tests.test_cli import ROOT, assert_user_error, maskwatch
 from tests.test_web import request

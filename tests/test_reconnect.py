@@ -7,6 +7,7 @@ import pytest
 from loguru import logger
 
 import maskwatch.capture.sources as capture
+from maskwatch.capture.base import RawFrame, Source
 from maskwatch.capture.producer import END, Producer
 from maskwatch.capture.reconnect import ReconnectingSource
 from maskwatch.capture.sources import open_source
@@ -24,7 +25,7 @@ class FakeClock:
         return self.t
 
 
-class FakeCamera:
+class FakeCamera(Source):
     """Delivers ``frames`` frames (pixel value ``mark``), then returns None (unplugged) or raises."""
 
     is_live = True
@@ -43,7 +44,7 @@ class FakeCamera:
         if self.period_s:
             time.sleep(self.period_s)
         self.sent += 1
-        return np.full((4, 4, 3), self.mark, np.uint8), self.name
+        return RawFrame(np.full((4, 4, 3), self.mark, np.uint8), self.name)
 
     def close(self) -> None:
         self.closed = True

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from maskwatch.errors import OutputError
-from maskwatch.outputs.report import PersonRecord, TimelinePoint, compliance, downsample, write_report
+from maskwatch.monitor.records import PersonRecord, TimelinePoint, compliance
+from maskwatch.outputs.report import downsample, write_report
 
 
 def _people() -> list[PersonRecord]:

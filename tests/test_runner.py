@@ -8,7 +8,7 @@ import pytest
 from maskwatch.capture.sources import open_source
 from maskwatch.monitor.pipeline import FacePipeline
 from maskwatch.outputs.render import OverlayRenderer
-from maskwatch.outputs.sinks import JsonLinesSink, VideoSink
+from maskwatch.outputs.sinks import JsonLinesSink, Sink, VideoSink
 from maskwatch.runner.single import run
 from maskwatch.types import FaceDetections, Frame, FrameResult
 from tests.conftest import FakeClassifier, FakeDetector, count_frames, write_video
@@ -58,7 +58,7 @@ def test_stage_error_ends_run_quickly_and_joins_producer(tmp_path):
 
 
 def test_sink_error_propagates(tmp_path):
-    class BrokenSink:
+    class BrokenSink(Sink):
         def write(self, result, annotated):
             raise OSError("disk full")
 

@@ -16,10 +16,13 @@ import cv2
 import numpy as np
 import pytest
 from loguru import logger
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 import maskwatch.serve.web as web
 from maskwatch.errors import ConfigError, OutputError
-from maskwatch.serve.web import WebView, is_loopback, prometheus_text
+from maskwatch.serve.metrics import prometheus_text
+from maskwatch.serve.web import WebView, is_loopback
 from maskwatch.types import Event, FaceDetections, Frame, FrameResult
 
 REPO = Path(__file__).resolve().parents[1]
@@ -152,7 +155,8 @@ def parse_metrics(text: str) -> dict[str, float]:
 
 def test_metrics(view: WebView) -> None:
     status, headers, body = request(view, "/metrics")
-    assert status == 200 and headers["content-type"].startswith("text/plain; version=0.0.4")
+    assert status == 200 and headers["content-type"] == CONTENT_TYPE_LATEST
+    assert headers["content-type"].startswith("text/plain; version=")
     text = body.decode()
     values = parse_metrics(text)
     assert values["maskwatch_people_total"] == 3
@@ -172,6 +176,74 @@ def test_metrics_skip_missing_and_escape_labels() -> None:
     assert "maskwatch_compliance_ratio" not in text and "maskwatch_frames_total" not in text
     assert values["maskwatch_source_connected"] == 0 and values["maskwatch_http_stream_clients"] == 2
     assert 'maskwatch_stage_milliseconds{stage="we\\"ird\\\\\\n"} 1.5' in text.splitlines()
+
+
+def scrape(view: WebView) -> dict[str, tuple[str, dict[tuple[str, tuple], float]]]:
+    """/metrics through prometheus_client's parser: {family: (type, {(sample name, sorted labels): value})}."""
+    status, headers, body = request(view, "/metrics")
+    assert status == 200
+    families = {}
+    for family in text_string_to_metric_families(body.decode()):
+        samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for s in family.samples}
+        families[family.name] = (family.type, samples)
+    return families
+
+
+def test_metrics_parse_with_prometheus_client(view: WebView) -> None:
+    families = scrape(view)
+    # the parser drops a counter's _total from the family name; the exposed sample names keep it
+    exposed = {name for _, samples in families.values() for name, _ in samples}
+    assert exposed == {
+        "maskwatch_uptime_seconds", "maskwatch_frames_total", "maskwatch_dropped_frames_total", "maskwatch_fps",
+        "maskwatch_stage_milliseconds", "maskwatch_detect_every", "maskwatch_people_in_view",
+        "maskwatch_people_total", "maskwatch_unmasked_people_total", "maskwatch_alerts_total",
+        "maskwatch_compliance_ratio", "maskwatch_source_outages_total", "maskwatch_source_connected",
+        "maskwatch_http_stream_clients",
+    }  # fmt: skip
+    assert families["maskwatch_frames"] == ("counter", {("maskwatch_frames_total", ()): 300})
+    assert families["maskwatch_dropped_frames"] == ("counter", {("maskwatch_dropped_frames_total", ()): 4})
+    assert families["maskwatch_people"] == ("counter", {("maskwatch_people_total", ()): 3})
+    assert families["maskwatch_uptime_seconds"] == ("gauge", {("maskwatch_uptime_seconds", ()): 12.5})
+    assert families["maskwatch_source_connected"] == ("gauge", {("maskwatch_source_connected", ()): 1})
+    assert families["maskwatch_compliance_ratio"][1] == {("maskwatch_compliance_ratio", ()): pytest.approx(0.6667)}
+    kind, stages = families["maskwatch_stage_milliseconds"]
+    assert kind == "gauge"
+    assert stages == {
+        ("maskwatch_stage_milliseconds", (("stage", stage),)): pytest.approx(ms)
+        for stage, ms in STATUS["stage_ms"].items()
+    }
+    assert families["maskwatch_http_stream_clients"] == ("gauge", {("maskwatch_http_stream_clients", ()): 0})
+
+
+def test_metrics_per_source_labels_and_read_at_scrape_time() -> None:
+    status = {
+        "uptime_s": 3.0,
+        "frames": 100,
+        "alerts": 2,
+        "sources": [
+            {"name": "door", "frames": 60, "connected": True, "stage_ms": {"detect": 5.5}, "compliance": None},
+            {"name": 'lo"bby', "frames": 40, "connected": False, "stage_ms": {"detect": 6.0}, "compliance": 0.5},
+        ],
+    }
+    with WebView(port=0, status=lambda: status) as v, WebView(port=0, status=lambda: {"frames": 9}) as other:
+        families = scrape(v)
+        assert families["maskwatch_frames"][1] == {
+            ("maskwatch_frames_total", (("source", "door"),)): 60,
+            ("maskwatch_frames_total", (("source", 'lo"bby'),)): 40,
+        }
+        assert families["maskwatch_stage_milliseconds"][1] == {
+            ("maskwatch_stage_milliseconds", (("source", "door"), ("stage", "detect"))): 5.5,
+            ("maskwatch_stage_milliseconds", (("source", 'lo"bby'), ("stage", "detect"))): 6.0,
+        }
+        assert families["maskwatch_compliance_ratio"][1] == {
+            ("maskwatch_compliance_ratio", (("source", 'lo"bby'),)): 0.5
+        }
+        assert families["maskwatch_alerts"][1] == {("maskwatch_alerts_total", ()): 2}  # not in the rows: top level
+        status["sources"][0]["frames"] = 61  # values are read per scrape, from each view's own registry
+        assert scrape(v)["maskwatch_frames"][1][("maskwatch_frames_total", (("source", "door"),))] == 61
+        assert scrape(other)["maskwatch_frames"][1] == {("maskwatch_frames_total", ()): 9}
+        assert v.registry is not other.registry and v.registry is not REGISTRY
+    assert "maskwatch_frames_total" not in generate_latest(REGISTRY).decode()  # the global registry is untouched
 
 
 def test_snapshot(view: WebView, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -26,11 +26,13 @@ import threading
 import time
 from pathlib import Path
 
+from maskwatch.capture.base import Source
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_VIDEO = ROOT.parent / "shared" / "data" / "videos" / "nomask.mp4"
 
 
-class LoopingLiveSource:
+class LoopingLiveSource(Source):
     """A video file played at its own fps, forever (it reopens at the end), as if it were a camera."""
 
     is_live = True

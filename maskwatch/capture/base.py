@@ -1,17 +1,34 @@
-"""The capture stage's door: what every frame source provides."""
+"""The capture stage's door: what every frame source provides, and what its ``read`` returns."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
 
+class RawFrame(NamedTuple):
+    """One image as a source reads it, with the name of what it came from (the video, stream or image file).
+
+    The producer numbers and timestamps it into a :class:`~maskwatch.types.Frame`; numbering there, not in each
+    source, keeps it continuous across a reconnect or a looped file.
+    """
+
+    image: np.ndarray
+    """BGR uint8."""
+    name: str
+
+
 class Source(Protocol):
-    """A frame source. ``read`` returns the next BGR uint8 frame with its name, or None.
+    """A frame source. ``read`` returns the next :class:`RawFrame`, or None.
 
     ``is_live``: frames arrive on their own clock, so a slow consumer drops the oldest instead of waiting.
     ``finite``: None from ``read`` means the end; otherwise it is a stall (waited out up to a timeout).
+
+    The attributes with a value here are what a source has unless it says otherwise: a class that subclasses
+    ``Source`` gets them, so the runner, the producer and the status views read them without probing.
     """
 
     name: str
@@ -19,7 +36,20 @@ class Source(Protocol):
     finite: bool
     fps: float
     frame_count: int | None
+    first_index: int = 0
+    """Index of the first frame read (a chunk of a long video starts past 0)."""
+    reconnects: bool = False
+    """The source waits out stalls itself (reopening the device), so a silence is not the end of the run."""
+    outages: int = 0
+    """Times the source was lost (and reopened)."""
+    connected: bool = True
+    downtime_s: float = 0.0
+    """Seconds spent disconnected so far."""
+    skipped: Sequence[Path] = ()
+    """Inputs that could not be read and were left out (unreadable images)."""
+    paths: Sequence[Path] = ()
+    """The files this source reads (none for cameras and streams)."""
 
-    def read(self) -> tuple[np.ndarray, str] | None: ...
+    def read(self) -> RawFrame | None: ...
 
     def close(self) -> None: ...

@@ -31,6 +31,9 @@ END = object()
 class Producer(threading.Thread):
     """Reads ``source`` into ``frames`` until the source ends or ``stop`` is set.
 
+    Each :class:`~maskwatch.capture.base.RawFrame` becomes a :class:`~maskwatch.types.Frame` numbered from
+    ``source.first_index`` and timestamped (files: index / fps; live: the capture time).
+
     ``drop_oldest`` (live sources): a full queue loses its oldest frame, counted in ``stats.dropped``.
     Otherwise the put blocks (back-pressure), re-checking ``stop`` every ``poll_s`` so it never hangs.
     An exception is kept in ``error`` and the END sentinel is still delivered.
@@ -64,9 +67,9 @@ class Producer(threading.Thread):
             self._deliver_end()
 
     def _loop(self) -> None:
-        index = getattr(self.source, "first_index", 0)
+        index = self.source.first_index
         last_frame_at = time.monotonic()
-        reconnects = bool(getattr(self.source, "reconnects", False))  # it handles stalls itself
+        reconnects = self.source.reconnects  # it handles stalls itself
         while not self.stop.is_set():
             item = self.source.read()
             now = time.monotonic()

@@ -10,14 +10,13 @@ import threading
 import time
 from collections.abc import Callable
 
-import numpy as np
 from loguru import logger
 
-from maskwatch.capture.base import Source
+from maskwatch.capture.base import RawFrame, Source
 from maskwatch.media import scrub_url
 
 
-class ReconnectingSource:
+class ReconnectingSource(Source):
     """A live source reopened with backoff when it stops sending frames or disappears.
 
     ``read`` never blocks longer than one inner read or one ``opener()`` call: between reconnect attempts
@@ -68,7 +67,7 @@ class ReconnectingSource:
         since = self._down_since
         return self._downtime + (max(self.clock() - since, 0.0) if since is not None else 0.0)
 
-    def read(self) -> tuple[np.ndarray, str] | None:
+    def read(self) -> RawFrame | None:
         inner = self._inner
         if self._closed:
             return None

@@ -10,7 +10,8 @@ import cv2
 import numpy as np
 from loguru import logger
 
-from maskwatch.capture.base import Source
+from maskwatch.capture.base import RawFrame, Source
+from maskwatch.capture.images import read_image, to_bgr8
 from maskwatch.errors import SourceError
 from maskwatch.media import IMAGE_SUFFIXES, is_live_spec, scrub_url
 
@@ -33,22 +34,7 @@ def quiet_opencv():
         log.setLogLevel(previous)
 
 
-def to_bgr8(image: np.ndarray) -> np.ndarray:
-    """Convert grayscale, BGRA and 16-bit images to 3-channel uint8 BGR."""
-    if image.dtype == np.uint16:
-        image = (image >> 8).astype(np.uint8)
-    elif image.dtype != np.uint8:
-        image = cv2.normalize(image, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
-    if image.ndim == 2:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    if image.shape[2] == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-    if image.shape[2] == 1:
-        return cv2.cvtColor(image[:, :, 0], cv2.COLOR_GRAY2BGR)
-    return image
-
-
-class VideoFileSource:
+class VideoFileSource(Source):
     """A video file decoded with OpenCV; fails at open if it has no decodable frame.
 
     A file that stops decoding before the frame count its header announces (truncated, damaged) is processed up
@@ -61,6 +47,7 @@ class VideoFileSource:
     def __init__(self, path: Path, start: int = 0, stop: int | None = None) -> None:
         """``start``/``stop``: read only frames ``[start, stop)`` (a chunk of a long video); indices stay absolute."""
         self.path = path
+        self.paths = (path,)
         self.name = str(path)
         self.first_index = start
         self.stop = stop
@@ -94,7 +81,7 @@ class VideoFileSource:
             if not self._cap.grab():
                 raise SourceError(f"video {self.path} ends before frame {start}")
 
-    def read(self) -> tuple[np.ndarray, str] | None:
+    def read(self) -> RawFrame | None:
         if self.stop is not None and self.first_index + self.frames_read >= self.stop:
             return None
         if self._pending is not None:
@@ -105,7 +92,7 @@ class VideoFileSource:
                 self._end()
                 return None
         self.frames_read += 1
-        return to_bgr8(frame), self.name
+        return RawFrame(to_bgr8(frame), self.name)
 
     def _end(self) -> None:
         # Header counts can be estimates, so a shortfall of one frame is not reported.
@@ -121,7 +108,7 @@ class VideoFileSource:
         self._cap.release()
 
 
-class ImageFilesSource:
+class ImageFilesSource(Source):
     """One image or a folder of images (sorted by name); an unreadable image is skipped with a warning."""
 
     is_live = False
@@ -135,23 +122,23 @@ class ImageFilesSource:
         self._next = 0
         self.skipped: list[Path] = []
 
-    def read(self) -> tuple[np.ndarray, str] | None:
+    def read(self) -> RawFrame | None:
         while self._next < len(self.paths):
             path = self.paths[self._next]
             self._next += 1
-            image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+            image = read_image(path)
             if image is None or image.size == 0:
                 logger.warning(f"skipping {path}: not a readable image")
                 self.skipped.append(path)
                 continue
-            return to_bgr8(image), path.name
+            return RawFrame(to_bgr8(image), path.name)
         return None
 
     def close(self) -> None:
         pass
 
 
-class LiveSource:
+class LiveSource(Source):
     """A webcam (index) or network stream (rtsp://, http://) opened with OpenCV."""
 
     is_live = True
@@ -175,15 +162,15 @@ class LiveSource:
         fps = self._cap.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps) if fps and 0 < fps < 1000 else 25.0
 
-    def read(self) -> tuple[np.ndarray, str] | None:
+    def read(self) -> RawFrame | None:
         ok, frame = self._cap.read()
-        return (to_bgr8(frame), self.name) if ok and frame is not None else None
+        return RawFrame(to_bgr8(frame), self.name) if ok and frame is not None else None
 
     def close(self) -> None:
         self._cap.release()
 
 
-class RealtimeFileSource:
+class RealtimeFileSource(Source):
     """A video file played at its own fps as if it were a camera: a slow consumer drops frames (``--realtime``)."""
 
     is_live = True
@@ -194,10 +181,12 @@ class RealtimeFileSource:
         self.name = video.name
         self.fps = video.fps
         self.frame_count = video.frame_count
+        self.first_index = video.first_index
+        self.paths = video.paths
         self._start: float | None = None
         self._sent = 0
 
-    def read(self) -> tuple[np.ndarray, str] | None:
+    def read(self) -> RawFrame | None:
         if self._start is None:
             self._start = time.monotonic()
         due = self._start + self._sent / self.fps
@@ -251,7 +240,7 @@ def open_source(
     if not path.is_file():
         raise SourceError(f"source {path} is not a file, folder, camera index or URL")
     if path.suffix.lower() in IMAGE_SUFFIXES:
-        if cv2.imread(str(path), cv2.IMREAD_UNCHANGED) is None:
+        if read_image(path) is None:
             raise SourceError(f"cannot read image {path}: not a valid image file")
         return ImageFilesSource([path], name=str(path))
     video = VideoFileSource(path)

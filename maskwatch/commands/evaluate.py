@@ -9,17 +9,18 @@ IoU ≥ T, with a background row/column for false positives and misses.
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 from loguru import logger
 from tqdm import tqdm
 
 from maskwatch import metrics
-from maskwatch.capture.sources import to_bgr8
+from maskwatch.capture.images import read_image
 from maskwatch.data.voc import AnnotatedImage
 from maskwatch.errors import MaskwatchError
 from maskwatch.metrics import average_precision, match_image
@@ -61,10 +62,10 @@ def predict(pipeline: FacePipeline, images: list[AnnotatedImage], progress: bool
     """Run the pipeline on every image, in order (unreadable images are an error: the score would be wrong)."""
     out = []
     for i, item in enumerate(tqdm(images, desc="eval", unit="img", disable=not progress)):
-        image = cv2.imread(str(item.image_path), cv2.IMREAD_UNCHANGED)
+        image = read_image(item.image_path)  # upright, as the annotation tool showed it
         if image is None:
             raise MaskwatchError(f"cannot read image {item.image_path}")
-        out.append(pipeline(Frame(to_bgr8(image), index=i, timestamp_s=0.0, name=item.image_path.name)).faces)
+        out.append(pipeline(Frame(image, index=i, timestamp_s=0.0, name=item.image_path.name)).faces)
     return out
 
 
@@ -206,3 +207,36 @@ def report_lines(result: EvalResult) -> list[str]:
 def write_json(result: EvalResult, path: Path) -> None:
     path.write_text(json.dumps(result.to_json(), indent=2) + "\n")
     logger.info(f"wrote {path}")
+
+
+def eval_command(args: argparse.Namespace) -> int:
+    """``maskwatch eval``: check the flags, score the pipeline on ``--data``, print the scores, write JSON / plots."""
+    from maskwatch.build import build_pipeline
+    from maskwatch.config import load_config
+    from maskwatch.data.formats import read_dataset
+    from maskwatch.media import EXIT_OK
+    from maskwatch.outputs.sinks import check_writable
+
+    if not 0.0 < args.iou < 1.0:
+        raise MaskwatchError(f"--iou must be between 0 and 1, got {args.iou}")
+    if not 0.0 < args.score_threshold < 1.0:
+        raise MaskwatchError(f"--score-threshold must be between 0 and 1, got {args.score_threshold}")
+    cfg = load_config(args.config, {"runtime.device": args.device, "runtime.precision": args.precision})
+    operating_threshold = cfg.detector.score_threshold
+    cfg.detector.score_threshold = args.score_threshold
+    if args.json is not None:
+        check_writable(args.json)
+    images = read_dataset(args.data, args.split)
+    if not images:
+        raise MaskwatchError(f"no images to evaluate in {args.data}")
+    pipeline = build_pipeline(cfg)
+    preds = predict(pipeline, images, progress=sys.stderr.isatty())
+    result = score(images, preds, iou=args.iou, operating_threshold=operating_threshold)
+    for line in report_lines(result):
+        print(line)
+    if args.json is not None:
+        write_json(result, args.json)
+    if args.plots is not None:
+        for path in write_plots(result, args.plots):
+            logger.info(f"wrote {path}")
+    return EXIT_OK

@@ -18,19 +18,22 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import cv2
 import numpy as np
 from loguru import logger
 
+from maskwatch.capture.base import RawFrame, Source
 from maskwatch.capture.producer import Producer
 from maskwatch.capture.sources import VideoFileSource
 from maskwatch.errors import MaskwatchError, OutputError
+from maskwatch.monitor.base import FrameProcessor
+from maskwatch.outputs.render import OverlayRenderer
+from maskwatch.outputs.sinks import Sink
 
 DEFAULT_VIDEO = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos" / "mask.mp4"
 RSS_LIMIT_PCT = 5.0
 FPS_P10_RATIO = 0.7
 
-Build = Callable[[object, Path], tuple[Callable, object, list]]
+Build = Callable[[Source, Path], tuple[FrameProcessor, OverlayRenderer | None, list[Sink]]]
 """``build(source, out) -> (process, renderer, sinks)``: the stages of one run; the sinks are closed by soak."""
 
 
@@ -56,7 +59,7 @@ def resolve_video(video: Path | None) -> Path:
     return Path(video)
 
 
-class LoopingSource:
+class LoopingSource(Source):
     """A video file that reopens itself at its end, forever: a file source (back-pressure, no drops) with no end."""
 
     is_live, finite, frame_count = False, True, None
@@ -67,7 +70,7 @@ class LoopingSource:
         self.name, self.fps = self._video.name, self._video.fps
         self.loops = 0
 
-    def read(self) -> tuple[np.ndarray, str] | None:
+    def read(self) -> RawFrame | None:
         item = self._video.read()
         if item is None:  # the end: reopen (exercises open/close each loop); the runner numbers frames on
             self._video.close()
@@ -80,31 +83,20 @@ class LoopingSource:
         self._video.close()
 
 
-class NullVideoSink:
-    """Stands in for ``--output``: needs rendered frames and JPEG-encodes each one, then keeps only the count."""
-
-    def __init__(self, jpeg_quality: int = 92) -> None:
-        self.params, self.frames, self.bytes = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality], 0, 0
-
-    def write(self, result, annotated: np.ndarray) -> None:
-        ok, buf = cv2.imencode(".jpg", annotated, self.params)
-        if not ok:
-            raise OutputError("JPEG encoding failed")
-        self.frames, self.bytes = self.frames + 1, self.bytes + len(buf)
-
-    def close(self) -> None:
-        pass
-
-
 def run_builder(cfg, pipeline=None) -> Build:
     """What ``maskwatch run`` builds for a tracked file: Monitor, renderer, a video stand-in, detections and events.
 
     ``pipeline`` replaces the loaded models (tests pass fakes); the writing paths stay the real ones.
     """
 
-    def build(source, out: Path):
-        from maskwatch.build import build_monitor, build_pipeline, build_renderer
-        from maskwatch.outputs.events import EventLog
+    def build(source: Source, out: Path):
+        from maskwatch.build import (
+            build_event_log,
+            build_monitor,
+            build_null_video_sink,
+            build_pipeline,
+            build_renderer,
+        )
         from maskwatch.outputs.sinks import JsonLinesSink
 
         pipe = pipeline if pipeline is not None else build_pipeline(cfg)
@@ -112,11 +104,8 @@ def run_builder(cfg, pipeline=None) -> Build:
         monitor = build_monitor(cfg, pipe, source_name=source.name, fps=source.fps, live=False)
         for old in out.glob("events.jsonl*"):  # the events log appends: start each soak empty
             old.unlink()
-        a, log, margin, blur = cfg.alerts, out / "events.jsonl", cfg.classifier.crop_margin, cfg.render.blur_faces
-        events = EventLog(
-            log, max_bytes=a.max_bytes, backups=a.backups, snapshots=a.snapshots, blur=blur, crop_margin=margin
-        )
-        sinks = [NullVideoSink(cfg.output.jpeg_quality), JsonLinesSink(out / "detections.jsonl"), events]
+        events = build_event_log(cfg, out / "events.jsonl")
+        sinks = [build_null_video_sink(cfg), JsonLinesSink(out / "detections.jsonl"), events]
         return monitor, build_renderer(cfg), sinks
 
     return build
@@ -299,9 +288,8 @@ def soak(video: Path, minutes: float, out: Path, *, build: Build, interval_s=5.0
             stack.callback(sampler.done.set)
             logger.info(f"soak: {minutes:g} min on {source.name} (looped), a sample every {interval_s:g} s")
             sampler.start()
-            summary_line = getattr(process, "summary_line", None)
-            opts = {"queue_size": queue_size, "status_interval_s": 1e9, "progress": False, "summary": summary_line}
-            run(source, process, sinks, renderer, stop=stop, stats=stats, **opts)
+            opts = {"queue_size": queue_size, "status_interval_s": 1e9, "progress": False}
+            run(source, process, sinks, renderer, stop=stop, stats=stats, summary=process.summary_line, **opts)
     finally:
         source.close()
     summary = summarize(sampler.samples, minutes * 60.0, warmup_s, interval_s)

@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 import yaml
 
+from maskwatch.capture.images import read_image
 from maskwatch.data.labels import class_id_of
 from maskwatch.data.voc import AnnotatedImage, read_split, read_voc
 from maskwatch.errors import MaskwatchError
@@ -50,7 +50,10 @@ def read_yolo(root: str | Path, split_file: str | Path | None = None) -> list[An
             raise MaskwatchError(f"{root}: no image for {stem!r}")
         image_path = images[stem]
         label_path = root / "labels" / image_path.relative_to(root / "images").with_suffix(".txt")
-        h, w = cv2.imread(str(image_path), cv2.IMREAD_UNCHANGED).shape[:2]
+        image = read_image(image_path)  # YOLO boxes are relative to the upright image
+        if image is None:
+            raise MaskwatchError(f"cannot read image {image_path}")
+        h, w = image.shape[:2]
         boxes, labels = [], []
         if label_path.is_file():
             for n, line in enumerate(label_path.read_text().splitlines(), 1):

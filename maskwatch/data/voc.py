@@ -13,7 +13,6 @@ from maskwatch.errors import MaskwatchError
 from maskwatch.media import IMAGE_SUFFIXES
 
 
-
 @dataclass
 class AnnotatedImage:
     """One image's ground truth: boxes ``xyxy`` (pixels) and class ids into ``CLASS_NAMES``."""

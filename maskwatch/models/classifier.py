@@ -19,6 +19,7 @@ from torch.ao.quantization import DeQuantStub, QuantStub
 
 from maskwatch.errors import WeightsError
 from maskwatch.models.fuse import fused_copy
+from maskwatch.models.mobilenet import MobileNetV1x025
 from maskwatch.models.weights import load_checked, load_model_file, load_state_dict_strict
 from maskwatch.types import CLASS_NAMES
 
@@ -30,51 +31,6 @@ DEFAULT_INPUT_SIZE = 80
 
 IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
 IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
-
-
-def conv_bn_relu(inp: int, out: int, kernel: int, stride: int, groups: int = 1) -> list[nn.Module]:
-    """A Conv-BN-ReLU triple (fusable); the conv has no bias because BN follows."""
-    return [
-        nn.Conv2d(inp, out, kernel, stride, kernel // 2, groups=groups, bias=False),
-        nn.BatchNorm2d(out),
-        nn.ReLU(inplace=True),
-    ]
-
-
-def stem_block(inp: int, out: int, stride: int) -> nn.Sequential:
-    """Full 3x3 convolution (indices 0-2)."""
-    return nn.Sequential(*conv_bn_relu(inp, out, 3, stride))
-
-
-def depthwise_block(inp: int, out: int, stride: int) -> nn.Sequential:
-    """Depthwise 3x3 (indices 0-2) then pointwise 1x1 (indices 3-5), each Conv-BN-ReLU."""
-    return nn.Sequential(*conv_bn_relu(inp, inp, 3, stride, groups=inp), *conv_bn_relu(inp, out, 1, 1))
-
-
-class MobileNetV1x025(nn.Module):
-    """MobileNetV1 with width 0.25 (8..256 channels), laid out as ``stage1..3`` like the ImageNet checkpoint.
-
-    The checkpoint was trained with LeakyReLU(0.1); here plain ReLU is used so every block fuses,
-    and fine-tuning adapts the weights. Output stride 32, 256 channels.
-    """
-
-    out_channels = 256
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.stage1 = nn.Sequential(
-            stem_block(3, 8, 2),
-            depthwise_block(8, 16, 1),
-            depthwise_block(16, 32, 2),
-            depthwise_block(32, 32, 1),
-            depthwise_block(32, 64, 2),
-            depthwise_block(64, 64, 1),
-        )
-        self.stage2 = nn.Sequential(depthwise_block(64, 128, 2), *[depthwise_block(128, 128, 1) for _ in range(5)])
-        self.stage3 = nn.Sequential(depthwise_block(128, 256, 2), depthwise_block(256, 256, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.stage3(self.stage2(self.stage1(x)))
 
 
 class MaskClassifierNet(nn.Module):

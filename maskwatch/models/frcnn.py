@@ -12,6 +12,7 @@ import torch
 from loguru import logger
 
 from maskwatch.errors import WeightsError
+from maskwatch.models.base import Detector
 from maskwatch.models.weights import load_checked, load_state_dict_strict
 from maskwatch.types import FaceDetections
 
@@ -46,7 +47,7 @@ def build_frcnn(arch: str, pretrained: bool = True, num_classes: int = 2) -> tor
     return model
 
 
-class FasterRCNNDetector:
+class FasterRCNNDetector(Detector):
     """``Detector`` facade over a trained Faster R-CNN face model file."""
 
     def __init__(

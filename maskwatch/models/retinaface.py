@@ -27,6 +27,7 @@ from torchvision.ops import nms
 
 from maskwatch.errors import WeightsError
 from maskwatch.models.fuse import fused_copy
+from maskwatch.models.mobilenet import MobileNetV1x025
 from maskwatch.models.weights import load_checked, load_model_file, load_state_dict_strict, verify
 from maskwatch.types import FaceDetections
 
@@ -50,41 +51,6 @@ def _conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1, slope: float | No
     if slope is not None:
         layers.append(nn.LeakyReLU(slope, inplace=True))
     return nn.Sequential(*layers)
-
-
-def _conv_dw(cin: int, cout: int, stride: int, slope: float = 0.1) -> nn.Sequential:
-    """Depthwise-separable block: 3×3 depthwise conv-BN-act, then 1×1 pointwise conv-BN-act."""
-    return nn.Sequential(
-        nn.Conv2d(cin, cin, 3, stride, 1, groups=cin, bias=False),
-        nn.BatchNorm2d(cin),
-        nn.LeakyReLU(slope, inplace=True),
-        nn.Conv2d(cin, cout, 1, 1, 0, bias=False),
-        nn.BatchNorm2d(cout),
-        nn.LeakyReLU(slope, inplace=True),
-    )
-
-
-class MobileNetV1Body(nn.Module):
-    """MobileNetV1 ×0.25 without its classifier; returns the stride 8, 16 and 32 feature maps (64/128/256 ch)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.stage1 = nn.Sequential(
-            _conv_bn(3, 8, 3, 2, slope=0.1),
-            _conv_dw(8, 16, 1),
-            _conv_dw(16, 32, 2),
-            _conv_dw(32, 32, 1),
-            _conv_dw(32, 64, 2),
-            _conv_dw(64, 64, 1),
-        )
-        self.stage2 = nn.Sequential(_conv_dw(64, 128, 2), *[_conv_dw(128, 128, 1) for _ in range(5)])
-        self.stage3 = nn.Sequential(_conv_dw(128, 256, 2), _conv_dw(256, 256, 1))
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        c3 = self.stage1(x)
-        c4 = self.stage2(c3)
-        c5 = self.stage3(c4)
-        return [c3, c4, c5]
 
 
 class FPN(nn.Module):
@@ -158,7 +124,7 @@ class RetinaFace(nn.Module):
         super().__init__()
         self.register_buffer("pixel_mean", torch.tensor(BGR_MEAN).view(1, 3, 1, 1), persistent=False)
         self.quant = QuantStub()
-        self.body = MobileNetV1Body()
+        self.body = MobileNetV1x025(slope=0.1, levels=True)
         self.fpn = FPN((64, 128, 256), channels)
         self.ssh1 = SSH(channels, channels)
         self.ssh2 = SSH(channels, channels)

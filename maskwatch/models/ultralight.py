@@ -22,6 +22,7 @@ from loguru import logger
 from torch import nn
 
 from maskwatch.errors import WeightsError
+from maskwatch.models.base import Detector
 from maskwatch.models.weights import load_checked, load_model_file, load_state_dict_strict
 from maskwatch.types import FaceDetections
 
@@ -239,7 +240,7 @@ def load_ultralight(path: str | Path) -> tuple[UltraLightNet, dict]:
     return net.eval(), meta
 
 
-class UltraLightDetector:
+class UltraLightDetector(Detector):
     """Face detector facade over :class:`UltraLightNet`; implements ``maskwatch.models.base.Detector``.
 
     ``input_size`` is the network input's longest side (the frame keeps its aspect ratio). With a 3-class

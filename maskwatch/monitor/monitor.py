@@ -1,7 +1,8 @@
 """The monitoring stage: detect (every Nth frame), classify, track, and decide events; keeps the people counts.
 
-A :class:`Monitor` is a drop-in ``process(frame) -> FrameResult`` for the runner. On frames where the detector
-does not run, the tracker's motion model carries every person's box, so a slow CPU still shows every frame.
+A :class:`Monitor` is a :class:`~maskwatch.monitor.base.FrameProcessor` for the runner, like the pipeline it wraps.
+On frames where the detector does not run, the tracker's motion model carries every person's box, so a slow CPU
+still shows every frame.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from collections.abc import Iterable
 
 from loguru import logger
 
+from maskwatch.monitor.alerts import AlertPolicy
 from maskwatch.monitor.pipeline import FacePipeline
+from maskwatch.monitor.records import PersonRecord, TimelinePoint, compliance
 from maskwatch.monitor.track import FaceTracker, Track, TrackStep
-from maskwatch.outputs.events import AlertPolicy
-from maskwatch.outputs.report import PersonRecord, TimelinePoint, compliance
 from maskwatch.types import CLASS_NAMES, UNDECIDED, Event, Frame, FrameResult
 
 WITH_MASK = CLASS_NAMES.index("with_mask")
@@ -135,8 +136,7 @@ class Monitor:
         """:meth:`__call__` for frames in order, the detector's frames run as one batch (GPU, consumer behind)."""
         detect = [self.stride.should_detect() for _ in frames]
         chosen = [f for f, d in zip(frames, detect, strict=True) if d]
-        batch = getattr(self.pipeline, "process_batch", None)
-        found = iter(batch(chosen) if batch is not None else [self.pipeline(f) for f in chosen])
+        found = iter(self.pipeline.process_batch(chosen))
         return [self._track(f, next(found) if d else None) for f, d in zip(frames, detect, strict=True)]
 
     def _track(self, frame: Frame, result: FrameResult | None) -> FrameResult:

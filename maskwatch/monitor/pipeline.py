@@ -8,11 +8,15 @@ import numpy as np
 
 from maskwatch.models.base import Classifier, Detector
 from maskwatch.monitor.crop import crop_face
-from maskwatch.types import UNDECIDED, FaceDetections, Frame, FrameResult
+from maskwatch.types import UNDECIDED, Event, FaceDetections, Frame, FrameResult
 
 
 class FacePipeline:
-    """Turns a :class:`Frame` into a :class:`FrameResult`; the steps are public so tools can reuse them."""
+    """Turns a :class:`Frame` into a :class:`FrameResult`; the steps are public so tools can reuse them.
+
+    A :class:`~maskwatch.monitor.base.FrameProcessor` on its own (a run without tracking): it keeps no state, so
+    ``observe``, ``finish``, ``snapshot`` and ``summary_line`` have nothing to do.
+    """
 
     def __init__(
         self,
@@ -53,10 +57,11 @@ class FacePipeline:
 
         Each result's timings are its share of the batch's (the batch time divided by the number of frames).
         """
+        if not frames:
+            return []
         t0 = time.perf_counter()
         images = [f.image for f in frames]
-        batch = getattr(self.detector, "detect_batch", None)
-        detections = batch(images) if batch is not None else [self.detector.detect(image) for image in images]
+        detections = self.detector.detect_batch(images)
         t1 = time.perf_counter()
         crops = [crop for image, faces in zip(images, detections, strict=True) for crop in self.crops(image, faces)]
         prob = np.asarray(self.classifier.classify(crops), dtype=np.float32) if crops else None
@@ -77,3 +82,18 @@ class FacePipeline:
         t2 = time.perf_counter()
         timings = {"detect_ms": (t1 - t0) * 1e3, "classify_ms": (t2 - t1) * 1e3}
         return FrameResult(frame=frame, faces=faces, timings_ms=timings)
+
+    def observe(self, busy_ms: float, detected: bool) -> None:
+        """Nothing to adapt: the pipeline detects on every frame."""
+
+    def finish(self) -> list[Event]:
+        """No tracks to end, so no last events."""
+        return []
+
+    def snapshot(self) -> dict:
+        """No people counts without tracking."""
+        return {}
+
+    def summary_line(self) -> str | None:
+        """Nothing to summarise without tracking."""
+        return None

@@ -1,7 +1,8 @@
-"""Events: the alert policy that turns tracks into ``alert`` / ``update`` / ``end`` events, and the events log.
+"""Event outputs: the events log and the forwarder that hand on what the alert policy decided.
 
-The policy decides; the :class:`EventLog` sink writes one JSON line per event, flushed and fsynced at once
-(nothing is lost on power loss), rotates by size and optionally saves a face snapshot with each alert.
+The policy (:class:`~maskwatch.monitor.alerts.AlertPolicy`) decides; the :class:`EventLog` sink writes one JSON
+line per event, flushed and fsynced at once (nothing is lost on power loss), rotates by size and optionally saves a
+face snapshot with each alert.
 """
 
 from __future__ import annotations
@@ -9,10 +10,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
 
 import cv2
 import numpy as np
@@ -21,106 +20,7 @@ from loguru import logger
 from maskwatch.errors import OutputError
 from maskwatch.monitor.crop import crop_face
 from maskwatch.outputs.render import blur_boxes
-from maskwatch.types import CLASS_NAMES, UNDECIDED, Event, FrameResult
-
-
-def utc_now() -> str:
-    """The current time as ISO 8601 UTC with milliseconds (``2026-11-26T10:00:00.123Z``)."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-class TrackLike(Protocol):
-    """What the policy reads from a tracker's track (see ``maskwatch.monitor.track.Track``)."""
-
-    track_id: int
-    xyxy: np.ndarray
-    label: int
-    confidence: float
-    last_frame: int
-
-    @property
-    def duration_s(self) -> float: ...
-
-
-class AlertPolicy:
-    """Decides which events a frame produces.
-
-    - ``alert``: a track is decided one of ``alert_labels`` and has been seen ``min_duration_s``. A track alerts
-      once; it may alert again only after ``cooldown_s`` and after having been decided masked in between.
-    - ``update`` (optional): a track's decided label changed from one class to another.
-    - ``end`` (optional): a confirmed track left (lost for longer than the tracker keeps it).
-    """
-
-    def __init__(
-        self,
-        source: str,
-        *,
-        alert_labels: Iterable[str] = ("without_mask", "mask_weared_incorrect"),
-        min_duration_s: float = 1.0,
-        cooldown_s: float = 300.0,
-        updates: bool = True,
-        ends: bool = True,
-        clock: Callable[[], str] = utc_now,
-    ) -> None:
-        self.source = source
-        self.alert_ids = {CLASS_NAMES.index(name) for name in alert_labels}
-        self.min_duration_s = min_duration_s
-        self.cooldown_s = cooldown_s
-        self.updates = updates
-        self.ends = ends
-        self.clock = clock
-        self.alerts = 0
-        self._label: dict[int, int] = {}
-        self._last_alert_s: dict[int, float] = {}
-        self._masked_since_alert: dict[int, bool] = {}
-        self.alerts_by_track: dict[int, int] = {}
-
-    def step(self, frame_index: int, ts: float, tracks: Sequence[TrackLike], ended: Sequence[TrackLike]) -> list[Event]:
-        """Events for one frame: ``tracks`` are the alive confirmed tracks, ``ended`` the ones that just left."""
-        events: list[Event] = []
-        for track in tracks:
-            if track.last_frame != frame_index or track.label == UNDECIDED:
-                continue  # only act on what was seen on this frame
-            tid, label = track.track_id, int(track.label)
-            previous = self._label.get(tid, UNDECIDED)
-            self._label[tid] = label
-            if previous not in (UNDECIDED, label) and self.updates:
-                events.append(self._event("update", frame_index, ts, track))
-            if label not in self.alert_ids:
-                if tid in self._last_alert_s:
-                    self._masked_since_alert[tid] = True
-                continue
-            if track.duration_s < self.min_duration_s:
-                continue
-            last = self._last_alert_s.get(tid)
-            if last is not None and not (self._masked_since_alert.get(tid) and ts - last >= self.cooldown_s):
-                continue
-            self._last_alert_s[tid] = ts
-            self._masked_since_alert[tid] = False
-            self.alerts += 1
-            self.alerts_by_track[tid] = self.alerts_by_track.get(tid, 0) + 1
-            events.append(self._event("alert", frame_index, ts, track))
-        for track in ended:
-            if self.ends:
-                events.append(self._event("end", frame_index, ts, track))
-            for table in (self._label, self._last_alert_s, self._masked_since_alert):
-                table.pop(track.track_id, None)
-        return events
-
-    def _event(self, kind: str, frame_index: int, ts: float, track: TrackLike) -> Event:
-        label = None if track.label == UNDECIDED else CLASS_NAMES[int(track.label)]
-        return Event(
-            event=kind,
-            ts=self.clock(),
-            source=self.source,
-            frame=frame_index,
-            track_id=int(track.track_id),
-            label=label,
-            confidence=float(track.confidence),
-            box=[float(v) for v in track.xyxy],
-            duration_s=float(track.duration_s),
-            t_s=ts,
-        )
+from maskwatch.types import Event, FrameResult
 
 
 class EventLog:

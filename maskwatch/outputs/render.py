@@ -66,7 +66,8 @@ class OverlayRenderer:
         """Line thickness and font scale for a frame of ``size_wh``: the configured values at a 480-px short side,
         scaled with the frame (a 4K frame gets lines and labels that stay readable when shown on a normal screen)."""
         factor = min(max(min(size_wh) / REFERENCE_SHORT_SIDE, SCALE_BOUNDS[0]), SCALE_BOUNDS[1])
-        return max(1, round(self.thickness * factor)), max(self.font_scale * factor, MIN_FONT_SCALE)
+        # lines never get thinner than configured (they hide nothing); text shrinks on small frames
+        return max(1, round(self.thickness * max(factor, 1.0))), max(self.font_scale * factor, MIN_FONT_SCALE)
 
     def annotate(self, result: FrameResult, fps: float | None = None) -> np.ndarray:
         """Return the annotated frame; the input frame is left untouched."""

@@ -7,7 +7,7 @@ import os
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -15,42 +15,12 @@ from loguru import logger
 
 from maskwatch.errors import OutputError
 from maskwatch.media import scrub_url
+from maskwatch.monitor.records import PersonRecord, TimelinePoint, compliance
 from maskwatch.types import CLASS_NAMES, DISPLAY_NAMES
 
 MAX_TIMELINE_POINTS = 2000
 MAX_MD_ALERTS = 100
 _COLORS = {"with_mask": "#2ca02c", "without_mask": "#d62728", "incorrect": "#ff7f0e", "undecided": "#9e9e9e"}
-
-
-@dataclass
-class PersonRecord:
-    """One tracked person over the run; ``label`` is the final decided class name or None."""
-
-    track_id: int
-    first_s: float
-    last_s: float
-    frames: int
-    label: str | None
-    unmasked: bool
-    alerts: int
-
-
-@dataclass
-class TimelinePoint:
-    """Confirmed people in view at ``t_s`` seconds into the source, split by their decided label."""
-
-    t_s: float
-    in_view: int
-    with_mask: int
-    without_mask: int
-    incorrect: int
-    undecided: int
-
-
-def compliance(with_mask: int, without_mask: int, incorrect: int) -> float | None:
-    """Share of decided people wearing a mask correctly; None when nobody is decided."""
-    decided = with_mask + without_mask + incorrect
-    return with_mask / decided if decided > 0 else None
 
 
 def write_report(
@@ -239,9 +209,10 @@ def _plot(path: Path, source: str, timeline: list[TimelinePoint], alert_times: l
         t = [p.t_s for p in points]
         keys = ("with_mask", "without_mask", "incorrect", "undecided")
         names = ("mask", "no mask", "incorrect", "undecided")
+        counts = [(p.with_mask, p.without_mask, p.incorrect, p.undecided) for p in points]
         top.stackplot(
             t,
-            *[[getattr(p, k) for p in points] for k in keys],
+            *[list(column) for column in zip(*counts, strict=True)],
             labels=names,
             colors=[_COLORS[k] for k in keys],
             step="post",

@@ -23,7 +23,15 @@ from maskwatch.types import FrameResult
 
 
 class Sink(Protocol):
-    """Receives every processed frame in order."""
+    """Receives every processed frame in order.
+
+    ``data_only``: the sink never looks at pixels (``annotated`` may then be the raw frame: nothing is drawn for it).
+    ``takes_events``: it also receives the events that come after the last frame (tracks ended at the end of the
+    input), as one extra result without faces. A class that subclasses ``Sink`` gets both False.
+    """
+
+    data_only: bool = False
+    takes_events: bool = False
 
     def write(self, result: FrameResult, annotated: np.ndarray) -> None: ...
 
@@ -74,6 +82,9 @@ class VideoSink(_ClosingSink):
     room (``min_free_bytes`` or 50 frames' worth) to finalize a playable video.
     """
 
+    data_only = False
+    takes_events = False
+
     def __init__(
         self, path: Path, fps: float, fourcc: str = "mp4v", *, min_free_bytes: int = 1 << 20, check_every: int = 10
     ) -> None:
@@ -123,6 +134,9 @@ class VideoSink(_ClosingSink):
 class ImageSink(_ClosingSink):
     """Writes annotated images: into a folder (named as the inputs) or to one file for a single image."""
 
+    data_only = False
+    takes_events = False
+
     def __init__(self, path: Path, single_file: bool, jpeg_quality: int = 92) -> None:
         self.path = path
         self.single_file = single_file
@@ -151,6 +165,7 @@ class JsonLinesSink(_ClosingSink):
     """``--detections``: one JSON object per frame, flushed as it is written."""
 
     data_only = True
+    takes_events = False
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -175,6 +190,9 @@ class JsonLinesSink(_ClosingSink):
 class WindowSink(_ClosingSink):
     """Shows frames in an OpenCV window; pressing ``q`` or Esc (or closing the window) asks to stop."""
 
+    data_only = False
+    takes_events = False
+
     def __init__(self, title: str = "maskwatch") -> None:
         self.title = title
         self.quit_requested = False
@@ -195,3 +213,23 @@ class WindowSink(_ClosingSink):
     def close(self) -> None:
         with contextlib.suppress(cv2.error):
             cv2.destroyWindow(self.title)
+
+
+class NullVideoSink:
+    """Stands in for ``--output`` (``maskwatch soak``): needs rendered frames and JPEG-encodes each one, then keeps
+    only the count and the bytes."""
+
+    data_only = False
+    takes_events = False
+
+    def __init__(self, jpeg_quality: int = 92) -> None:
+        self.params, self.frames, self.bytes = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality], 0, 0
+
+    def write(self, result: FrameResult, annotated: np.ndarray) -> None:
+        ok, buf = cv2.imencode(".jpg", annotated, self.params)
+        if not ok:
+            raise OutputError("JPEG encoding failed")
+        self.frames, self.bytes = self.frames + 1, self.bytes + len(buf)
+
+    def close(self) -> None:
+        pass

@@ -1,6 +1,6 @@
 """Several sources in one process: a capture thread per source, one shared inference pipeline, one set of sinks.
 
-Each source gets its own :class:`~maskwatch.capture.sources.Producer` (a bounded queue; a live source keeps only its
+Each source gets its own :class:`~maskwatch.capture.producer.Producer` (a bounded queue; a live source keeps only its
 freshest frame, and reconnects on its own), its own :class:`~maskwatch.monitor.monitor.Monitor` (tracker, alert policy,
 people counts) and its own frame rate. The caller's thread runs :func:`run_sources`: it serves the sources
 round-robin through the one pipeline (models loaded once) and writes every sink, so the shared event log,
@@ -14,22 +14,24 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from loguru import logger
 
-from maskwatch.capture.base import Source
+from maskwatch.capture.base import RawFrame, Source
 from maskwatch.capture.producer import END, Producer
 from maskwatch.errors import MaskwatchError, SourceError
+from maskwatch.monitor.base import FrameProcessor
 from maskwatch.outputs.render import OverlayRenderer
 from maskwatch.outputs.sinks import Sink, WindowSink
-from maskwatch.runner.single import FrameRate, RunStats, finish_process, is_data_only, write_frame
+from maskwatch.runner.single import FrameRate, RunStats, finish_process, write_frame
 from maskwatch.types import Frame, FrameResult
 
 
-class NamedSource:
+class NamedSource(Source):
     """A source whose frames carry a configured name (events, detections and the HTTP view key on it).
 
     Everything else (``is_live``, ``fps``, ``outages``, ``connected``, ``reconnects`` …) is the wrapped source's.
@@ -39,12 +41,56 @@ class NamedSource:
         self.inner = inner
         self.name = name
 
-    def __getattr__(self, attr: str):
-        return getattr(self.inner, attr)
+    @property
+    def is_live(self) -> bool:
+        return self.inner.is_live
 
-    def read(self) -> tuple[np.ndarray, str] | None:
+    @property
+    def finite(self) -> bool:
+        return self.inner.finite
+
+    @property
+    def fps(self) -> float:
+        return self.inner.fps
+
+    @property
+    def frame_count(self) -> int | None:
+        return self.inner.frame_count
+
+    @property
+    def first_index(self) -> int:
+        return self.inner.first_index
+
+    @property
+    def reconnects(self) -> bool:
+        return self.inner.reconnects
+
+    @property
+    def outages(self) -> int:
+        return self.inner.outages
+
+    @property
+    def connected(self) -> bool:
+        return self.inner.connected
+
+    @property
+    def downtime_s(self) -> float:
+        return self.inner.downtime_s
+
+    @property
+    def skipped(self) -> Sequence[Path]:
+        return self.inner.skipped
+
+    @property
+    def paths(self) -> Sequence[Path]:
+        return self.inner.paths
+
+    def read(self) -> RawFrame | None:
         item = self.inner.read()
-        return None if item is None else (item[0], self.name)
+        if item is None:
+            return None
+        image, _ = item
+        return RawFrame(image, self.name)
 
     def close(self) -> None:
         self.inner.close()
@@ -71,7 +117,7 @@ class Lane:
 
     name: str
     source: Source
-    process: Callable[[Frame], FrameResult]
+    process: FrameProcessor
     sinks: list[Sink] = field(default_factory=list)
     stats: RunStats = field(default_factory=RunStats)
     rate: FrameRate = field(default_factory=FrameRate)
@@ -147,8 +193,9 @@ def run_sources(
             if now >= next_summary:
                 next_summary = now + summary_interval_s
                 for lane in lanes:
-                    if hasattr(lane.process, "summary_line"):
-                        logger.info(f"{lane.name}: {lane.process.summary_line()}")
+                    line = lane.process.summary_line()
+                    if line:
+                        logger.info(f"{lane.name}: {line}")
             if any(isinstance(s, WindowSink) and s.quit_requested for lane in lanes for s in lane.sinks):
                 stop.set()
     finally:
@@ -218,9 +265,7 @@ class _LockedSink:
 
     def __init__(self, sink: Sink, lock: threading.Lock) -> None:
         self.sink, self.lock = sink, lock
-
-    def __getattr__(self, attr: str):
-        return getattr(self.sink, attr)
+        self.data_only, self.takes_events = sink.data_only, sink.takes_events
 
     def write(self, result: FrameResult, annotated: np.ndarray) -> None:
         with self.lock:
@@ -233,12 +278,10 @@ def _serve(lane: Lane, frame: Frame, shared_sinks: Sequence[Sink], renderer: Ove
     result = lane.process(frame)
     fps = lane.rate.tick(time.monotonic())
     sinks = [*shared_sinks, *lane.sinks]
-    needs_image = renderer is not None and any(not is_data_only(s) for s in sinks)
+    needs_image = renderer is not None and any(not s.data_only for s in sinks)
     annotated, render_ms, sinks_ms = write_frame(result, fps, renderer if needs_image else None, sinks)
     lane.last = (result, annotated)
-    observe = getattr(lane.process, "observe", None)
-    if observe is not None:
-        observe((time.perf_counter() - t_start) * 1e3, result.detected)
+    lane.process.observe((time.perf_counter() - t_start) * 1e3, result.detected)
     lane.stats.dropped = lane.producer.stats.dropped
     age_ms = (time.monotonic() - frame.captured_at) * 1e3
     lane.stats.record(result, render_ms, sinks_ms, fps, age_ms)
@@ -261,7 +304,7 @@ def status_line(lanes: Sequence[Lane]) -> str:
         part = f"{lane.name} {lane.stats.fps_now:.1f} fps {lane.stats.frames} frames"
         if lane.source.is_live:
             part += f" {lane.producer.stats.dropped if lane.producer else 0} dropped"
-            if not getattr(lane.source, "connected", True):
+            if not lane.source.connected:
                 part += " (disconnected)"
         if lane.done:
             part += " (ended)"
@@ -275,16 +318,14 @@ def lane_status(lane: Lane) -> dict:
     row = {
         "name": lane.name,
         "live": lane.source.is_live,
-        "connected": bool(getattr(lane.source, "connected", True)) and not lane.done,
+        "connected": bool(lane.source.connected) and not lane.done,
         "fps": round(stats.fps_now, 2),
         "frames": stats.frames,
         "dropped": stats.dropped,
-        "outages": getattr(lane.source, "outages", 0),
+        "outages": lane.source.outages,
         "stage_ms": {k: round(v, 2) for k, v in stats.stage_ms.items()},
     }
-    snapshot = getattr(lane.process, "snapshot", None)
-    if snapshot is not None:
-        row.update(snapshot())
+    row.update(lane.process.snapshot())
     return row
 
 

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from maskwatch.capture.base import Source
 from maskwatch.capture.producer import END, Producer
+from maskwatch.monitor.base import FrameProcessor
 from maskwatch.outputs.render import OverlayRenderer
 from maskwatch.outputs.sinks import Sink, WindowSink
 from maskwatch.types import FaceDetections, Frame, FrameResult
@@ -107,7 +108,7 @@ def write_frame(
 
 def run(
     source: Source,
-    process: Callable[[Frame], FrameResult],
+    process: FrameProcessor,
     sinks: Sequence[Sink],
     renderer: OverlayRenderer | None = None,
     *,
@@ -119,7 +120,7 @@ def run(
     progress: bool = True,
     poll_s: float = 0.1,
     stats: RunStats | None = None,
-    summary: Callable[[], str] | None = None,
+    summary: Callable[[], str | None] | None = None,
     summary_interval_s: float = 60.0,
     batch_frames: int = 1,
 ) -> RunStats:
@@ -128,18 +129,18 @@ def run(
     Setting ``stop`` ends capture; frames already queued are still processed and written. Raises the
     producer's or any stage's exception after the producer thread has been stopped and joined.
 
-    ``process`` may also have ``observe(busy_ms, detected)`` (told each frame's busy time) and ``finish()``
-    (returns the last events at the end; they go to the sinks marked ``takes_events``). ``summary`` is logged
-    every ``summary_interval_s`` and at the end.
+    ``process`` is told each frame's busy time (``observe``) and ends with ``finish``, whose last events go to the
+    sinks marked ``takes_events``. ``summary`` (e.g. ``process.summary_line``) is logged every
+    ``summary_interval_s`` and at the end, when it has a line.
 
-    ``batch_frames`` > 1 and a ``process.process_batch``: when the consumer is behind, the frames already waiting
-    in the queue (up to ``batch_frames``) are processed together (a GPU's batch), then written in order.
+    ``batch_frames`` > 1: when the consumer is behind, the frames already waiting in the queue (up to
+    ``batch_frames``) are processed together (``process.process_batch``: a GPU's batch), then written in order.
     """
     stop = stop or threading.Event()
     live = source.is_live
     frames: queue.Queue = queue.Queue(maxsize=live_queue_size if live else queue_size)
     producer = Producer(source, frames, stop, drop_oldest=live, read_timeout_s=read_timeout_s, poll_s=poll_s)
-    needs_image = renderer is not None and any(not is_data_only(s) for s in sinks)
+    needs_image = renderer is not None and any(not s.data_only for s in sinks)
     stats = stats or RunStats()
     rate = FrameRate()
     show_bar = progress and not live
@@ -147,8 +148,6 @@ def run(
     started = stats.started = time.monotonic()
     next_status = started + status_interval_s
     next_summary = started + summary_interval_s
-    observe = getattr(process, "observe", None)
-    batch_process = getattr(process, "process_batch", None) if batch_frames > 1 else None
     last: tuple[FrameResult, np.ndarray] | None = None
 
     def _deliver(item: Frame, result: FrameResult, share_s: float) -> tuple[FrameResult, np.ndarray]:
@@ -156,8 +155,7 @@ def run(
         nonlocal next_status, next_summary
         fps = rate.tick(time.monotonic())
         annotated, render_ms, sinks_ms = write_frame(result, fps, renderer if needs_image else None, sinks)
-        if observe is not None:
-            observe(share_s * 1e3 + render_ms + sinks_ms, result.detected)
+        process.observe(share_s * 1e3 + render_ms + sinks_ms, result.detected)
         now = time.monotonic()
         stats.dropped = producer.stats.dropped
         stats.record(result, render_ms, sinks_ms, fps, (now - item.captured_at) * 1e3)
@@ -167,7 +165,7 @@ def run(
             logger.info(_status_line(source, stats, fps, producer.stats.dropped, len(result.faces)))
         if summary is not None and now >= next_summary:
             next_summary = now + summary_interval_s
-            logger.info(summary())
+            _log_summary(summary)
         return result, annotated
 
     producer.start()
@@ -182,7 +180,7 @@ def run(
             if item is END:
                 break
             batch, ended = [item], False
-            while batch_process is not None and len(batch) < batch_frames:
+            while len(batch) < batch_frames:
                 try:
                     waiting = frames.get_nowait()
                 except queue.Empty:
@@ -192,7 +190,7 @@ def run(
                     break
                 batch.append(waiting)
             t_batch = time.perf_counter()
-            results = batch_process(batch) if len(batch) > 1 else [process(item)]
+            results = process.process_batch(batch) if len(batch) > 1 else [process(item)]
             share_s = (time.perf_counter() - t_batch) / len(batch)
             for item, result in zip(batch, results, strict=True):
                 last = _deliver(item, result, share_s)
@@ -202,7 +200,7 @@ def run(
                 stop.set()
         finish_process(process, sinks, last)
         if summary is not None:
-            logger.info(summary())
+            _log_summary(summary)
     finally:
         stats.stopped_early = stop.is_set()
         stop.set()
@@ -217,19 +215,22 @@ def run(
     return stats
 
 
-def finish_process(process: Callable, sinks: Sequence[Sink], last: tuple[FrameResult, np.ndarray] | None) -> None:
+def finish_process(process: FrameProcessor, sinks: Sequence[Sink], last: tuple[FrameResult, np.ndarray] | None) -> None:
     """End the process stage (e.g. close every track) and hand its last events to the sinks that take them."""
-    finish = getattr(process, "finish", None)
-    if finish is None:
-        return
-    events = finish()
+    events = process.finish()
     if not events or last is None:
         return
     result, annotated = last
     final = FrameResult(frame=result.frame, faces=FaceDetections.empty(), detected=False, events=events)
     for sink in sinks:
-        if getattr(sink, "takes_events", False):
+        if sink.takes_events:
             sink.write(final, annotated)
+
+
+def _log_summary(summary: Callable[[], str | None]) -> None:
+    line = summary()
+    if line:
+        logger.info(line)
 
 
 def _status_line(source: Source, stats: RunStats, fps: float | None, dropped: int, faces_now: int) -> str:
@@ -240,8 +241,3 @@ def _status_line(source: Source, stats: RunStats, fps: float | None, dropped: in
     elif source.frame_count and fps:
         line += f", ETA {max(source.frame_count - stats.frames, 0) / fps:.0f} s"
     return line
-
-
-def is_data_only(sink: Sink) -> bool:
-    """Sinks that never look at pixels (so frames need not be rendered for them)."""
-    return getattr(sink, "data_only", False)

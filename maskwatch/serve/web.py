@@ -11,7 +11,6 @@ from __future__ import annotations
 import hmac
 import html
 import json
-import math
 import socket
 import socketserver
 import threading
@@ -19,6 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 import cv2
@@ -28,79 +28,17 @@ from loguru import logger
 from maskwatch.errors import ConfigError, OutputError
 from maskwatch.media import scrub_url
 from maskwatch.serve.bind import is_loopback
+from maskwatch.serve.metrics import status_registry
 from maskwatch.serve.page import PAGE
 from maskwatch.types import FrameResult
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 BOUNDARY = "frame"
 TEXT = "text/plain; charset=utf-8"
 _ROUTES = {"/": "_page", "/status": "_status", "/events": "_events", "/metrics": "_metrics"}
 _ROUTES |= {"/stream.mjpg": "_stream", "/snapshot.jpg": "_snapshot"}  # path -> handler method; nothing else
-
-# status key, metric name, type, help
-_METRICS: tuple[tuple[str, str, str, str], ...] = (
-    ("uptime_s", "maskwatch_uptime_seconds", "gauge", "Seconds since the run started."),
-    ("frames", "maskwatch_frames_total", "counter", "Frames processed."),
-    ("dropped", "maskwatch_dropped_frames_total", "counter", "Frames dropped because processing was behind."),
-    ("fps", "maskwatch_fps", "gauge", "Processed frames per second."),
-    ("stage_ms", "maskwatch_stage_milliseconds", "gauge", "Time per frame of each pipeline stage."),
-    ("detect_every", "maskwatch_detect_every", "gauge", "The detector runs on every Nth frame."),
-    ("people_now", "maskwatch_people_in_view", "gauge", "Tracked people in the current frame."),
-    ("people_total", "maskwatch_people_total", "counter", "Distinct people tracked so far."),
-    ("unmasked_total", "maskwatch_unmasked_people_total", "counter", "People decided as not (correctly) masked."),
-    ("alerts", "maskwatch_alerts_total", "counter", "Alert events raised."),
-    ("compliance", "maskwatch_compliance_ratio", "gauge", "Share of decided people wearing a mask."),
-    ("outages", "maskwatch_source_outages_total", "counter", "Times the source was lost."),
-    ("connected", "maskwatch_source_connected", "gauge", "1 while the source delivers frames."),
-)
-
-
-def _number(value: object) -> str | None:
-    """A Prometheus sample value, or None when ``value`` is not a number."""
-    if isinstance(value, bool | np.bool_ | int | np.integer):
-        return str(int(value))
-    try:
-        x = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    return "NaN" if math.isnan(x) else ("+Inf" if x > 0 else "-Inf") if math.isinf(x) else repr(x)
-
-
-def _label(value: object) -> str:
-    """Escape a label value for the text exposition format."""
-    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _samples(key: str, value: object, labels: str = "") -> list[tuple[str, str | None]]:
-    if key == "stage_ms":
-        stages = value.items() if isinstance(value, dict) else ()
-        return [(f'{{{labels}stage="{_label(k)}"}}', _number(v)) for k, v in stages]
-    return [(f"{{{labels.rstrip(',')}}}" if labels else "", _number(value))] if value is not None else []
-
-
-def prometheus_text(status: dict, clients: int) -> str:
-    """Prometheus text format 0.0.4 built from the application's status dict (missing keys are skipped).
-
-    With a ``sources`` list (several sources), a metric its rows carry gets one sample per source, labelled
-    ``source="NAME"``; the others come from the top level.
-    """
-    lines: list[str] = []
-    rows = status.get("sources") if isinstance(status.get("sources"), list) else []
-    rows = [row for row in rows if isinstance(row, dict)]
-    for key, name, kind, help_text in _METRICS:
-        if any(key in row for row in rows):
-            samples = []
-            for row in rows:
-                samples += _samples(key, row.get(key), f'source="{_label(row.get("name", ""))}",')
-        else:
-            samples = _samples(key, status.get(key))
-        samples = [(labels, v) for labels, v in samples if v is not None]
-        if samples:
-            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
-            lines += [f"{name}{labels} {v}" for labels, v in samples]
-    name = "maskwatch_http_stream_clients"
-    lines += [f"# HELP {name} Clients watching the MJPEG stream.", f"# TYPE {name} gauge", f"{name} {int(clients)}"]
-    return "\n".join(lines) + "\n"
-
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
@@ -190,8 +128,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(self.server.view.recent_events(None if limit is None else int(limit)), head)
 
     def _metrics(self, head: bool, query: dict) -> None:
-        view = self.server.view
-        self._send(200, prometheus_text(view.status(), view.clients).encode(), "text/plain; version=0.0.4", head)
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        self._send(200, generate_latest(self.server.view.registry), CONTENT_TYPE_LATEST, head)
 
     def _channel(self, head: bool, query: dict) -> str | None:
         """The ``?source=`` asked for (None: the first); answers 404 and returns "" when there is no such source."""
@@ -287,6 +226,7 @@ class WebView:
         self._default = next(iter(self._channels))
         self._jpeg_lock = threading.Lock()
         self.clients = 0
+        self._registry: CollectorRegistry | None = None
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -386,6 +326,14 @@ class WebView:
                 if isinstance(row, dict) and row.get("name") in self._channels:
                     row["frame"] = self._channels[row["name"]].index
             return data | {"frame": self._channels[self._default].index, "clients": self.clients}
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        """This view's own Prometheus registry (built on first use); its collector reads ``status()`` per scrape."""
+        with self._cond:
+            if self._registry is None:
+                self._registry = status_registry(lambda: (self.status(), self.clients))
+            return self._registry
 
     def count_client(self, delta: int) -> None:
         with self._cond:

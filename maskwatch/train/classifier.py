@@ -1,18 +1,14 @@
 """Training program of the mask classifier (``maskwatch.models.classifier``).
 
-Training crops are cut on the fly from the VOC scenes' boxes with :func:`maskwatch.monitor.crop.crop_face`, after
-jittering each box the way detector boxes wobble (scale, shift, aspect), so training sees what the pipeline
-will feed. A folder of ready-made crops (``with_mask/``, ``without_mask/``) can be mixed in; those are
-re-cropped, rescaled and degraded at random so that their crop style (tight vs. loose, sharp vs. small)
-does not give the class away. The rare ``mask_weared_incorrect`` class is oversampled.
-Validation uses the val split's boxes cut with the pipeline's margin and no jitter.
+Jittered, augmented face crops cut on the fly from the VOC scenes' boxes, plus optional ready-made crops, with
+the rare ``mask_weared_incorrect`` class oversampled (see :mod:`maskwatch.train.classifier_crops`); AdamW with
+warm-up and cosine decay; validation on the val split's boxes cut with the pipeline's margin and no jitter.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -20,187 +16,27 @@ import numpy as np
 import torch
 from loguru import logger
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from torch.utils.data import DataLoader, WeightedRandomSampler
 from tqdm import tqdm
 
-from maskwatch.data.voc import AnnotatedImage, read_voc
+from maskwatch.data.voc import read_voc
 from maskwatch.errors import MaskwatchError
-from maskwatch.media import IMAGE_SUFFIXES
-from maskwatch.models.classifier import ARCH, DEFAULT_INPUT_SIZE, build_classifier_net, resize_crop
+from maskwatch.models.classifier import ARCH, DEFAULT_INPUT_SIZE, build_classifier_net
 from maskwatch.models.weights import save_model_file
-from maskwatch.monitor.crop import DEFAULT_CROP_MARGIN, crop_face
+from maskwatch.train.classifier_crops import (
+    MIN_TRAIN_BOX_SIDE,
+    Recipe,
+    Sample,
+    TrainCrops,
+    sample_weights,
+    scan_extra_crops,
+    val_tensors,
+    voc_samples,
+)
 from maskwatch.types import CLASS_NAMES
 
 DEFAULT_PRETRAINED = Path(__file__).resolve().parents[3] / "shared" / "pretrained" / "mobilenetv1_x0.25_imagenet.tar"
 """The ImageNet backbone, if the checkout sits beside ``shared/``; training falls back to random init without it."""
-
-EXTRA_CLASS_FOLDERS = {"with_mask": 0, "without_mask": 1, "mask_weared_incorrect": 2}
-MIN_TRAIN_BOX_SIDE = 4.0
-"""Boxes smaller than this (pixels) carry no usable face and are left out of training (not of validation)."""
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """Sampling, augmentation and optimisation settings (stored in the model file's meta)."""
-
-    voc_class_share: tuple[float, float, float] = (0.45, 0.35, 0.20)
-    extra_share: float = 0.3
-    samples_per_epoch: int = 6400
-    lr: float = 2e-3
-    weight_decay: float = 1e-2
-    warmup_steps: int = 100
-    label_smoothing: float = 0.1
-    jitter_scale: tuple[float, float] = (0.85, 1.4)
-    jitter_shift: float = 0.15
-    jitter_aspect: float = 0.15
-    margin: float = DEFAULT_CROP_MARGIN
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One training face: a VOC scene box (``box`` set) or a whole extra crop (``box`` None)."""
-
-    path: Path
-    label: int
-    box: tuple[float, float, float, float] | None = None
-
-
-def scan_extra_crops(folder: Path) -> list[Sample]:
-    """Crops in ``folder/<class name>/`` sub-folders, sorted by path."""
-    samples = []
-    for name, label in EXTRA_CLASS_FOLDERS.items():
-        sub = folder / name
-        if sub.is_dir():
-            files = sorted(p for p in sub.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-            samples += [Sample(p, label) for p in files]
-    if not samples:
-        raise MaskwatchError(f"extra crops folder {folder} has no images in {'/, '.join(EXTRA_CLASS_FOLDERS)}/")
-    return samples
-
-
-def voc_samples(scenes: list[AnnotatedImage], min_side: float) -> list[Sample]:
-    out = []
-    for scene in scenes:
-        for box, label in zip(scene.xyxy, scene.class_id, strict=True):
-            if min(box[2] - box[0], box[3] - box[1]) >= min_side:
-                out.append(Sample(scene.image_path, int(label), tuple(float(v) for v in box)))
-    return out
-
-
-class ImageCache:
-    """Decoded images kept in memory (single-process loading); extra crops are stored at most ``max_side`` px."""
-
-    def __init__(self) -> None:
-        self._images: dict[tuple[Path, int], np.ndarray] = {}
-
-    def get(self, path: Path, max_side: int = 0) -> np.ndarray:
-        key = (path, max_side)
-        if key not in self._images:
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if image is None:
-                raise MaskwatchError(f"cannot read image {path}")
-            scale = max_side / max(image.shape[:2]) if max_side else 1.0
-            if scale < 1.0:
-                image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-            self._images[key] = image
-        return self._images[key]
-
-
-def jitter_box(box: tuple[float, float, float, float], rng: np.random.Generator, recipe: Recipe) -> np.ndarray:
-    """Scale, shift and stretch a box the way a detector's box differs from the annotation."""
-    x0, y0, x1, y1 = box
-    w, h = max(x1 - x0, 1.0), max(y1 - y0, 1.0)
-    cx = (x0 + x1) / 2 + rng.uniform(-recipe.jitter_shift, recipe.jitter_shift) * w
-    cy = (y0 + y1) / 2 + rng.uniform(-recipe.jitter_shift, recipe.jitter_shift) * h
-    scale = rng.uniform(*recipe.jitter_scale)
-    aspect = math.exp(rng.uniform(-1, 1) * math.log1p(recipe.jitter_aspect))
-    nw, nh = w * scale * math.sqrt(aspect), h * scale / math.sqrt(aspect)
-    return np.array([cx - nw / 2, cy - nh / 2, cx + nw / 2, cy + nh / 2], np.float32)
-
-
-def recrop_extra(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A random 70-100% window of a ready-made crop, so tight and loose crop styles overlap across classes."""
-    h, w = image.shape[:2]
-    fw, fh = rng.uniform(0.7, 1.0), rng.uniform(0.7, 1.0)
-    cw, ch = max(1, round(w * fw)), max(1, round(h * fh))
-    x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
-    return image[y0 : y0 + ch, x0 : x0 + cw]
-
-
-def augment(crop: np.ndarray, rng: np.random.Generator, downscale_p: float) -> np.ndarray:
-    """Flip, small rotation, small-face downscale, blur, colour and JPEG noise on a BGR uint8 crop."""
-    if rng.random() < 0.5:
-        crop = crop[:, ::-1]
-    crop = np.ascontiguousarray(crop)
-    h, w = crop.shape[:2]
-    if rng.random() < 0.3 and min(h, w) >= 4:
-        rot = cv2.getRotationMatrix2D((w / 2, h / 2), rng.uniform(-12, 12), 1.0)
-        crop = cv2.warpAffine(crop, rot, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
-    if rng.random() < downscale_p and min(h, w) > 12:
-        side = rng.uniform(10, min(48, min(h, w)))
-        f = side / min(h, w)
-        crop = cv2.resize(crop, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
-    if rng.random() < 0.15:
-        crop = cv2.GaussianBlur(crop, (3, 3), rng.uniform(0.3, 1.2))
-    img = crop.astype(np.float32)
-    if rng.random() < 0.8:
-        hsv = cv2.cvtColor(crop, cv2.COLOR_BGR2HSV).astype(np.float32)
-        hsv[..., 0] = (hsv[..., 0] + rng.uniform(-6, 6)) % 180
-        hsv[..., 1] *= rng.uniform(0.6, 1.4)
-        img = cv2.cvtColor(np.clip(hsv, 0, 255).astype(np.uint8), cv2.COLOR_HSV2BGR).astype(np.float32)
-        img = (img - img.mean()) * rng.uniform(0.7, 1.3) + img.mean() * rng.uniform(0.7, 1.3)
-    if rng.random() < 0.05:
-        img[:] = cv2.cvtColor(
-            cv2.cvtColor(np.clip(img, 0, 255).astype(np.uint8), cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR
-        )
-    out = np.clip(img, 0, 255).astype(np.uint8)
-    if rng.random() < 0.2:
-        ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(30, 90))])
-        if ok:
-            out = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-    return out
-
-
-class TrainCrops(Dataset):
-    """Jittered, augmented face crops as (3, S, S) raw BGR float tensors with class labels."""
-
-    def __init__(self, samples: list[Sample], input_size: int, recipe: Recipe, seed: int) -> None:
-        self.samples, self.input_size, self.recipe, self.seed = samples, input_size, recipe, seed
-        self.cache = ImageCache()
-        self.rng = np.random.default_rng(seed)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.rng = np.random.default_rng([self.seed, epoch])
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        sample, rng = self.samples[index], self.rng
-        if sample.box is not None:
-            image = self.cache.get(sample.path)
-            crop = crop_face(image, jitter_box(sample.box, rng, self.recipe), self.recipe.margin)
-            crop = augment(crop, rng, downscale_p=0.2)
-        else:
-            crop = recrop_extra(self.cache.get(sample.path, max_side=160), rng)
-            crop = augment(crop, rng, downscale_p=0.6)
-        x = torch.from_numpy(resize_crop(crop, self.input_size)).permute(2, 0, 1).float()
-        return x, sample.label
-
-
-def val_tensors(scenes: list[AnnotatedImage], input_size: int, margin: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every val box cut with the pipeline's margin, no jitter: (N, 3, S, S) inputs and (N,) labels."""
-    xs, ys = [], []
-    for scene in scenes:
-        image = cv2.imread(str(scene.image_path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise MaskwatchError(f"cannot read image {scene.image_path}")
-        for box, label in zip(scene.xyxy, scene.class_id, strict=True):
-            xs.append(resize_crop(crop_face(image, box, margin), input_size))
-            ys.append(int(label))
-    if not xs:
-        return torch.zeros(0, 3, input_size, input_size), torch.zeros(0, dtype=torch.long)
-    return torch.from_numpy(np.stack(xs)).permute(0, 3, 1, 2).float(), torch.tensor(ys, dtype=torch.long)
 
 
 def metrics_from_confusion(confusion: np.ndarray) -> dict:
@@ -228,25 +64,6 @@ def evaluate(net: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.dev
     confusion = np.zeros((len(CLASS_NAMES), len(CLASS_NAMES)), np.int64)
     np.add.at(confusion, (y.numpy(), pred.numpy()), 1)
     return metrics_from_confusion(confusion)
-
-
-def sample_weights(samples: list[Sample], n_extra: int, recipe: Recipe) -> torch.Tensor:
-    """Per-sample draw weights: VOC classes at ``voc_class_share``, extra crops at ``extra_share`` in total."""
-    labels = np.array([s.label for s in samples])
-    is_extra = np.array([s.box is None for s in samples])
-    weights = np.zeros(len(samples))
-    voc_share = 1.0 - (recipe.extra_share if n_extra else 0.0)
-    present = [k for k in range(len(CLASS_NAMES)) if np.any((labels == k) & ~is_extra)]
-    total_share = sum(recipe.voc_class_share[k] for k in present)
-    for k in present:
-        sel = (labels == k) & ~is_extra
-        weights[sel] = voc_share * recipe.voc_class_share[k] / total_share / sel.sum()
-    if n_extra:
-        extra_labels = sorted(set(labels[is_extra]))
-        for k in extra_labels:
-            sel = (labels == k) & is_extra
-            weights[sel] = recipe.extra_share / len(extra_labels) / sel.sum()
-    return torch.from_numpy(weights)
 
 
 def train_one_epoch(
@@ -287,6 +104,94 @@ def warmup_cosine(warmup: int, total: int):
     return factor
 
 
+def training_samples(data: Path, split: Path | None, extra_crops: Path | None) -> tuple[list[Sample], int]:
+    """The training faces: the VOC boxes of ``split`` then the extra crops (their number is returned too)."""
+    voc = voc_samples(read_voc(data, split), MIN_TRAIN_BOX_SIDE)
+    extra = scan_extra_crops(Path(extra_crops)) if extra_crops else []
+    if not voc + extra:
+        raise MaskwatchError(f"no training faces in {data}" + (f" split {split}" if split else ""))
+    logger.info(
+        f"training faces: {len(voc)} VOC boxes {np.bincount([s.label for s in voc], minlength=3).tolist()}, "
+        f"{len(extra)} extra crops"
+    )
+    return voc + extra, len(extra)
+
+
+def make_loader(dataset: TrainCrops, weights: torch.Tensor, batch_size: int, recipe: Recipe, generator) -> DataLoader:
+    """Batches of ``recipe.samples_per_epoch`` weighted draws with replacement (at most 4 per sample on average)."""
+    n_draws = max(batch_size, min(recipe.samples_per_epoch, 4 * len(dataset)))
+    sampler = WeightedRandomSampler(weights, n_draws, replacement=True, generator=generator)
+    return DataLoader(
+        dataset, batch_size=batch_size, sampler=sampler, num_workers=0, drop_last=len(dataset) > batch_size
+    )
+
+
+def make_optimizer(net: nn.Module, recipe: Recipe, total_steps: int):
+    """AdamW (weight decay on the backbone's conv weights and the head's weight only) and its warm-up cosine."""
+    decay = [p for n, p in net.named_parameters() if (p.ndim > 1 and "backbone" in n) or n == "head.weight"]
+    no_decay = [p for p in net.parameters() if all(p is not q for q in decay)]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=recipe.lr,
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_cosine(min(recipe.warmup_steps, total_steps // 5 + 1), total_steps)
+    )
+    return optimizer, scheduler
+
+
+def resume_from(resume: Path, net: nn.Module, optimizer, scheduler) -> tuple[int, list]:
+    """Load a training checkpoint into ``net``, ``optimizer`` and ``scheduler``; the next epoch and the history."""
+    ckpt = torch.load(resume, map_location="cpu", weights_only=True)
+    net.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.load_state_dict(ckpt["lr_scheduler"])
+    start_epoch, history = int(ckpt["epoch"]) + 1, list(ckpt.get("history", []))
+    logger.info(f"resumed from {resume} at epoch {start_epoch}")
+    return start_epoch, history
+
+
+def log_epoch(epoch: int, loss: float, record: dict) -> None:
+    if "val" in record:
+        logger.info(
+            f"epoch {epoch}: loss {loss:.4f}, val balanced acc {record['val']['balanced_accuracy']:.4f}, "
+            f"recall {record['val']['recall']}, {record['seconds']} s"
+        )
+    else:
+        logger.info(f"epoch {epoch}: loss {loss:.4f}, {record['seconds']} s")
+
+
+def save_checkpoint(folder: Path, epoch: int, net: nn.Module, optimizer, scheduler, args: dict, history: list) -> None:
+    """``checkpoint.pt`` (the latest, for ``resume``) and ``epoch_NNN.pt`` in ``folder``."""
+    ckpt = {
+        "model": net.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "lr_scheduler": scheduler.state_dict(),
+        "args": args,
+        "epoch": epoch,
+        "history": history,
+    }
+    torch.save(ckpt, folder / "checkpoint.pt")
+    torch.save(ckpt, folder / f"epoch_{epoch:03d}.pt")
+
+
+def model_meta(input_size: int, recipe: Recipe, use_pretrained: bool, args: dict, history: list) -> dict:
+    """The model file's meta: input contract, backbone, training arguments and every epoch's metrics."""
+    return {
+        "input_size": input_size,
+        "class_names": list(CLASS_NAMES),
+        "crop_margin": recipe.margin,
+        "resize": "plain",
+        "input": "raw BGR 0..255 NCHW float; normalisation inside the model",
+        "backbone": "MobileNetV1 x0.25",
+        "backbone_init": "ImageNet (mobilenetv1_x0.25_imagenet.tar)" if use_pretrained else "random",
+        "training": args,
+        "shipped_epoch": args["epochs"] - 1,
+        "history": history,
+        "val": history[-1].get("val") if history else None,
+    }
+
+
 def train(
     data: Path,
     split: Path | None,
@@ -321,16 +226,7 @@ def train(
     checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else Path.cwd() / "runs" / "classifier"
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
 
-    scenes = read_voc(data, split)
-    voc = voc_samples(scenes, MIN_TRAIN_BOX_SIDE)
-    extra = scan_extra_crops(Path(extra_crops)) if extra_crops else []
-    samples = voc + extra
-    if not samples:
-        raise MaskwatchError(f"no training faces in {data}" + (f" split {split}" if split else ""))
-    logger.info(
-        f"training faces: {len(voc)} VOC boxes {np.bincount([s.label for s in voc], minlength=3).tolist()}, "
-        f"{len(extra)} extra crops"
-    )
+    samples, n_extra = training_samples(data, split, extra_crops)
     val_scenes = read_voc(data, val_split) if val_split else []
     val_x, val_y = val_tensors(val_scenes, input_size, recipe.margin)
 
@@ -340,22 +236,8 @@ def train(
     net = build_classifier_net(len(CLASS_NAMES), pretrained if use_pretrained else None).to(dev)
     dataset = TrainCrops(samples, input_size, recipe, seed)
     sampler_gen = torch.Generator()
-    weights = sample_weights(samples, len(extra), recipe)
-    n_draws = max(batch_size, min(recipe.samples_per_epoch, 4 * len(samples)))
-    sampler = WeightedRandomSampler(weights, n_draws, replacement=True, generator=sampler_gen)
-    loader = DataLoader(
-        dataset, batch_size=batch_size, sampler=sampler, num_workers=0, drop_last=len(samples) > batch_size
-    )
-    decay = [p for n, p in net.named_parameters() if (p.ndim > 1 and "backbone" in n) or n == "head.weight"]
-    no_decay = [p for p in net.parameters() if all(p is not q for q in decay)]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=recipe.lr,
-    )
-    total_steps = epochs * len(loader)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, warmup_cosine(min(recipe.warmup_steps, total_steps // 5 + 1), total_steps)
-    )
+    loader = make_loader(dataset, sample_weights(samples, n_extra, recipe), batch_size, recipe, sampler_gen)
+    optimizer, scheduler = make_optimizer(net, recipe, epochs * len(loader))
     criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
     args = {
         "data": str(data),
@@ -369,14 +251,7 @@ def train(
         "pretrained": Path(pretrained).name if use_pretrained else None,
         "recipe": {k: list(v) if isinstance(v, tuple) else v for k, v in recipe.__dict__.items()},
     }
-    start_epoch, history = 0, []
-    if resume is not None:
-        ckpt = torch.load(resume, map_location="cpu", weights_only=True)
-        net.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["lr_scheduler"])
-        start_epoch, history = int(ckpt["epoch"]) + 1, list(ckpt.get("history", []))
-        logger.info(f"resumed from {resume} at epoch {start_epoch}")
+    start_epoch, history = resume_from(resume, net, optimizer, scheduler) if resume is not None else (0, [])
 
     for epoch in range(start_epoch, epochs):
         dataset.set_epoch(epoch)
@@ -386,37 +261,11 @@ def train(
         record = {"epoch": epoch, "train_loss": round(loss, 5), "seconds": round(time.perf_counter() - t0, 1)}
         if len(val_y):
             record["val"] = evaluate(net, val_x, val_y, dev)
-            logger.info(
-                f"epoch {epoch}: loss {loss:.4f}, val balanced acc {record['val']['balanced_accuracy']:.4f}, "
-                f"recall {record['val']['recall']}, {record['seconds']} s"
-            )
-        else:
-            logger.info(f"epoch {epoch}: loss {loss:.4f}, {record['seconds']} s")
+        log_epoch(epoch, loss, record)
         history.append(record)
-        ckpt = {
-            "model": net.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "lr_scheduler": scheduler.state_dict(),
-            "args": args,
-            "epoch": epoch,
-            "history": history,
-        }
-        torch.save(ckpt, checkpoint_dir / "checkpoint.pt")
-        torch.save(ckpt, checkpoint_dir / f"epoch_{epoch:03d}.pt")
+        save_checkpoint(checkpoint_dir, epoch, net, optimizer, scheduler, args, history)
 
-    meta = {
-        "input_size": input_size,
-        "class_names": list(CLASS_NAMES),
-        "crop_margin": recipe.margin,
-        "resize": "plain",
-        "input": "raw BGR 0..255 NCHW float; normalisation inside the model",
-        "backbone": "MobileNetV1 x0.25",
-        "backbone_init": "ImageNet (mobilenetv1_x0.25_imagenet.tar)" if use_pretrained else "random",
-        "training": args,
-        "shipped_epoch": epochs - 1,
-        "history": history,
-        "val": history[-1].get("val") if history else None,
-    }
+    meta = model_meta(input_size, recipe, use_pretrained, args, history)
     digest = save_model_file(out, ARCH, net.state_dict(), meta)
     logger.info(f"wrote {out} (sha256 {digest[:12]}…)")
     return out

@@ -54,6 +54,8 @@ class Settings:
     neg_pos_ratio: int = 3
     loc_weight: float = 2.0
     min_face_px: float = 2.0
+    closeup_prob: float = 0.25
+    closeup_fill: tuple[float, float] = (0.3, 0.95)
     seed: int = 0
 
 
@@ -78,15 +80,25 @@ def augment(image: np.ndarray, boxes: np.ndarray, rng: random.Random, s: Setting
     """Scale jitter around the inference scale, a random ``crop_size`` square crop that keeps faces (by centre),
     horizontal flip and photometric jitter. Returns (crop HxWx3 uint8, boxes (N, 4) in crop pixels)."""
     h, w = image.shape[:2]
-    scale = s.input_size / max(h, w) * rng.uniform(0.6, 1.4)
+    c = s.crop_size
+    focus = _closeup_face(boxes, rng, s)
+    if focus is not None:  # a close-up: this face fills 30-95 % of the crop, as at a shop entrance
+        side = max(boxes[focus, 2] - boxes[focus, 0], boxes[focus, 3] - boxes[focus, 1])
+        scale = rng.uniform(*s.closeup_fill) * c / side
+    else:
+        scale = s.input_size / max(h, w) * rng.uniform(0.6, 1.4)
     img = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_LINEAR)
     b = boxes * scale
     h, w = img.shape[:2]
-    c = s.crop_size
     centres = (b[:, :2] + b[:, 2:]) / 2
     for attempt in range(10):
-        x0 = rng.randint(0, max(0, w - c))
-        y0 = rng.randint(0, max(0, h - c))
+        if focus is not None:  # a crop that holds the whole focus face (as far as the image allows)
+            fx1, fy1, fx2, fy2 = b[focus]
+            x0 = rng.randint(*sorted((max(0, min(int(fx2) - c, w - c)), max(0, min(int(fx1), w - c)))))
+            y0 = rng.randint(*sorted((max(0, min(int(fy2) - c, h - c)), max(0, min(int(fy1), h - c)))))
+        else:
+            x0 = rng.randint(0, max(0, w - c))
+            y0 = rng.randint(0, max(0, h - c))
         inside = (centres[:, 0] >= x0) & (centres[:, 0] < x0 + c) & (centres[:, 1] >= y0) & (centres[:, 1] < y0 + c)
         if inside.any() or len(b) == 0 or attempt == 9:
             break
@@ -102,6 +114,15 @@ def augment(image: np.ndarray, boxes: np.ndarray, rng: random.Random, s: Setting
         canvas = canvas[:, ::-1]
         b = np.stack([c - b[:, 2], b[:, 1], c - b[:, 0], b[:, 3]], axis=1)
     return photometric(np.ascontiguousarray(canvas), rng), b.astype(np.float32).reshape(-1, 4)
+
+
+def _closeup_face(boxes: np.ndarray, rng: random.Random, s: Settings) -> int | None:
+    """With probability ``closeup_prob``, the index of a face (at least 12 px) to zoom in on; else None."""
+    if len(boxes) == 0 or rng.random() >= s.closeup_prob:
+        return None
+    sides = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+    candidates = np.flatnonzero(sides >= 12)
+    return int(candidates[rng.randrange(len(candidates))]) if len(candidates) else None
 
 
 # --- matching, loss

@@ -211,6 +211,52 @@ def face_ap(net: UltraLightNet, scenes: list[AnnotatedImage], input_size: int, d
     return average_precision(boxes, scores, [s.xyxy for s in scenes], iou=0.5)[0]
 
 
+def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up (at most 100 steps, a tenth of the run), then cosine decay to 2% of the learning rate."""
+    warmup = min(100, total_steps // 10)
+
+    def lr_factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total_steps - warmup)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+
+
+def resume_from(resume: Path, net: UltraLightNet, optimizer, scheduler, origin: str) -> tuple[int, str]:
+    """Load a training checkpoint into ``net``, ``optimizer`` and ``scheduler``; the next epoch and the origin."""
+    ckpt = torch.load(resume, map_location="cpu", weights_only=True)
+    net.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.load_state_dict(ckpt["lr_scheduler"])
+    start = int(ckpt["epoch"]) + 1
+    logger.info("resumed from {} at epoch {}", resume, start)
+    return start, str(ckpt["args"].get("origin", origin))
+
+
+def train_one_epoch(
+    net: UltraLightNet, loader: DataLoader, priors: torch.Tensor, optimizer, scheduler, device: str, epoch: int
+) -> torch.Tensor:
+    """One pass over ``loader``; stops with an error on a non-finite loss. Returns the last batch's loss."""
+    net.train()
+    bar = tqdm(loader, desc=f"epoch {epoch}", leave=False)
+    for images, boxes in bar:
+        matched = [match(b, priors) for b in boxes]
+        labels = torch.stack([m[0] for m in matched]).to(device)
+        targets = torch.stack([m[1] for m in matched]).to(device)
+        logits, loc = net(images.to(device))
+        cls, reg = multibox_loss(logits, loc, labels, targets)
+        loss = cls + reg
+        if not math.isfinite(loss.item()):
+            raise MaskwatchError(f"non-finite loss {loss.item()} at epoch {epoch}; stopping")
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        bar.set_postfix(cls=f"{cls.item():.3f}", reg=f"{reg.item():.3f}")
+    return loss
+
+
 def train(
     data: Path,
     split: Path | None,
@@ -251,24 +297,10 @@ def train(
         drop_last=len(scenes) > batch_size,
         generator=torch.Generator().manual_seed(seed),
     )
-    total_steps = max(1, epochs * len(loader))
-    warmup = min(100, total_steps // 10)
-
-    def lr_factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total_steps - warmup)))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    scheduler = warmup_cosine(optimizer, max(1, epochs * len(loader)))
     start = 0
     if resume is not None:
-        ckpt = torch.load(resume, map_location="cpu", weights_only=True)
-        net.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["lr_scheduler"])
-        start = int(ckpt["epoch"]) + 1
-        origin = str(ckpt["args"].get("origin", origin))
-        logger.info("resumed from {} at epoch {}", resume, start)
+        start, origin = resume_from(resume, net, optimizer, scheduler, origin)
     val = read_voc(data, val_split) if val_split is not None else []
     args = {
         "data": str(data),
@@ -284,23 +316,8 @@ def train(
     logger.info("training Ultra-Light RFB from {} on {} scenes at {}x{}", origin, len(scenes), *input_wh)
     val_ap = None
     for epoch in range(start, epochs):
-        net.train()
         t0 = time.monotonic()
-        bar = tqdm(loader, desc=f"epoch {epoch}", leave=False)
-        for images, boxes in bar:
-            matched = [match(b, priors) for b in boxes]
-            labels = torch.stack([m[0] for m in matched]).to(device)
-            targets = torch.stack([m[1] for m in matched]).to(device)
-            logits, loc = net(images.to(device))
-            cls, reg = multibox_loss(logits, loc, labels, targets)
-            loss = cls + reg
-            if not math.isfinite(loss.item()):
-                raise MaskwatchError(f"non-finite loss {loss.item()} at epoch {epoch}; stopping")
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            bar.set_postfix(cls=f"{cls.item():.3f}", reg=f"{reg.item():.3f}")
+        loss = train_one_epoch(net, loader, priors, optimizer, scheduler, device, epoch)
         ckpt = {
             "model": net.state_dict(),
             "optimizer": optimizer.state_dict(),

@@ -21,13 +21,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from maskwatch.capture.base import RawFrame, Source
 from maskwatch.capture.sources import open_source
+from maskwatch.monitor.alerts import AlertPolicy
 from maskwatch.monitor.monitor import Monitor
 from maskwatch.monitor.pipeline import FacePipeline
 from maskwatch.monitor.track import FaceTracker
-from maskwatch.outputs.events import AlertPolicy, EventLog
+from maskwatch.outputs.events import EventLog
 from maskwatch.outputs.render import OverlayRenderer
-from maskwatch.outputs.sinks import JsonLinesSink, VideoSink
+from maskwatch.outputs.sinks import JsonLinesSink, Sink, VideoSink
 from maskwatch.runner.single import run
 from maskwatch.serve.web import WebView
 from tests.conftest import FakeClassifier, FakeDetector, count_frames, write_video
@@ -58,7 +60,7 @@ class RaisingRenderer(OverlayRenderer):
         return super().annotate(result, fps)
 
 
-class RaisingSink:
+class RaisingSink(Sink):
     data_only = True
 
     def __init__(self, fail_at: int) -> None:
@@ -221,7 +223,7 @@ def test_full_disk_is_a_clear_error_and_the_video_still_plays(tmp_path, small_di
     assert ok
 
 
-class SlowSink:
+class SlowSink(Sink):
     data_only = True
 
     def __init__(self, delay_s: float) -> None:
@@ -234,7 +236,7 @@ class SlowSink:
         pass
 
 
-class CountingSource:
+class CountingSource(Source):
     """A fast synthetic source that counts how far reading has run ahead of the sink."""
 
     def __init__(self, live: bool, n: int = 120) -> None:
@@ -246,7 +248,7 @@ class CountingSource:
         if self.read_count >= self.n:
             return None
         self.read_count += 1
-        return np.full((48, 64, 3), 30, np.uint8), self.name
+        return RawFrame(np.full((48, 64, 3), 30, np.uint8), self.name)
 
     def close(self) -> None:
         pass

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -16,8 +15,8 @@ from maskwatch.config import load_config
 from maskwatch.errors import MaskwatchError
 from maskwatch.monitor.pipeline import FacePipeline
 from tests.conftest import FakeClassifier, FakeDetector, write_video
+from tests.helpers import maskwatch
 
-ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_KEYS = {
     "elapsed_s",
     "dt_s",
@@ -37,11 +36,6 @@ SUMMARY_KEYS = {
     "threads_before_run", "threads_after_run",
 }  # fmt: skip
 CLIP_FRAMES = 12
-
-
-def maskwatch(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "maskwatch", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
 
 def error_lines(proc: subprocess.CompletedProcess) -> list[str]:

@@ -225,7 +225,7 @@ if want venv && ! done_ venv; then
         TORCH_REQS="'$TORCH_SPEC' '$TORCHVISION_SPEC'"
     fi
     timed pip_torch in_root "$WORK/venv/bin/pip install $FL $TORCH_REQS"
-    # as the README says (a copy, not -e: the root is a test bed); pytest for the test subset
+    # as docs/raspberry-pi.md says (a copy, not -e: the root is a test bed); pytest for the test subset
     timed pip_maskwatch in_root "$WORK/venv/bin/pip install $FL $WORK/maskwatch pytest"
     in_root "$WORK/venv/bin/pip list 2>/dev/null | grep -i -E '^(torch|torchvision|opencv[-a-z]*|numpy|maskwatch) '" \
         | tee "$RESULTS/pip_list_aarch64.txt"
@@ -290,7 +290,7 @@ if want compare; then
 fi
 
 if want installpi; then
-    log "the README's Pi install: deploy/install-pi.sh in the root, then the service's command as its user"
+    log "the Pi install of docs/raspberry-pi.md: deploy/install-pi.sh in the root, then the service's command as its user"
     # install-pi.sh installs from the folder it lives in: the repo copy. No systemd runs in a chroot, so the unit is
     # installed but not started; its ExecStart is run here by hand as the service user, as systemd would
     # (StateDirectory= makes /var/lib/maskwatch owned by the user; the source is the clip, copied there).

@@ -6,7 +6,7 @@ there both chunks saw the same faces, and a chunk's person takes the id of the p
 boxes it matched. Events are kept once (warm-up events and ``end`` events of people who go on into the next chunk
 are dropped; a repeated alert needs a masked spell in between, as in the live policy).
 
-Nothing here imports Ray: :mod:`maskwatch.commands.batch.jobs` runs these functions as tasks.
+Nothing here imports Ray: :mod:`maskwatch.commands.batch.tasks` runs these functions as tasks.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import numpy as np
 
 from maskwatch.errors import OutputError, SourceError
 from maskwatch.metrics import box_iou
-from maskwatch.outputs.report import PersonRecord, TimelinePoint
+from maskwatch.monitor.records import PersonRecord, TimelinePoint
 from maskwatch.types import CLASS_NAMES, UNDECIDED, FaceDetections, Frame, FrameResult
 
 LINK_IOU = 0.5
@@ -76,6 +76,7 @@ class _FrameCounter:
     """A data-only sink that reports the number of frames written every ``every`` frames and at the end."""
 
     data_only = True
+    takes_events = False
 
     def __init__(self, report: Callable[[int], None], every: int = 25) -> None:
         self.report, self.every, self.pending = report, every, 0

@@ -1,14 +1,14 @@
 """``maskwatch batch``: annotate many recorded videos on Ray, one task per video, retried, resumable.
 
-Each task runs exactly what ``maskwatch run`` does for one file (annotated video, detections, events, report)
-into ``OUT/<stem>.*``, writing under temporary names and renaming only when the video is complete, then a
-``<stem>.done.json`` receipt. A re-run skips a video whose receipt still matches its outputs (checked: sizes
-and the annotated video's frame count, not mere presence). Ray is an optional extra; the core never imports it.
+Each video goes through the stages of :mod:`maskwatch.commands.batch.tasks` (what ``maskwatch run`` does for one
+file: annotated video, detections, events, report, into ``OUT/<stem>.*``); long videos in chunks run in parallel.
+A re-run skips a video whose receipt still matches its outputs (:mod:`maskwatch.commands.batch.receipts`).
+This module schedules the stages, retries failed ones and collects the outcomes. Ray is an optional extra;
+the core never imports it.
 """
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import time
@@ -16,215 +16,13 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import cv2
 from loguru import logger
 
-from maskwatch.commands.batch.chunks import (
-    Chunk,
-    analyse_chunk,
-    concat_videos,
-    merge_chunks,
-    plan_chunks,
-    probe,
-    read_records,
-    render_chunk,
-)
-from maskwatch.errors import MaskwatchError, OutputError
-
-OUTPUTS = ("annotated.mp4", "detections.jsonl", "events.jsonl", "report.json")
-
-
-@dataclass
-class TaskResult:
-    """One video's outcome, as the summary table shows it."""
-
-    video: str
-    status: str  # "done", "skipped" (already done) or "failed"
-    frames: int = 0
-    fps: float = 0.0
-    people: int = 0
-    alerts: int = 0
-    attempts: int = 0
-    error: str = ""
-    task_s: float = 0.0
-    """Whole task time, model loading included (``fps`` is the run's own, as ``maskwatch run`` reports it)."""
-    stage_s: dict = field(default_factory=dict)
-    """Task seconds by stage (analyse, stitch, render, finish)."""
-
-
-def expand_inputs(spec: str) -> list[Path]:
-    """A glob (``videos/*.mp4``) or a text file listing one video per line; sorted, duplicates removed."""
-    path = Path(spec)
-    if path.is_file() and path.suffix.lower() in (".txt", ".lst", ".list"):
-        lines = [line.strip() for line in path.read_text().splitlines()]
-        videos = [Path(line) if Path(line).is_absolute() else path.parent / line for line in lines if line]
-    else:
-        videos = [Path(p) for p in glob.glob(os.path.expanduser(spec), recursive=True)]
-    videos = sorted({v.resolve() for v in videos if v.is_file()})
-    if not videos:
-        raise MaskwatchError(f"--inputs {spec} matches no video files")
-    return videos
-
-
-def stem_of(video: Path, videos: list[Path]) -> str:
-    """Output name of a video: its stem, made unique with its parent folder's name when stems collide."""
-    if sum(v.stem == video.stem for v in videos) > 1:
-        return f"{video.parent.name}_{video.stem}"
-    return video.stem
-
-
-def outputs_of(out: Path, stem: str) -> dict[str, Path]:
-    return {name: out / f"{stem}.{name}" for name in OUTPUTS}
-
-
-def finished(out: Path, stem: str, video: Path) -> dict | None:
-    """The receipt of a finished video if its outputs still match it, else None."""
-    receipt = out / f"{stem}.done.json"
-    try:
-        done = json.loads(receipt.read_text())
-        if done.get("source_size") != video.stat().st_size:
-            return None
-        for name, path in outputs_of(out, stem).items():
-            if path.stat().st_size != done["sizes"][name]:
-                return None
-        cap = cv2.VideoCapture(str(outputs_of(out, stem)["annotated.mp4"]))
-        frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        cap.release()
-        return done if frames == done["frames"] else None
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-_PIPELINES: dict[tuple, tuple] = {}
-"""Models loaded in this worker process, by (config, precision): Ray reuses workers, so each loads them once."""
-
-
-def _config(config: str | None, precision: str | None):
-    from maskwatch.config import load_config
-
-    return load_config(config, {"runtime.device": "cpu", "runtime.precision": precision})
-
-
-def _models(config: str | None, precision: str | None):
-    key = (config, precision)
-    if key not in _PIPELINES:
-        import torch
-
-        from maskwatch.build import build_pipeline
-
-        torch.set_num_threads(1)
-        cfg = _config(config, precision)
-        pipeline = build_pipeline(cfg)
-        pipeline.warmup()
-        _PIPELINES[key] = (cfg, pipeline)
-    return _PIPELINES[key]
-
-
-def _tmp(out: Path, stem: str, name: str) -> Path:
-    """A work file of ``stem`` (hidden, ``.partial`` in its name): removed or renamed when the video is done."""
-    return out / f".{stem}.partial.{name}"
-
-
-def analyse_task(video: str, out: str, stem: str, chunk: Chunk, config: str | None, precision, progress=None) -> dict:
-    """Ray task: analyse one chunk (a whole short video writes its annotated video in the same pass)."""
-    cfg, pipeline = _models(config, precision)
-    out_dir = Path(out)
-    whole = chunk.stop is None and chunk.start == 0
-    part = analyse_chunk(
-        Path(video),
-        chunk,
-        cfg,
-        pipeline,
-        _tmp(out_dir, stem, f"c{chunk.index}.jsonl"),
-        annotated=_tmp(out_dir, stem, "annotated.mp4") if whole else None,
-        on_frames=(lambda n: progress.add.remote(n)) if progress is not None else None,
-    )
-    return part
-
-
-def stitch_task(video: str, out: str, stem: str, parts: list[dict]) -> dict:
-    """Ray task: merge the chunks into the video's detections, events and report; slice the records to render."""
-    from maskwatch.outputs.report import write_report
-
-    out_dir = Path(out)
-    parts = sorted(parts, key=lambda p: p["index"])
-    records = [read_records(_tmp(out_dir, stem, f"c{p['index']}.jsonl")) for p in parts]
-    merged = merge_chunks(parts, records)
-    _write_lines(_tmp(out_dir, stem, "detections.jsonl"), merged.records)
-    _write_lines(_tmp(out_dir, stem, "events.jsonl"), merged.events)
-    summary = merged.summary | {
-        "fps": round(merged.summary["frames_analysed"] / max(merged.summary["task_s"], 1e-9), 2)
-    }
-    write_report(
-        out_dir / f".{stem}.partial",
-        source=video,
-        summary=summary,
-        people=merged.people,
-        timeline=merged.timeline,
-        events=merged.events,
-    )
-    if len(parts) > 1:  # each chunk's records, with the final ids, for its render task
-        for p in parts:
-            _write_lines(_tmp(out_dir, stem, f"c{p['index']}.final.jsonl"), merged.records[p["start"] : p["stop"]])
-    report = json.loads(Path(f"{out_dir / f'.{stem}.partial'}.report.json").read_text())
-    return {
-        "frames": len(merged.records),
-        "fps": parts[0]["fps"],
-        "run_fps": summary["fps"],
-        "people": report["people"]["total"],
-        "alerts": report["alerts"],
-        "ranges": [(p["index"], p["start"], p["stop"]) for p in parts],
-    }
-
-
-def render_task(video: str, out: str, stem: str, index: int, start: int, config: str | None, precision) -> int:
-    """Ray task: draw one chunk's final records onto its frames (a segment of the annotated video)."""
-    cfg = _config(config, precision)
-    out_dir = Path(out)
-    records = read_records(_tmp(out_dir, stem, f"c{index}.final.jsonl"))
-    return render_chunk(Path(video), start, records, cfg, _tmp(out_dir, stem, f"c{index}.mp4"))
-
-
-def finish_task(video: str, out: str, stem: str, stitched: dict, task_s: float, fourcc: str = "mp4v") -> dict:
-    """Ray task: join the segments (if any), check the frame count, put every output in place, write the receipt."""
-    started = time.monotonic()
-    out_dir = Path(out)
-    annotated = _tmp(out_dir, stem, "annotated.mp4")
-    method = "single pass"
-    if len(stitched["ranges"]) > 1:
-        segments = [_tmp(out_dir, stem, f"c{i}.mp4") for i, _, _ in stitched["ranges"]]
-        method = concat_videos(segments, annotated, stitched["fps"], fourcc)
-    cap = cv2.VideoCapture(str(annotated))
-    frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-    cap.release()
-    if frames != stitched["frames"]:
-        raise OutputError(f"annotated video of {video} has {frames} frames, expected {stitched['frames']}")
-    prefix = out_dir / f".{stem}.partial"  # the report was written with this prefix: its JSON is already a work file
-    for suffix in ("report.md", "compliance.png"):
-        os.replace(f"{prefix}.{suffix}", out_dir / f"{stem}.{suffix}")
-    final = outputs_of(out_dir, stem)
-    for name in OUTPUTS:
-        os.replace(_tmp(out_dir, stem, name), final[name])
-    remove_partials(out_dir, stem)
-    done = {
-        "video": video,
-        "source_size": Path(video).stat().st_size,
-        "frames": stitched["frames"],
-        "sizes": {name: final[name].stat().st_size for name in OUTPUTS},
-        "fps": stitched["run_fps"],
-        "people": stitched["people"],
-        "alerts": stitched["alerts"],
-        "chunks": len(stitched["ranges"]),
-        "joined_by": method,
-        "task_s": round(task_s + time.monotonic() - started, 2),
-    }
-    receipt = out_dir / f"{stem}.done.json"
-    receipt.with_suffix(".tmp").write_text(json.dumps(done, indent=2))
-    os.replace(receipt.with_suffix(".tmp"), receipt)
-    return done
-
-
-_TASKS = {"analyse": analyse_task, "stitch": stitch_task, "render": render_task, "finish": finish_task}
+from maskwatch.commands.batch.chunks import Chunk, plan_chunks, probe
+from maskwatch.commands.batch.receipts import expand_inputs, finished, remove_partials, stem_of
+from maskwatch.commands.batch.summary import TaskResult
+from maskwatch.commands.batch.tasks import TASKS
+from maskwatch.errors import MaskwatchError
 
 
 def _timed_task(kind: str, video: str, out: str, stem: str, *args) -> tuple[object, float]:
@@ -236,26 +34,13 @@ def _timed_task(kind: str, video: str, out: str, stem: str, *args) -> tuple[obje
     sink = logger.add(Path(out) / f"{stem}.log", level="INFO", format="{time:HH:mm:ss} {level: <7} {message}")
     try:
         logger.info(f"{kind} {Path(video).name}" + (f" chunk {args[0].index}" if kind == "analyse" else ""))
-        value = _TASKS[kind](video, out, stem, *args)
+        value = TASKS[kind](video, out, stem, *args)
     except Exception as exc:
         logger.error(f"{kind} failed: {_first_line(exc)}")
         raise
     finally:
         logger.remove(sink)
     return value, time.monotonic() - started
-
-
-def remove_partials(out: Path, stem: str) -> None:
-    for path in out.glob(f".{glob.escape(stem)}.partial*"):
-        path.unlink(missing_ok=True)
-
-
-def _write_lines(path: Path, rows: list[dict]) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, separators=(",", ":")) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
 
 
 class _Progress:
@@ -311,20 +96,7 @@ def run_batch(
     fourcc = load_config(config).output.fourcc
     videos = expand_inputs(inputs)
     out.mkdir(parents=True, exist_ok=True)
-    results: dict[Path, TaskResult] = {}
-    jobs: list[_Job] = []
-    total_frames = 0
-    for video in videos:
-        stem = stem_of(video, videos)
-        done = finished(out, stem, video)
-        if done is not None:
-            results[video] = TaskResult(
-                str(video), "skipped", done["frames"], 0.0, done["people"], done["alerts"], 0, "already done"
-            )
-            continue
-        frames, fps = probe(video)
-        total_frames += frames or 0
-        jobs.append(_Job(video, stem, plan_chunks(frames, fps, chunk_s, overlap_s)))
+    results, jobs, total_frames = _plan(videos, out, chunk_s, overlap_s)
     chunks = sum(len(j.chunks) for j in jobs)
     logger.info(
         f"{len(videos)} videos: {len(jobs)} to annotate ({chunks} chunks), {len(videos) - len(jobs)} already done"
@@ -369,14 +141,7 @@ def run_batch(
                             logger.warning(f"{job.video.name} {kind} {index} failed: {error}; retrying")
                             submit(job, kind, index)
                             continue
-                        job.failed = error
-                        attempts = max(job.attempts.values())
-                        results[job.video] = TaskResult(str(job.video), "failed", attempts=attempts, error=error)
-                        logger.error(f"{job.video.name} failed after {attempts} attempt(s): {error}")
-                        for other, (owner, _, _) in list(pending.items()):  # its other tasks are moot now
-                            if owner is job:
-                                ray.cancel(other)
-                        remove_partials(out, job.stem)
+                        _give_up(ray, job, error, pending, results, out)
                         continue
                     value, seconds = value
                     job.task_s += seconds
@@ -386,6 +151,39 @@ def run_batch(
     table = [results[v] for v in videos]
     (out / "batch_summary.json").write_text(json.dumps([asdict(r) for r in table], indent=2))
     return table
+
+
+def _plan(
+    videos: list[Path], out: Path, chunk_s: float, overlap_s: float
+) -> tuple[dict[Path, TaskResult], list[_Job], int]:
+    """The videos already done (as results), the jobs of the others with their chunks, and their total frames."""
+    results: dict[Path, TaskResult] = {}
+    jobs: list[_Job] = []
+    total_frames = 0
+    for video in videos:
+        stem = stem_of(video, videos)
+        done = finished(out, stem, video)
+        if done is not None:
+            results[video] = TaskResult(
+                str(video), "skipped", done["frames"], 0.0, done["people"], done["alerts"], 0, "already done"
+            )
+            continue
+        frames, fps = probe(video)
+        total_frames += frames or 0
+        jobs.append(_Job(video, stem, plan_chunks(frames, fps, chunk_s, overlap_s)))
+    return results, jobs, total_frames
+
+
+def _give_up(ray, job: _Job, error: str, pending: dict, results: dict, out: Path) -> None:
+    """Mark a video failed after its last retry: report it, cancel its other tasks, remove its work files."""
+    job.failed = error
+    attempts = max(job.attempts.values())
+    results[job.video] = TaskResult(str(job.video), "failed", attempts=attempts, error=error)
+    logger.error(f"{job.video.name} failed after {attempts} attempt(s): {error}")
+    for other, (owner, _, _) in list(pending.items()):  # its other tasks are moot now
+        if owner is job:
+            ray.cancel(other)
+    remove_partials(out, job.stem)
 
 
 def _show(bar, frames: int, videos_done: int, videos: int) -> None:
@@ -440,18 +238,3 @@ def _first_line(exc: BaseException) -> str:
     cause = getattr(exc, "cause", None) or exc
     text = str(cause).strip().splitlines()
     return text[-1] if text else type(cause).__name__
-
-
-def summary_lines(table: list[TaskResult]) -> list[str]:
-    """The end-of-batch table: file, frames, fps, people, alerts, status."""
-    lines = [f"{'file':<32} {'frames':>7} {'fps':>6} {'task s':>7} {'people':>6} {'alerts':>6}  status"]
-    for r in table:
-        status = r.status if r.status != "failed" else f"FAILED after {r.attempts} attempt(s): {r.error}"
-        name = Path(r.video).name[:32]
-        lines.append(f"{name:<32} {r.frames:>7} {r.fps:>6.1f} {r.task_s:>7.1f} {r.people:>6} {r.alerts:>6}  {status}")
-    failed = sum(r.status == "failed" for r in table)
-    lines.append(
-        f"{len(table)} videos: {sum(r.status == 'done' for r in table)} done, "
-        f"{sum(r.status == 'skipped' for r in table)} skipped, {failed} failed"
-    )
-    return lines

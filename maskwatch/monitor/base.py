@@ -1,0 +1,40 @@
+"""The processing stage's door: what the runner calls on it, frame by frame and at the end.
+
+:class:`~maskwatch.monitor.pipeline.FacePipeline` (detect and classify only) and
+:class:`~maskwatch.monitor.monitor.Monitor` (the pipeline with tracking, events and people counts) both implement
+all of it; where a stage has nothing to do, its method does nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from maskwatch.types import Event, Frame, FrameResult
+
+
+class FrameProcessor(Protocol):
+    """Turns captured frames into results for the renderer and the sinks."""
+
+    def __call__(self, frame: Frame) -> FrameResult:
+        """Process one frame."""
+        ...
+
+    def process_batch(self, frames: list[Frame]) -> list[FrameResult]:
+        """Process several frames in order (the models run them as one batch where they can)."""
+        ...
+
+    def observe(self, busy_ms: float, detected: bool) -> None:
+        """Told each frame's busy time (process + render + sinks) and whether the detector ran on it."""
+        ...
+
+    def finish(self) -> list[Event]:
+        """The input ended: the last events (e.g. every remaining track's ``end``)."""
+        ...
+
+    def snapshot(self) -> dict:
+        """Live numbers for the status views (people, alerts, compliance …); empty when there are none."""
+        ...
+
+    def summary_line(self) -> str | None:
+        """The periodic summary log line, or None when there is nothing to summarise."""
+        ...
