@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from loguru import logger
 
-from maskwatch.config import Config, SourceConfig
+from maskwatch.config import Config, RuntimeConfig, SourceConfig
 from maskwatch.errors import ConfigError, OutputError, SourceError
 from maskwatch.monitor.pipeline import FacePipeline
 from maskwatch.outputs.render import OverlayRenderer
@@ -33,6 +33,34 @@ def effective_precision(cfg: Config) -> str:
     if cfg.runtime.precision == "int8" and cfg.runtime.device == "cuda":
         return "fp32"
     return cfg.runtime.precision
+
+
+def configured_precision(cfg: Config) -> str:
+    """``runtime.precision`` as configured (see :func:`effective_precision` for the one the models run at)."""
+    return cfg.runtime.precision
+
+
+def with_runtime(cfg: Config, *, device: str | None = None, precision: str | None = None) -> Config:
+    """A validated copy of ``cfg`` whose models run on ``device`` at ``precision`` (None: as configured).
+
+    ``cfg`` itself is left unchanged.
+    """
+    updates = {key: value for key, value in (("device", device), ("precision", precision)) if value is not None}
+    runtime = RuntimeConfig.model_validate({**cfg.runtime.model_dump(), **updates})
+    return cfg.model_copy(update={"runtime": runtime})
+
+
+def model_files(cfg: Config) -> dict[str, dict[str, str]]:
+    """The configured model files: ``{"detector": {"fp32": ..., "int8": ...}, "classifier": {...}}``."""
+    return {
+        "detector": {"fp32": cfg.detector.weights, "int8": cfg.detector.int8_weights},
+        "classifier": {"fp32": cfg.classifier.weights, "int8": cfg.classifier.int8_weights},
+    }
+
+
+def detector_threshold(cfg: Config) -> float:
+    """The detector's operating score threshold (``detector.score_threshold``)."""
+    return cfg.detector.score_threshold
 
 
 def batch_frames(cfg: Config) -> int:
@@ -82,7 +110,11 @@ def build_pipeline(cfg: Config) -> FacePipeline:
             "(make them with `maskwatch quantize`, or use --precision fp32)"
         )
     return FacePipeline(
-        detector, classifier, crop_margin=cfg.classifier.crop_margin, min_confidence=cfg.classifier.min_confidence
+        detector,
+        classifier,
+        crop_margin=cfg.classifier.crop_margin,
+        min_confidence=cfg.classifier.min_confidence,
+        nested_overlap=det.nested_overlap,
     )
 
 
@@ -259,11 +291,17 @@ def inference_workers(cfg: Config, n_sources: int, *, show: bool = False) -> int
     return workers
 
 
+def output_fourcc(cfg: Config) -> str:
+    """The FourCC codec of output videos (``output.fourcc``)."""
+    return cfg.output.fourcc
+
+
 def build_video_sink(cfg: Config, path: Path, fps: float) -> VideoSink:
-    """An annotated video at ``path`` with the configured codec."""
+    """An annotated video at ``path`` with the configured codec that plays in the source's time (frames repeated
+    where a variable-frame-rate file or a live source leaves a gap longer than one frame at ``fps``)."""
     from maskwatch.outputs.sinks import VideoSink
 
-    return VideoSink(path, fps=fps, fourcc=cfg.output.fourcc)
+    return VideoSink(path, fps=fps, fourcc=output_fourcc(cfg), follow_timestamps=True)
 
 
 def build_null_video_sink(cfg: Config) -> NullVideoSink:

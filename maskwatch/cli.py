@@ -293,10 +293,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         demo = _shared_data("videos", required=False) / "mask.mp4"
         video = demo if demo.is_file() else None
     if args.device is not None:
-        from maskwatch.build import check_runtime
+        from maskwatch.build import check_runtime, with_runtime
         from maskwatch.commands.bench.device import device_bench, device_lines
 
-        check_runtime(cfg.model_copy(update={"runtime": cfg.runtime.model_copy(update={"device": args.device})}))
+        check_runtime(with_runtime(cfg, device=args.device))
         result = device_bench(cfg, video, device=args.device, frames=args.frames, runs=args.runs, repeats=args.repeats)
         for line in device_lines(result):
             print(line)
@@ -336,11 +336,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from maskwatch.build import model_files
     from maskwatch.commands.export import export_all
     from maskwatch.config import load_config
 
-    cfg = load_config(args.config, {})
-    for path in export_all(args.out, cfg.detector.weights, cfg.classifier.weights):
+    files = model_files(load_config(args.config, {}))
+    for path in export_all(args.out, files["detector"]["fp32"], files["classifier"]["fp32"]):
         logger.info(f"wrote {path}")
     return EXIT_OK
 
@@ -373,6 +374,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
 
 def cmd_soak(args: argparse.Namespace) -> int:
+    from maskwatch.build import run_settings
     from maskwatch.commands.soak import failures, report_lines, resolve_video, run_builder, soak, validate
     from maskwatch.config import load_config
 
@@ -386,7 +388,7 @@ def cmd_soak(args: argparse.Namespace) -> int:
         build=run_builder(cfg),
         interval_s=args.interval_s,
         warmup_s=args.warmup_s,
-        queue_size=cfg.capture.queue_size,
+        queue_size=run_settings(cfg)["queue_size"],
     )
     for line in report_lines(result):
         print(line)

@@ -33,6 +33,13 @@ class DetectorConfig(_Section):
     score_threshold: float = Field(0.5, gt=0.0, lt=1.0, description="Minimum detector score to keep a face.")
     nms_iou: float = Field(0.4, gt=0.0, le=1.0, description="IoU above which overlapping faces are merged (NMS).")
     max_faces: int = Field(200, ge=1, le=5000, description="At most this many faces per frame, highest scores first.")
+    nested_overlap: float = Field(
+        0.8,
+        ge=0.0,
+        le=1.0,
+        description="A face box lying this much (share of its area) inside a stronger box is the same face boxed "
+        "twice (a close face's chin) and is dropped; 0 keeps every box.",
+    )
 
 
 class ClassifierConfig(_Section):

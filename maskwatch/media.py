@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import signal
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov")
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2

@@ -19,6 +19,9 @@ class RawFrame(NamedTuple):
     image: np.ndarray
     """BGR uint8."""
     name: str
+    timestamp_s: float | None = None
+    """Presentation time in the file (the container's timestamp; variable frame rate videos need it), or None:
+    then the producer uses frame index / fps for files and the wall clock for live sources."""
 
 
 class Source(Protocol):

@@ -81,9 +81,11 @@ class Producer(threading.Thread):
                     continue
                 raise SourceError(f"live source {self.source.name} sent no frame for {self.read_timeout_s:.0f} s")
             last_frame_at = now
-            image, name = item
-            ts = index / self.source.fps if self.source.finite else now
-            frame = Frame(image=image, index=index, timestamp_s=ts, captured_at=now, name=name)
+            if item.timestamp_s is not None:
+                ts = item.timestamp_s
+            else:
+                ts = index / self.source.fps if self.source.finite else now
+            frame = Frame(image=item.image, index=index, timestamp_s=ts, captured_at=now, name=item.name)
             index += 1
             self.stats.read += 1
             if self.drop_oldest:

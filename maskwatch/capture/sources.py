@@ -58,10 +58,12 @@ class VideoFileSource(Source):
             raise SourceError(no_frames)
         if start > 0:
             self._seek(start)
-        ok, first = self._cap.read()
+        with quiet_opencv():
+            ok, first = self._cap.read()
         if not ok or first is None:
+            message = undecodable(path, self._cap) if start == 0 else no_frames
             self._cap.release()
-            raise SourceError(no_frames)
+            raise SourceError(message)
         self._pending: np.ndarray | None = first
         fps = self._cap.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps) if fps and 0 < fps < 1000 else 25.0
@@ -69,6 +71,7 @@ class VideoFileSource(Source):
         self.frame_count = count if count > 0 else None
         self.frames_read = 0
         self._ended = False
+        self._last_ts: float | None = None
 
     def _seek(self, start: int) -> None:
         """Position on frame ``start``; where the container cannot seek exactly, decode up to it instead."""
@@ -92,7 +95,19 @@ class VideoFileSource(Source):
                 self._end()
                 return None
         self.frames_read += 1
-        return RawFrame(to_bgr8(frame), self.name)
+        return RawFrame(to_bgr8(frame), self.name, self._timestamp())
+
+    def _timestamp(self) -> float:
+        """The container's time of the frame just read; frame index / fps where it has none (or goes backwards)."""
+        index = self.first_index + self.frames_read - 1
+        ms = self._cap.get(cv2.CAP_PROP_POS_MSEC)
+        fallback = index / self.fps
+        if self._last_ts is None:
+            ts = ms / 1e3 if ms and ms > 0 else fallback
+        else:
+            ts = ms / 1e3 if ms and ms / 1e3 > self._last_ts else max(fallback, self._last_ts + 1e-3)
+        self._last_ts = ts
+        return ts
 
     def _end(self) -> None:
         # Header counts can be estimates, so a shortfall of one frame is not reported.
@@ -231,17 +246,63 @@ def open_source(
         )
     path = Path(spec).expanduser()
     if path.is_dir():
-        images = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        if not images:
-            raise SourceError(f"folder {path} contains no images ({', '.join(IMAGE_SUFFIXES)})")
-        return ImageFilesSource(images, name=str(path))
+        return _open_folder(path)
     if not path.exists():
         raise SourceError(f"source not found: {path}")
     if not path.is_file():
         raise SourceError(f"source {path} is not a file, folder, camera index or URL")
+    if path.suffix.lower() == ".gif" and _frame_count(path) > 1:  # an animation is a video; one frame, an image
+        video = VideoFileSource(path)
+        return RealtimeFileSource(video) if realtime else video
     if path.suffix.lower() in IMAGE_SUFFIXES:
         if read_image(path) is None:
             raise SourceError(f"cannot read image {path}: not a valid image file")
         return ImageFilesSource([path], name=str(path))
     video = VideoFileSource(path)
     return RealtimeFileSource(video) if realtime else video
+
+
+def _open_folder(path: Path) -> ImageFilesSource:
+    """The images directly in ``path``; an error if it holds none that can be read (nothing would be written)."""
+    images = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    nested = next((p for p in path.rglob("*") if p.parent != path and p.suffix.lower() in IMAGE_SUFFIXES), None)
+    if nested is not None:
+        logger.warning(f"images in subfolders of {path} are not read (e.g. {nested.relative_to(path)}): "
+                       "run maskwatch on each folder")  # fmt: skip
+    if not images:
+        raise SourceError(f"folder {path} contains no images ({', '.join(IMAGE_SUFFIXES)})")
+    if not any(read_image(p) is not None for p in images):  # stops at the first readable one
+        raise SourceError(f"folder {path}: none of its {len(images)} images can be read (corrupt or not images)")
+    return ImageFilesSource(images, name=str(path))
+
+
+def _frame_count(path: Path) -> int:
+    with quiet_opencv():
+        video = cv2.VideoCapture(str(path))
+    try:
+        return int(video.get(cv2.CAP_PROP_FRAME_COUNT)) if video.isOpened() else 0
+    finally:
+        video.release()
+
+
+def _codec_of(cap: cv2.VideoCapture) -> str:
+    """The FourCC of an opened video as text (``AV01``, ``avc1``), or "" when OpenCV does not say."""
+    code = int(cap.get(cv2.CAP_PROP_FOURCC))
+    text = code.to_bytes(4, "little").decode("latin-1") if code > 0 else ""
+    return text if text.isprintable() and text.strip() else ""
+
+
+_CODEC_NAMES = {"av01": "AV1", "av1": "AV1", "vp09": "VP9", "hev1": "HEVC", "hvc1": "HEVC", "hevc": "HEVC"}
+
+
+def undecodable(path: Path, cap: cv2.VideoCapture) -> str:
+    """The error for a video that opens but yields no frame: name the codec when it is known, else say why."""
+    codec = _codec_of(cap)
+    if not codec:
+        return f"video {path} has no readable frames (empty, truncated or not a video)"
+    name = _CODEC_NAMES.get(codec.strip().lower(), codec.strip())
+    return (
+        f"video {path} uses the {name} codec (FourCC {codec.strip()}), which this OpenCV build cannot decode: "
+        f"re-encode it (e.g. ffmpeg -i {path.name} -c:v libx264 out.mp4) or use an OpenCV build whose FFmpeg has "
+        + ("dav1d" if name == "AV1" else f"a {name} decoder")
+    )

@@ -211,7 +211,7 @@ def write_json(result: EvalResult, path: Path) -> None:
 
 def eval_command(args: argparse.Namespace) -> int:
     """``maskwatch eval``: check the flags, score the pipeline on ``--data``, print the scores, write JSON / plots."""
-    from maskwatch.build import build_pipeline
+    from maskwatch.build import build_pipeline, detector_threshold
     from maskwatch.config import load_config
     from maskwatch.data.formats import read_dataset
     from maskwatch.media import EXIT_OK
@@ -221,9 +221,9 @@ def eval_command(args: argparse.Namespace) -> int:
         raise MaskwatchError(f"--iou must be between 0 and 1, got {args.iou}")
     if not 0.0 < args.score_threshold < 1.0:
         raise MaskwatchError(f"--score-threshold must be between 0 and 1, got {args.score_threshold}")
-    cfg = load_config(args.config, {"runtime.device": args.device, "runtime.precision": args.precision})
-    operating_threshold = cfg.detector.score_threshold
-    cfg.detector.score_threshold = args.score_threshold
+    overrides = {"runtime.device": args.device, "runtime.precision": args.precision}
+    operating_threshold = detector_threshold(load_config(args.config, overrides))
+    cfg = load_config(args.config, {**overrides, "detector.score_threshold": args.score_threshold})
     if args.json is not None:
         check_writable(args.json)
     images = read_dataset(args.data, args.split)

@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 
+from maskwatch.metrics import suppress_nested
 from maskwatch.models.base import Classifier, Detector
 from maskwatch.monitor.crop import crop_face
 from maskwatch.types import UNDECIDED, Event, FaceDetections, Frame, FrameResult
@@ -24,11 +25,21 @@ class FacePipeline:
         classifier: Classifier,
         crop_margin: float = 0.15,
         min_confidence: float = 0.0,
+        nested_overlap: float = 0.0,
     ) -> None:
         self.detector = detector
         self.classifier = classifier
         self.crop_margin = crop_margin
         self.min_confidence = min_confidence
+        self.nested_overlap = nested_overlap
+
+    def detect(self, images: list[np.ndarray]) -> list[FaceDetections]:
+        """The detector's faces per image, without a second box nested in a stronger box of the same face
+        (``nested_overlap`` of the smaller box inside the other; 0 keeps every box)."""
+        found = self.detector.detect_batch(images) if len(images) > 1 else [self.detector.detect(images[0])]
+        if self.nested_overlap <= 0:
+            return found
+        return [f[suppress_nested(f.xyxy, f.det_score, self.nested_overlap)] if len(f) > 1 else f for f in found]
 
     def crops(self, image: np.ndarray, faces: FaceDetections) -> list[np.ndarray]:
         """Cut every face with the configured margin, exactly as the classifier was trained."""
@@ -61,7 +72,7 @@ class FacePipeline:
             return []
         t0 = time.perf_counter()
         images = [f.image for f in frames]
-        detections = self.detector.detect_batch(images)
+        detections = self.detect(images)
         t1 = time.perf_counter()
         crops = [crop for image, faces in zip(images, detections, strict=True) for crop in self.crops(image, faces)]
         prob = np.asarray(self.classifier.classify(crops), dtype=np.float32) if crops else None
@@ -76,7 +87,7 @@ class FacePipeline:
 
     def __call__(self, frame: Frame) -> FrameResult:
         t0 = time.perf_counter()
-        faces = self.detector.detect(frame.image)
+        faces = self.detect([frame.image])[0]
         t1 = time.perf_counter()
         faces = self.classify(frame.image, faces)
         t2 = time.perf_counter()

@@ -77,6 +77,15 @@ def _probe_folder(folder: Path) -> None:
 class VideoSink(_ClosingSink):
     """Writes annotated frames to a video with the source's size and fps; opened at the first frame.
 
+    The video is written under a temporary name beside ``path`` (``.NAME.partial.SUFFIX``) and renamed when it is
+    finalized, so a file under the final name always plays: a run killed with SIGKILL or by a power cut leaves only
+    the partial file, never an ``out.mp4`` without its index.
+
+    ``follow_timestamps``: the output is a constant-rate video at ``fps`` that plays in the source's time: a frame
+    whose successor comes later than one output frame (variable frame rate, dropped live frames) is repeated to
+    fill the gap (gaps over ``max_gap_s`` are not filled); every input frame appears at least once, so stretches
+    faster than ``fps`` play slightly fast and the clock catches up at the next slower stretch.
+
     OpenCV's writer fails silently when the disk fills, leaving a file that does not play. So every
     ``check_every`` frames the free space is checked, and writing stops with an error while there is still
     room (``min_free_bytes`` or 50 frames' worth) to finalize a playable video.
@@ -86,39 +95,76 @@ class VideoSink(_ClosingSink):
     takes_events = False
 
     def __init__(
-        self, path: Path, fps: float, fourcc: str = "mp4v", *, min_free_bytes: int = 1 << 20, check_every: int = 10
+        self,
+        path: Path,
+        fps: float,
+        fourcc: str = "mp4v",
+        *,
+        min_free_bytes: int = 1 << 20,
+        check_every: int = 10,
+        follow_timestamps: bool = False,
+        max_gap_s: float = 2.0,
     ) -> None:
         self.path = path
+        self.partial_path = partial_name(path)
         self.fps = fps
         self.fourcc = fourcc
         self.min_free_bytes = min_free_bytes
         self.check_every = check_every
+        self.follow_timestamps = follow_timestamps
+        self.max_gap_s = max_gap_s
         self.frames_written = 0
+        """Input frames written (each once, whatever was repeated)."""
+        self.frames_encoded = 0
+        """Frames in the file, repeats included."""
         self._writer: cv2.VideoWriter | None = None
         self._size: tuple[int, int] | None = None
+        self._last: np.ndarray | None = None
+        self._clock: tuple[float, int] | None = None  # (source time, output frame) the output time is counted from
 
     def write(self, result: FrameResult, annotated: np.ndarray) -> None:
         h, w = annotated.shape[:2]
         if self._writer is None:
             self._size = (w, h)
-            self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, self._size)
+            target = str(self.partial_path)
+            self._writer = cv2.VideoWriter(target, cv2.VideoWriter_fourcc(*self.fourcc), self.fps, self._size)
             if not self._writer.isOpened():
                 self._writer = None
                 raise OutputError(f"cannot write video {self.path} (codec {self.fourcc})")
         if (w, h) != self._size:  # a stream changed resolution: keep the file consistent
             annotated = cv2.resize(annotated, self._size, interpolation=cv2.INTER_AREA)
-        if self.frames_written % self.check_every == 0:
-            self._check_space()
-        self._writer.write(annotated)
+        if self.follow_timestamps:
+            self._fill_until(result.frame.timestamp_s)
+        self._encode(annotated)
         self.frames_written += 1
+        self._last = annotated
+
+    def _fill_until(self, t: float) -> None:
+        """Repeat the previous frame until the output clock reaches source time ``t``."""
+        if self._clock is None or self._last is None:
+            self._clock = (t, self.frames_encoded)
+            return
+        t0, n0 = self._clock
+        due = n0 + round((t - t0) * self.fps)
+        if (due - self.frames_encoded) / self.fps > self.max_gap_s:  # a long outage: restart the clock here
+            self._clock = (t, self.frames_encoded)
+            return
+        while self.frames_encoded < due:
+            self._encode(self._last)
+
+    def _encode(self, image: np.ndarray) -> None:
+        if self.frames_encoded % self.check_every == 0:
+            self._check_space()
+        self._writer.write(image)
+        self.frames_encoded += 1
 
     def _check_space(self) -> None:
         try:
             free = shutil.disk_usage(self.path.parent if str(self.path.parent) else ".").free
-            size = self.path.stat().st_size
+            size = self.partial_path.stat().st_size
         except OSError:
             return
-        reserve = max(self.min_free_bytes, 50 * size // max(self.frames_written, 1))
+        reserve = max(self.min_free_bytes, 50 * size // max(self.frames_encoded, 1))
         if free < reserve:
             raise OutputError(
                 f"disk almost full while writing {self.path} ({free / 1e6:.1f} MB left): stopped after "
@@ -126,9 +172,19 @@ class VideoSink(_ClosingSink):
             )
 
     def close(self) -> None:
+        """Finalize the video (its index is written) and move it to its final name."""
         if self._writer is not None:
             self._writer.release()
             self._writer = None
+            try:
+                os.replace(self.partial_path, self.path)
+            except OSError as exc:
+                raise OutputError(f"cannot finish video {self.path}: {exc.strerror}") from None
+
+
+def partial_name(path: Path) -> Path:
+    """Where an output is written before it is complete: a hidden name beside it, with the same suffix."""
+    return path.with_name(f".{path.stem}.partial{path.suffix}")
 
 
 class ImageSink(_ClosingSink):
@@ -151,7 +207,7 @@ class ImageSink(_ClosingSink):
     def write(self, result: FrameResult, annotated: np.ndarray) -> None:
         target = self.path if self.single_file else self.path / Path(result.frame.name).name
         params = [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality] if target.suffix.lower() in (".jpg", ".jpeg") else []
-        tmp = target.with_name(f".{target.stem}.partial{target.suffix}")
+        tmp = partial_name(target)
         if not cv2.imwrite(str(tmp), annotated, params):
             raise OutputError(f"cannot write image {target}")
         os.replace(tmp, target)  # never leave a half-written image under the final name

@@ -89,8 +89,7 @@ class NamedSource(Source):
         item = self.inner.read()
         if item is None:
             return None
-        image, _ = item
-        return RawFrame(image, self.name)
+        return item._replace(name=self.name)
 
     def close(self) -> None:
         self.inner.close()

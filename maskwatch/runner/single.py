@@ -179,16 +179,7 @@ def run(
                 continue
             if item is END:
                 break
-            batch, ended = [item], False
-            while len(batch) < batch_frames:
-                try:
-                    waiting = frames.get_nowait()
-                except queue.Empty:
-                    break
-                if waiting is END:
-                    ended = True
-                    break
-                batch.append(waiting)
+            batch, ended = take_waiting(frames, item, batch_frames)
             t_batch = time.perf_counter()
             results = process.process_batch(batch) if len(batch) > 1 else [process(item)]
             share_s = (time.perf_counter() - t_batch) / len(batch)
@@ -213,6 +204,21 @@ def run(
     if producer.error is not None:
         raise producer.error
     return stats
+
+
+def take_waiting(frames: queue.Queue, first: Frame, limit: int) -> tuple[list[Frame], bool]:
+    """``first`` and the frames already waiting behind it (up to ``limit`` in all), without waiting for more;
+    and whether the end of the source was reached among them."""
+    batch = [first]
+    while len(batch) < limit:
+        try:
+            waiting = frames.get_nowait()
+        except queue.Empty:
+            break
+        if waiting is END:
+            return batch, True
+        batch.append(waiting)
+    return batch, False
 
 
 def finish_process(process: FrameProcessor, sinks: Sequence[Sink], last: tuple[FrameResult, np.ndarray] | None) -> None:

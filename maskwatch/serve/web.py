@@ -40,6 +40,7 @@ TEXT = "text/plain; charset=utf-8"
 _ROUTES = {"/": "_page", "/status": "_status", "/events": "_events", "/metrics": "_metrics"}
 _ROUTES |= {"/stream.mjpg": "_stream", "/snapshot.jpg": "_snapshot"}  # path -> handler method; nothing else
 
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False  # never join handler threads: a stuck client must not hang close()

@@ -109,7 +109,7 @@ def analyse_chunk(
     pass. Returns what the merge needs: the frames really read, people, events and timeline (times in seconds from
     the start of the video), stage times.
     """
-    from maskwatch.build import build_monitor, build_renderer
+    from maskwatch.build import build_monitor, build_renderer, output_fourcc, run_settings
     from maskwatch.capture.sources import VideoFileSource
     from maskwatch.outputs.sinks import JsonLinesSink, VideoSink
     from maskwatch.runner.single import RunStats, run
@@ -122,7 +122,7 @@ def analyse_chunk(
     with contextlib.ExitStack() as stack:
         sinks: list = [stack.enter_context(JsonLinesSink(detections))]
         if annotated is not None:
-            sinks.append(stack.enter_context(VideoSink(annotated, fps=source.fps, fourcc=cfg.output.fourcc)))
+            sinks.append(stack.enter_context(VideoSink(annotated, fps=source.fps, fourcc=output_fourcc(cfg))))
         if on_frames is not None:
             sinks.append(stack.enter_context(contextlib.closing(_FrameCounter(on_frames))))
         run(
@@ -130,7 +130,7 @@ def analyse_chunk(
             monitor,
             sinks,
             build_renderer(cfg),
-            queue_size=cfg.capture.queue_size,
+            queue_size=run_settings(cfg)["queue_size"],
             progress=False,
             stats=stats,
             status_interval_s=float("inf"),
@@ -326,19 +326,20 @@ def faces_from_json(faces: list[dict]) -> FaceDetections:
 
 def render_chunk(video: Path, start: int, records: list[dict], cfg, out: Path) -> int:
     """Draw ``records`` (frames ``start`` .. ``start + len - 1``, final ids) onto the video's frames into ``out``."""
-    from maskwatch.build import build_renderer
+    from maskwatch.build import build_renderer, output_fourcc
     from maskwatch.capture.sources import VideoFileSource
     from maskwatch.outputs.sinks import VideoSink
 
     renderer = build_renderer(cfg)
     source = VideoFileSource(video, start=start, stop=start + len(records))
     try:
-        with VideoSink(out, fps=source.fps, fourcc=cfg.output.fourcc) as sink:
+        with VideoSink(out, fps=source.fps, fourcc=output_fourcc(cfg)) as sink:
             for record in records:
                 item = source.read()
                 if item is None:
                     raise SourceError(f"video {video} ended at frame {start + sink.frames_written} while rendering")
-                frame = Frame(image=item[0], index=record["frame"], timestamp_s=record["frame"] / source.fps)
+                ts = item.timestamp_s if item.timestamp_s is not None else record["frame"] / source.fps
+                frame = Frame(image=item.image, index=record["frame"], timestamp_s=ts)
                 result = FrameResult(frame=frame, faces=faces_from_json(record["faces"]))
                 sink.write(result, renderer.annotate(result))
         return sink.frames_written

@@ -91,9 +91,10 @@ def run_batch(
         raise MaskwatchError("maskwatch batch needs Ray: pip install 'maskwatch[ray]'") from None
     from tqdm import tqdm
 
+    from maskwatch.build import output_fourcc
     from maskwatch.config import load_config
 
-    fourcc = load_config(config).output.fourcc
+    fourcc = output_fourcc(load_config(config))
     videos = expand_inputs(inputs)
     out.mkdir(parents=True, exist_ok=True)
     results, jobs, total_frames = _plan(videos, out, chunk_s, overlap_s)

@@ -85,13 +85,11 @@ def write_clip(frames: list[np.ndarray], path: Path, fps: float = 25.0) -> Path:
 
 def pipeline_fps(cfg: Config, precision: str, clip: Path) -> tuple[float, int]:
     """Frames per second of ``run`` (decode thread → detect → classify, no output) on ``clip``; (fps, faces)."""
-    from maskwatch.build import build_pipeline
+    from maskwatch.build import build_pipeline, with_runtime
     from maskwatch.capture.sources import open_source
     from maskwatch.runner.single import run
 
-    run_cfg = cfg.model_copy(deep=True)
-    run_cfg.runtime.precision = precision  # type: ignore[assignment]
-    pipeline = build_pipeline(run_cfg)
+    pipeline = build_pipeline(with_runtime(cfg, precision=precision))
     pipeline.warmup(BENCH_SIZE_WH)
     source = open_source(str(clip))
     try:
@@ -132,16 +130,16 @@ def run_bench(
     seed_runs: int = 3,
 ) -> dict:
     """All measurements of ``maskwatch bench`` as one JSON-ready dict (see README, "Speed")."""
-    from maskwatch.build import check_runtime
+    from maskwatch.build import check_runtime, model_files, with_runtime
     from maskwatch.models.classifier import MaskClassifier, crops_to_tensor
     from maskwatch.models.detector import load_detector
 
-    cfg = cfg.model_copy(deep=True)
-    cfg.runtime.device = "cpu"
+    cfg = with_runtime(cfg, device="cpu")
     check_runtime(cfg)
+    files = model_files(cfg)
     images = bench_frames(video, frames)
-    det = {p: load_detector(w) for p, w in (("fp32", cfg.detector.weights), ("int8", cfg.detector.int8_weights))}
-    cls = {p: MaskClassifier(w) for p, w in (("fp32", cfg.classifier.weights), ("int8", cfg.classifier.int8_weights))}
+    det = {p: load_detector(w) for p, w in files["detector"].items()}
+    cls = {p: MaskClassifier(w) for p, w in files["classifier"].items()}
 
     x, _ = det["fp32"].preprocess(images[0])
     x = x.float()
@@ -177,8 +175,8 @@ def run_bench(
 
     logger.info(f"timing the seed Faster R-CNN R50-FPN ({seed_runs} runs)")
     seed = seed_frcnn_ms(seed_runs)
-    det_bytes = {p: file_bytes(w) for p, w in (("fp32", cfg.detector.weights), ("int8", cfg.detector.int8_weights))}
-    cls_bytes = {p: file_bytes(w) for p, w in (("fp32", cfg.classifier.weights), ("int8", cfg.classifier.int8_weights))}
+    det_bytes = {p: file_bytes(w) for p, w in files["detector"].items()}
+    cls_bytes = {p: file_bytes(w) for p, w in files["classifier"].items()}
 
     def entry(t1: dict, tb: dict, sizes: dict, usual: int) -> dict:
         return {
@@ -246,18 +244,20 @@ def compare_pt2e(cfg: Config, runs: int = 20, batch: int = 4) -> dict:
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
     except ImportError as exc:
         raise MaskwatchError("--pt2e needs torchao: pip install 'maskwatch[pt2e]'") from exc
+    from maskwatch.build import model_files
     from maskwatch.models.classifier import MaskClassifier
     from maskwatch.models.detector import load_detector
 
+    files = model_files(cfg)
     models = {
         "detector": (
-            load_detector(cfg.detector.weights),
-            load_detector(cfg.detector.int8_weights),
+            load_detector(files["detector"]["fp32"]),
+            load_detector(files["detector"]["int8"]),
             torch.randint(0, 256, (1, 3, BENCH_SIZE_WH[1], BENCH_SIZE_WH[0])).float(),
         ),
         "classifier": (
-            MaskClassifier(cfg.classifier.weights),
-            MaskClassifier(cfg.classifier.int8_weights),
+            MaskClassifier(files["classifier"]["fp32"]),
+            MaskClassifier(files["classifier"]["int8"]),
             torch.randint(0, 256, (batch, 3, 80, 80)).float(),
         ),
     }
@@ -312,7 +312,7 @@ def stage_costs(cfg: Config, video: Path, frames: int = 200, threads: int = 1) -
 
 
 def _stage_costs(cfg: Config, video: Path, frames: int, threads: int) -> dict:
-    from maskwatch.build import build_pipeline, build_renderer
+    from maskwatch.build import build_pipeline, build_renderer, configured_precision, output_fourcc
     from maskwatch.types import Frame
 
     cap = cv2.VideoCapture(str(video))
@@ -344,7 +344,7 @@ def _stage_costs(cfg: Config, video: Path, frames: int, threads: int) -> dict:
         render.append((time.perf_counter() - t0) * 1e3)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out.mp4"
-        writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*cfg.output.fourcc), fps, (w, h))
+        writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*output_fourcc(cfg)), fps, (w, h))
         for image in annotated:
             t0 = time.perf_counter()
             writer.write(image)
@@ -360,7 +360,7 @@ def _stage_costs(cfg: Config, video: Path, frames: int, threads: int) -> dict:
         "fps": fps,
         "frames": len(images),
         "threads": threads,
-        "precision": cfg.runtime.precision,
+        "precision": configured_precision(cfg),
         "faces_per_frame": sum(len(r.faces) for r in results) / len(results),
         "decode_ms": float(np.median(decode)),
         "infer_ms": float(np.median(infer)),

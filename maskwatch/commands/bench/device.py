@@ -88,12 +88,9 @@ def device_bench(
     Every (size, batch) model call is timed interleaved with the others, and the end-to-end runs at batch 1 and at
     the best batch alternate ``repeats`` times (medians), so machine drift hits all of them alike.
     """
-    from maskwatch.build import build_pipeline
+    from maskwatch.build import build_pipeline, with_runtime
 
-    run_cfg = cfg.model_copy(deep=True)
-    run_cfg.runtime.device = device  # type: ignore[assignment]
-    run_cfg.runtime.precision = "fp32"
-    pipeline = build_pipeline(run_cfg)
+    pipeline = build_pipeline(with_runtime(cfg, device=device, precision="fp32"))
     result: dict = {"device": device, "torch": torch.__version__, "repeats": repeats, "sizes": {}}
     if torch.device(device).type == "cuda":
         result["gpu"] = torch.cuda.get_device_name(0)
