@@ -125,28 +125,41 @@ def build_renderer(cfg: Config) -> OverlayRenderer:
     )
 
 
-def build_tracker(cfg: Config):
-    """A face tracker with the configured association and voting settings."""
+def build_tracker(cfg: Config, *, frame_count: int | None = None):
+    """A face tracker with the configured association and voting settings.
+
+    ``frame_count``: the input's length when it is known (a file). An input with fewer detector frames than
+    ``tracking.min_hits`` (or ``min_votes``) could never confirm a person (or decide a label): for it both are
+    lowered to the number of frames the detector runs on, at least 1.
+    """
     from maskwatch.monitor.track import FaceTracker
 
     t = cfg.tracking
+    min_hits, min_votes = t.min_hits, t.min_votes
+    if frame_count is not None and frame_count > 0:
+        detected = -(-frame_count // t.detect_every)  # frames the detector runs on (files keep a fixed stride)
+        min_hits, min_votes = min(min_hits, detected), min(min_votes, detected)
     return FaceTracker(
         high_score=cfg.detector.score_threshold,
         low_score=min(t.low_score, cfg.detector.score_threshold),
         new_track_score=max(t.new_track_score, cfg.detector.score_threshold),
         match_iou=t.match_iou,
         max_lost=t.max_lost,
-        min_hits=t.min_hits,
+        min_hits=min_hits,
         vote_window=t.vote_window,
         vote_threshold=t.vote_threshold,
-        min_votes=t.min_votes,
+        min_votes=min_votes,
     )
 
 
-def build_monitor(cfg: Config, pipeline: FacePipeline, *, source_name: str, fps: float, live: bool):
+def build_monitor(
+    cfg: Config, pipeline: FacePipeline, *, source_name: str, fps: float, live: bool, frame_count: int | None = None
+):
     """Wrap ``pipeline`` with tracking, the alert policy and the detection stride.
 
     The detector is set to report faces down to ``tracking.low_score``: those only extend existing tracks.
+    ``frame_count`` (the source's, None when unknown) lets a very short input still count the faces it shows
+    (see :func:`build_tracker`).
     """
     from maskwatch.monitor.alerts import AlertPolicy
     from maskwatch.monitor.monitor import Monitor, StrideControl
@@ -164,7 +177,7 @@ def build_monitor(cfg: Config, pipeline: FacePipeline, *, source_name: str, fps:
     stride = StrideControl(
         t.detect_every, auto=live and t.auto_stride, max_every=t.max_detect_every, frame_interval_s=1.0 / fps
     )
-    return Monitor(pipeline, build_tracker(cfg), policy, stride)
+    return Monitor(pipeline, build_tracker(cfg, frame_count=frame_count), policy, stride)
 
 
 def build_event_outputs(

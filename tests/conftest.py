@@ -13,12 +13,26 @@ from maskwatch.models.base import Detector
 from maskwatch.types import FaceDetections
 
 
-def write_video(path: Path, frames: int = 12, size_wh: tuple[int, int] = (160, 120), fps: float = 10.0) -> Path:
-    """A small mp4 with a bright square moving over a dark background; frame i carries i in its top-left pixel."""
-    w, h = size_wh
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+def write_video(
+    path: Path,
+    frames: int = 12,
+    size_wh: tuple[int, int] = (160, 120),
+    fps: float = 10.0,
+    *,
+    fourcc: str = "mp4v",
+    still: np.ndarray | None = None,
+) -> Path:
+    """A small video with a bright square moving over a dark background; frame i carries i in its top-left pixel.
+
+    ``still``: every frame is this BGR image instead (``size_wh`` is then its size).
+    """
+    w, h = size_wh if still is None else (still.shape[1], still.shape[0])
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (w, h))
     assert writer.isOpened()
     for i in range(frames):
+        if still is not None:
+            writer.write(still)
+            continue
         img = np.full((h, w, 3), 30, np.uint8)
         x = 10 + (i * 5) % max(w - 60, 1)
         cv2.rectangle(img, (x, 30), (x + 40, 80), (220, 220, 220), -1)

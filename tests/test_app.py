@@ -80,3 +80,22 @@ def test_run_with_events_writes_report_next_to_the_output(tmp_path, video):
     proc = maskwatch("run", "--source", str(video), "--report", str(tmp_path / "r" / "x"), "--no-progress")
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "r" / "x.report.json").exists()
+
+
+def test_report_prefix_never_shares_a_report_between_outputs(tmp_path):
+    import argparse
+
+    from maskwatch.commands.options import report_prefix
+
+    def prefix(output=None, events=None, report=None):
+        return report_prefix(argparse.Namespace(output=output, events=events, report=report))
+
+    assert prefix(output=tmp_path / "out.mp4") == tmp_path / "out"  # the usual case: out.report.json
+    assert prefix(output=tmp_path / "out.MP4") == tmp_path / "out"
+    others = [prefix(output=tmp_path / f"out{suffix}") for suffix in (".mkv", ".avi", ".mov")]
+    assert others == [tmp_path / "out.mkv", tmp_path / "out.avi", tmp_path / "out.mov"]  # out.mkv.report.json …
+    assert len({tmp_path / "out", *others}) == 4
+    assert prefix(output=tmp_path / "out.mkv", report=tmp_path / "r") == tmp_path / "r"  # --report as given
+    assert prefix(events=tmp_path / "events.jsonl") == tmp_path / "events"
+    assert prefix(output=tmp_path / "frames", events=tmp_path / "e.jsonl") == tmp_path / "e"  # images: the events'
+    assert prefix() is None

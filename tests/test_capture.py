@@ -65,7 +65,7 @@ def test_image_folder_reads_in_order_and_skips_unreadable(tmp_path):
     assert isinstance(src, ImageFilesSource)
     names = []
     while (item := src.read()) is not None:
-        image, name = item
+        image, name = item.image, item.name
         assert image.shape == (6, 8, 3)
         names.append(name)
     assert names == ["0.png", "1.png", "2.png"]
@@ -171,3 +171,19 @@ def test_realtime_file_plays_at_its_fps(tmp_path):
     while src.read() is not None:
         n += 1
     assert n == 10 and time.monotonic() - start >= 9 / 50.0
+
+
+def test_a_video_that_ends_before_its_header_says_is_marked_truncated(tmp_path):
+    full = write_video(tmp_path / "full.avi", frames=20, fps=100.0, fourcc="MJPG")
+    data = full.read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[: int(len(data) * 0.6)])
+    for path, truncated in ((full, False), (cut, True)):
+        for realtime in (False, True):
+            src = open_source(str(path), realtime=realtime)
+            assert src.truncated is False  # not known before the end
+            n = 0
+            while src.read() is not None:
+                n += 1
+            src.close()
+            assert src.frame_count == 20 and (n < 19) is truncated and src.truncated is truncated, (path, n)

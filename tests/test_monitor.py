@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
+from maskwatch.build import build_monitor
 from maskwatch.capture.sources import open_source
+from maskwatch.config import config_from_dict
 from maskwatch.monitor.alerts import AlertPolicy
 from maskwatch.monitor.monitor import Monitor, StrideControl
 from maskwatch.monitor.pipeline import FacePipeline
@@ -76,6 +79,26 @@ def test_one_person_one_track_one_alert_through_the_runner(tmp_path):
     assert snap["compliance"] == 0.0
     assert len(monitor.people) == 1 and monitor.people[0].label == "without_mask"
     assert monitor.timeline and max(p.in_view for p in monitor.timeline) == 1
+
+
+@pytest.mark.parametrize("frames", [1, 2])
+def test_a_video_shorter_than_min_hits_reports_the_face_it_shows(tmp_path, frames):
+    # tracking.min_hits is 3: a face on a 1- or 2-frame video never had the detections to become a person
+    cfg = config_from_dict({})
+    assert cfg.tracking.min_hits > frames
+    source = open_source(str(write_video(tmp_path / "short.mp4", frames=frames, size_wh=(320, 120))))
+    assert source.frame_count == frames
+    pipeline = FacePipeline(FakeDetector(), FakeClassifier())
+    monitor = build_monitor(
+        cfg, pipeline, source_name="short", fps=source.fps, live=False, frame_count=source.frame_count
+    )
+    run(source, monitor, [], None, progress=False)
+    assert monitor.snapshot()["people_total"] == 1
+    assert len(monitor.people) == 1 and monitor.people[0].label == "without_mask"  # the fake's label, decided
+    # a long enough input keeps the configured min_hits (a one-frame false detection is no person)
+    long_monitor = build_monitor(cfg, pipeline, source_name="long", fps=10.0, live=False, frame_count=300)
+    assert long_monitor.tracker.min_hits == cfg.tracking.min_hits
+    assert build_monitor(cfg, pipeline, source_name="cam", fps=25.0, live=True).tracker.min_hits == 3
 
 
 def test_detect_every_nth_frame_still_outputs_every_frame(tmp_path):

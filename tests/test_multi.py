@@ -149,6 +149,31 @@ def test_stop_ends_every_source_promptly(tmp_path):
     assert all(not lane.producer.is_alive() for lane in lanes)
 
 
+def test_a_stop_marks_only_the_sources_it_cut_short_and_their_reports_say_so(tmp_path):
+    from maskwatch.outputs.report import write_run_report
+
+    lanes = _lanes(tmp_path, {"short": (5, False), "long": (250, True)})  # the long one plays 10 s
+    stop = threading.Event()
+
+    def stop_after_the_short_one():
+        deadline = time.monotonic() + 10
+        while not lanes[0].done and time.monotonic() < deadline:
+            time.sleep(0.01)
+        stop.set()
+
+    threading.Thread(target=stop_after_the_short_one, daemon=True).start()
+    run_sources(lanes, [], stop=stop)
+    assert lanes[0].stats.frames == 5 and 0 < lanes[1].stats.frames < 250
+    assert [lane.stats.stopped_early for lane in lanes] == [False, True]
+    for lane in lanes:
+        write_run_report(tmp_path / f"events.{lane.name}", lane.source, lane.stats, lane.process)
+    partial = {
+        lane.name: json.loads((tmp_path / f"events.{lane.name}.report.json").read_text())["summary"]["partial_reason"]
+        for lane in lanes
+    }
+    assert partial == {"short": None, "long": "interrupted"}
+
+
 def test_a_failing_stage_in_a_helper_worker_stops_every_source(tmp_path):
     lanes = _lanes(tmp_path, {"a": (250, True), "b": (250, True)})
     lanes[1].process = lambda frame: 1 / 0

@@ -95,7 +95,9 @@ def test_reconnects_after_unplug_with_growing_backoff(logs):
     assert len(opener.times) == 3
     gaps = np.diff(opener.times)
     assert gaps[1] > gaps[0] >= 0.45  # backoff doubles after each failure
-    assert src.downtime_s == pytest.approx(opener.times[-1] - opener.times[0], abs=0.11)
+    # down from the last frame (t=100.4): the stall_s of silence before the loss was noticed counts too
+    assert src.downtime_s == pytest.approx(opener.times[-1] - 100.4, abs=0.11)
+    assert src.downtime_s >= opener.times[-1] - opener.times[0] + 1.0 - 1e-6
     assert src.downtime_s > 0
     down = src.downtime_s
     _poll(src, clock, 5)
@@ -142,6 +144,7 @@ def test_read_error_is_a_lost_device(logs):
 def test_max_backoff_caps_attempts():
     clock = FakeClock()
     opener = FlakyOpener(clock, failures=100)
+    opened_at = clock.t
     src = ReconnectingSource(
         opener, "cam", stall_s=0.1, backoff_s=1.0, max_backoff_s=4.0, clock=clock, first=FakeCamera(frames=0)
     )
@@ -149,7 +152,7 @@ def test_max_backoff_caps_attempts():
     gaps = np.diff(opener.times)
     assert max(gaps) == pytest.approx(4.0, abs=0.11)
     assert src.outages == 1 and not src.connected
-    assert src.downtime_s == pytest.approx(clock.t - opener.times[0], abs=0.11)
+    assert src.downtime_s == pytest.approx(clock.t - opened_at)  # it never sent a frame: down since it opened
 
 
 def test_close_during_outage_is_prompt():
@@ -230,3 +233,39 @@ def test_open_source_first_failure_is_not_retried(monkeypatch):
     monkeypatch.setattr(capture, "LiveSource", refuse)
     with pytest.raises(SourceError, match="unreachable"):
         open_source("rtsp://host/x")
+
+
+class StalledCamera(FakeCamera):
+    """Sends ``frames`` frames; then one read blocks ``block_s`` (OpenCV's read timeout, fake clock) and returns
+    None, as a camera does when its stream goes away."""
+
+    def __init__(self, clock: FakeClock, frames: int, block_s: float) -> None:
+        super().__init__(frames=frames)
+        self.clock, self.block_s = clock, block_s
+
+    def read(self):
+        item = super().read()
+        if item is None:
+            self.clock.t += self.block_s
+        return item
+
+
+def test_downtime_counts_from_the_last_frame_and_survives_the_reconnect(logs):
+    # the stream is gone for 12 s: a read blocks for all of them (longer than stall_s), then it reopens at once
+    from maskwatch.runner.single import RunStats
+    from maskwatch.runner.status import log_done
+
+    clock = FakeClock()
+    first = StalledCamera(clock, frames=3, block_s=12.0)
+    opener = FlakyOpener(clock, failures=0, frames=None, mark=2)
+    src = ReconnectingSource(opener, "cam", stall_s=10.0, backoff_s=1.0, clock=clock, first=first)
+    assert _poll(src, clock, 3, dt=0.0) == [1, 1, 1]
+    last_frame_at = clock.t
+    assert _poll(src, clock, 1, dt=0.0) == []  # blocks 12 s: lost
+    assert src.outages == 1 and not src.connected
+    assert _poll(src, clock, 3, dt=0.0) == [2, 2]  # reopened at once, frames again
+    assert src.connected and clock.t - last_frame_at == pytest.approx(12.0)
+    assert src.downtime_s == pytest.approx(12.0)
+    log_done(src, RunStats(frames=5, wall_s=20.0))
+    done = [line for line in logs if "done:" in line]
+    assert len(done) == 1 and "1 outage(s), 12 s down" in done[0], done

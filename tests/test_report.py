@@ -188,3 +188,40 @@ def test_unwritable_destination_is_an_output_error(tmp_path):
     blocker.write_text("not a folder")
     with pytest.raises(OutputError, match="report"):
         write_report(blocker / "sub" / "r", source="x", summary={}, people=[], timeline=[], events=[])
+
+
+class _Source:
+    """What :func:`write_run_report` reads of a source."""
+
+    def __init__(self, *, finite: bool = True, truncated: bool = False, frame_count: int | None = 400) -> None:
+        self.name, self.finite, self.truncated, self.frame_count = "in.mp4", finite, truncated, frame_count
+
+
+@pytest.mark.parametrize(
+    ("source", "stopped_early", "reason"),
+    [
+        (_Source(), False, None),
+        (_Source(), True, "interrupted"),  # SIGINT/SIGTERM (or the window closed) before the file's end
+        (_Source(truncated=True), False, "truncated input (37 of 400 frames)"),
+        (_Source(finite=False, frame_count=None), True, None),  # a camera: a signal is how its run ends
+    ],
+    ids=["complete", "interrupted", "truncated", "live"],
+)
+def test_run_report_says_whether_it_is_partial(tmp_path, source, stopped_early, reason):
+    from maskwatch.monitor.monitor import Monitor
+    from maskwatch.monitor.pipeline import FacePipeline
+    from maskwatch.monitor.track import FaceTracker
+    from maskwatch.outputs.report import write_run_report
+    from maskwatch.runner.single import RunStats
+    from tests.conftest import FakeClassifier, FakeDetector
+
+    monitor = Monitor(FacePipeline(FakeDetector(), FakeClassifier()), FaceTracker())
+    stats = RunStats(frames=37, wall_s=3.7, stopped_early=stopped_early)
+    write_run_report(tmp_path / "out", source, stats, monitor)
+    summary = json.loads((tmp_path / "out.report.json").read_text())["summary"]
+    assert {"frames", "wall_s", "fps", "dropped", "detect_every", "stage_ms"} <= set(summary)  # existing keys kept
+    assert summary["frames"] == 37
+    assert summary["partial"] is (reason is not None) and summary["partial_reason"] == reason
+    md = (tmp_path / "out.report.md").read_text()
+    partial_lines = [line for line in md.splitlines() if "artial" in line]
+    assert partial_lines == ([] if reason is None else [f"- Partial report: {reason}"]), md

@@ -2,7 +2,8 @@
 
 Makes close-up frames the way a shop-entrance camera sees them — one face filling most of the frame — from
 (a) the frames of video clips (the face found in the full frame, then cropped so it fills the frame) and
-(b) the largest annotated face of each val photo (cropped the same way, only where no other face is in the crop),
+(b) the largest annotated face of each val photo if at least ``--min-face`` px tall (cropped the same way, only
+where no other face is in the crop),
 then runs the shipped detector on each and counts the frames with more than one box, before and after
 :func:`maskwatch.metrics.suppress_nested`.
 
@@ -65,7 +66,7 @@ def video_closeups(paths: list[Path], detector, step: int) -> list[tuple[np.ndar
     return out
 
 
-def photo_closeups(voc: Path, split: Path) -> list[tuple[np.ndarray, np.ndarray, str]]:
+def photo_closeups(voc: Path, split: Path, min_face: int) -> list[tuple[np.ndarray, np.ndarray, str]]:
     from maskwatch.data.voc import read_voc
 
     out = []
@@ -75,6 +76,8 @@ def photo_closeups(voc: Path, split: Path) -> list[tuple[np.ndarray, np.ndarray,
         if image is None or not len(boxes):
             continue
         i = int(np.argmax((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])))
+        if boxes[i, 3] - boxes[i, 1] < min_face:  # a close-up from a tiny face is a 10x upscale, not a close-up
+            continue
         for fill in FILL:
             crop = closeup(image, boxes[i], fill, 1.0)
             if crop is None:
@@ -118,6 +121,7 @@ def main() -> None:
     ap.add_argument("--precision", choices=("int8", "fp32"))
     ap.add_argument("--step", type=int, default=10, help="every Nth video frame")
     ap.add_argument("--overlap", type=float, default=0.8)
+    ap.add_argument("--min-face", type=int, default=64, help="photos: the face must be at least this tall (px)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     cfg = load_config(args.config, {"runtime.precision": args.precision})
@@ -126,7 +130,7 @@ def main() -> None:
     if args.videos:
         results["video_closeups"] = score(video_closeups(args.videos, detector, args.step), detector, args.overlap)
     if args.voc is not None:
-        results["photo_closeups"] = score(photo_closeups(args.voc, args.split), detector, args.overlap)
+        results["photo_closeups"] = score(photo_closeups(args.voc, args.split, args.min_face), detector, args.overlap)
     print(json.dumps(results, indent=2))
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=2) + "\n")

@@ -48,6 +48,8 @@ class Source(Protocol):
     connected: bool = True
     downtime_s: float = 0.0
     """Seconds spent disconnected so far."""
+    truncated: bool = False
+    """The input ended before the frame count its header announces (a truncated or damaged file); known at its end."""
     skipped: Sequence[Path] = ()
     """Inputs that could not be read and were left out (unreadable images)."""
     paths: Sequence[Path] = ()

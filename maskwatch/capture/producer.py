@@ -18,10 +18,12 @@ from maskwatch.types import Frame
 
 @dataclass
 class CaptureStats:
-    """What the producer did: frames read and frames dropped because the consumer was behind."""
+    """What the producer did: frames read, frames dropped because the consumer was behind, and whether the source
+    said it had no more frames (``exhausted``: a file read to its end, not stopped early)."""
 
     read: int = 0
     dropped: int = 0
+    exhausted: bool = False
 
 
 END = object()
@@ -75,6 +77,7 @@ class Producer(threading.Thread):
             now = time.monotonic()
             if item is None:
                 if self.source.finite:
+                    self.stats.exhausted = True
                     return
                 if reconnects or now - last_frame_at < self.read_timeout_s:
                     time.sleep(min(self.poll_s, 0.05))

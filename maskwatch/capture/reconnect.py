@@ -90,7 +90,9 @@ class ReconnectingSource(Source):
             with self._lock:
                 self._inner, self._fps = None, float(inner.fps)
                 self.outages += 1
-                self._down_since = self._next_try_at = now
+                # down since its last frame, not since the stall was noticed: a read that blocked through the
+                # whole outage (OpenCV's read timeout) would otherwise leave a reopen at once counting 0 s
+                self._down_since, self._next_try_at = self._last_frame_at, now
                 self._backoff, self._attempt = self.backoff_s, 0
             _close_quietly(inner, self.name)
         return None

@@ -70,6 +70,7 @@ class VideoFileSource(Source):
         count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT))
         self.frame_count = count if count > 0 else None
         self.frames_read = 0
+        self.truncated = False
         self._ended = False
         self._last_ts: float | None = None
 
@@ -113,6 +114,7 @@ class VideoFileSource(Source):
         # Header counts can be estimates, so a shortfall of one frame is not reported.
         end = self.frame_count if self.stop is None else min(self.stop, self.frame_count or self.stop)
         if not self._ended and end is not None and self.frames_read < end - self.first_index - 1:
+            self.truncated = True
             logger.warning(
                 f"video {self.name} ended after {self.frames_read} of the {self.frame_count} frames its header "
                 "announces (truncated or damaged?); the frames read were processed"
@@ -200,6 +202,10 @@ class RealtimeFileSource(Source):
         self.paths = video.paths
         self._start: float | None = None
         self._sent = 0
+
+    @property
+    def truncated(self) -> bool:
+        return self.video.truncated
 
     def read(self) -> RawFrame | None:
         if self._start is None:

@@ -23,13 +23,18 @@ def overrides(args: argparse.Namespace) -> dict:
 
 
 def report_prefix(args: argparse.Namespace) -> Path | None:
-    """Where the end-of-run report goes: ``--report``, else next to the video output, else next to the events."""
+    """Where the end-of-run report goes: ``--report`` as given, else next to the video output, else next to the
+    events.
+
+    An ``.mp4`` output drops its suffix (``out.mp4`` → ``out.report.json``); any other video keeps it
+    (``out.mkv`` → ``out.mkv.report.json``), so outputs that differ only in their suffix never share a report.
+    """
     from maskwatch.media import VIDEO_SUFFIXES
 
     if args.report is not None:
         return args.report
     if args.output is not None and args.output.suffix.lower() in VIDEO_SUFFIXES:
-        return args.output.with_suffix("")
+        return args.output.with_suffix("") if args.output.suffix.lower() == ".mp4" else args.output
     if args.events is not None:
         return args.events.with_suffix("")
     return None

@@ -71,7 +71,14 @@ def run_command(args: argparse.Namespace, setup_logging) -> int:
         pipeline = build_pipeline(cfg)
         pipeline.warmup()
         monitor = (
-            build_monitor(cfg, pipeline, source_name=source.name, fps=source.fps, live=source.is_live)
+            build_monitor(
+                cfg,
+                pipeline,
+                source_name=source.name,
+                fps=source.fps,
+                live=source.is_live,
+                frame_count=source.frame_count,
+            )
             if tracking
             else None
         )

@@ -64,7 +64,9 @@ def run_many_command(args, cfg, bind: tuple[str, int] | None) -> int:
         for source in sources:
             # a worker serves `share` sources: each may take 1/share of its frame interval before the detector strides
             fps = source.fps * share if source.is_live else source.fps
-            monitor = build_monitor(cfg, pipeline, source_name=source.name, fps=fps, live=source.is_live)
+            monitor = build_monitor(
+                cfg, pipeline, source_name=source.name, fps=fps, live=source.is_live, frame_count=source.frame_count
+            )
             lanes.append(Lane(source.name, source, monitor if tracking else pipeline))
         with contextlib.ExitStack() as stack:
             shared: list[Sink] = []

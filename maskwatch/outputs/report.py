@@ -97,9 +97,11 @@ def render_markdown(report: dict, events: list[dict]) -> str:
     if frames is not None:
         fps = summary.get("fps")
         lines.append(f"- Frames: {frames}" + (f" at {_fmt(fps)} fps" if isinstance(fps, int | float) else ""))
-    extra = {k: v for k, v in summary.items() if k not in ("frames", "fps")}
+    extra = {k: v for k, v in summary.items() if k not in ("frames", "fps", "partial", "partial_reason")}
     if extra:
         lines.append("- Run: " + ", ".join(f"{k} {_fmt(v)}" for k, v in extra.items()))
+    if summary.get("partial"):
+        lines.append(f"- Partial report: {summary.get('partial_reason') or 'the run did not cover its whole input'}")
     split = ", ".join(f"{DISPLAY_NAMES[name]} {people[name]}" for name in CLASS_NAMES)
     lines.append(f"- People: {people['total']} ({split}, undecided {people['undecided']})")
     lines.append(f"- Unmasked at some point: {people['unmasked']}")
@@ -231,8 +233,27 @@ def _plot(path: Path, source: str, timeline: list[TimelinePoint], alert_times: l
     fig.savefig(str(path), format="png")
 
 
+def partial_reason(source, stats) -> str | None:
+    """Why a run's report covers only part of its input, or None when it covers all of it.
+
+    ``interrupted``: a file (or ``--realtime`` file) stopped before its end (SIGINT/SIGTERM, the window closed); a
+    camera or stream has no end, so a signal is how its run ends and its report is whole.
+    ``truncated input (N of M frames)``: the file ended before the frame count its header announces.
+    """
+    reasons = []
+    if stats.stopped_early and source.finite:
+        reasons.append("interrupted")
+    if source.truncated:
+        reasons.append(f"truncated input ({stats.frames + stats.dropped} of {source.frame_count} frames)")
+    return "; ".join(reasons) or None
+
+
 def write_run_report(prefix: Path, source, stats, monitor) -> None:
-    """Write the end-of-run report of a tracked run (``monitor``) next to ``prefix``."""
+    """Write the end-of-run report of a tracked run (``monitor``) next to ``prefix``.
+
+    Its summary says ``partial`` (and ``partial_reason``, None when whole): see :func:`partial_reason`.
+    """
+    reason = partial_reason(source, stats)
     summary = {
         "frames": stats.frames,
         "wall_s": round(stats.wall_s, 2),
@@ -240,6 +261,8 @@ def write_run_report(prefix: Path, source, stats, monitor) -> None:
         "dropped": stats.dropped,
         "detect_every": monitor.stride.every,
         "stage_ms": {k: round(v, 2) for k, v in stats.stage_ms.items()},
+        "partial": reason is not None,
+        "partial_reason": reason,
     }
     try:
         paths = write_report(

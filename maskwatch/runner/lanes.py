@@ -78,6 +78,10 @@ class NamedSource(Source):
         return self.inner.downtime_s
 
     @property
+    def truncated(self) -> bool:
+        return self.inner.truncated
+
+    @property
     def skipped(self) -> Sequence[Path]:
         return self.inner.skipped
 
@@ -209,7 +213,7 @@ def run_sources(
                 lane.source.close()
             lane.stats.wall_s = time.monotonic() - started
             lane.stats.dropped = lane.producer.stats.dropped
-            lane.stats.stopped_early = stopped_early
+            lane.stats.stopped_early = stopped_early and not lane.producer.stats.exhausted  # this source was cut
     if errors:
         raise errors[0]
     failed = [lane for lane in lanes if lane.error is not None]

@@ -32,6 +32,7 @@ class RunStats:
     """What a run did, updated live. ``ages_ms``: how old each frame was when its result reached the sinks.
 
     ``fps_now`` and ``stage_ms`` (moving averages of each stage's milliseconds) feed the status views.
+    ``stopped_early``: the run was stopped (a signal, the window closed) before its source ended.
     """
 
     frames: int = 0
@@ -193,7 +194,7 @@ def run(
         if summary is not None:
             _log_summary(summary)
     finally:
-        stats.stopped_early = stop.is_set()
+        stats.stopped_early = stop.is_set() and not producer.stats.exhausted
         stop.set()
         producer.join(timeout=5.0)
         if not producer.is_alive():  # a thread stuck inside a driver read must not see a released capture

@@ -34,9 +34,10 @@ from maskwatch.models.retinaface import (
 )
 from maskwatch.models.weights import save_model_file
 
-TRAIN_MIN_SIZES = PRETRAINED_MIN_SIZES
-"""Anchors used for fine-tuning: those the starting checkpoint decodes with; 8 px anchors at stride 8 suit the many
-small faces of the scenes."""
+TRAIN_MIN_SIZES = (PRETRAINED_MIN_SIZES[0], PRETRAINED_MIN_SIZES[1], (128, 384))
+"""Anchors used for fine-tuning a WIDER FACE checkpoint: those it decodes with (8 px anchors at stride 8 suit the many
+small faces of the scenes), except the largest, raised from 256 to 384 px so that a face filling a close-up frame
+(400-600 px at the 640 px input) has an anchor to start from instead of being boxed in parts."""
 
 
 @dataclass
@@ -285,7 +286,9 @@ def train(
 
     if init is not None:
         model, init_meta = load_retinaface(init)
-        min_sizes = tuple(tuple(m) for m in init_meta.get("min_sizes", TRAIN_MIN_SIZES))
+        pretrained = str(init_meta.get("source", "")).startswith("pretrained:")
+        stored = tuple(tuple(m) for m in init_meta.get("min_sizes", TRAIN_MIN_SIZES))
+        min_sizes = TRAIN_MIN_SIZES if pretrained else stored
     else:
         model, min_sizes = RetinaFace(), TRAIN_MIN_SIZES
     model.to(dev)
