@@ -1,4 +1,5 @@
-"""Inputs as people have them: EXIF-rotated phone photos, GIFs, and the like."""
+"""Inputs as people have them: EXIF-rotated phone photos, variable frame rates, killed writers, AV1, GIFs,
+folders of broken images, close faces boxed twice, 4K and tiny frames. Each case records a reliability-table row."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from PIL import Image
 
 from maskwatch.capture.images import read_image
 from maskwatch.capture.sources import open_source
+
+AREA = "real inputs"
 
 
 def _phone_photo(path: Path, orientation: int) -> np.ndarray:
@@ -27,17 +30,19 @@ def _phone_photo(path: Path, orientation: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("orientation", [3, 6, 8])
-def test_images_are_read_upright(tmp_path: Path, orientation: int):
+def test_images_are_read_upright(tmp_path: Path, orientation: int, record):
     path = tmp_path / f"phone_{orientation}.jpg"
     upright = _phone_photo(path, orientation)
     image = read_image(path)
-    assert image.shape == upright.shape
-    assert np.abs(image.astype(int) - upright.astype(int)).mean() < 3
     source = open_source(str(path))
     frame = source.read()
     source.close()
-    image = frame.image if hasattr(frame, "image") else frame[0]
-    assert image.shape == upright.shape
+    error = float(np.abs(image.astype(int) - upright.astype(int)).mean()) if image.shape == upright.shape else None
+    ok = image.shape == upright.shape == frame.image.shape and error is not None and error < 3
+    observed = f"read as {frame.image.shape[1]}x{frame.image.shape[0]} (upright {upright.shape[1]}x{upright.shape[0]})"
+    record(AREA, f"JPEG with EXIF Orientation {orientation}", "read as a viewer shows it (run, eval, training)",
+           observed, ok)  # fmt: skip
+    assert ok
 
 
 def test_sixteen_bit_and_gray_images_still_read(tmp_path: Path):
@@ -66,7 +71,7 @@ def _vfr_clip(path: Path) -> list[float]:
     return [i * 0.1 if i < 10 else 1 + (i - 10) * 0.02 for i in range(30)]
 
 
-def test_variable_frame_rate_frames_carry_the_container_time(tmp_path: Path):
+def test_variable_frame_rate_frames_carry_the_container_time(tmp_path: Path, record):
     import queue
     import threading
 
@@ -82,8 +87,11 @@ def test_variable_frame_rate_frames_carry_the_container_time(tmp_path: Path):
         got.append(item.timestamp_s)
     producer.join(5)
     source.close()
-    assert len(got) == 30
-    assert np.allclose(got, truth, atol=0.011)  # not index / average fps (frame 6 is at 0.6 s, not ~0.3 s)
+    ok = len(got) == 30 and np.allclose(got, truth, atol=0.011)  # not index / average fps (~0.3 s for frame 6)
+    observed = f"{len(got)} frames, frame 6 at {got[6]:.2f} s (true 0.60 s), frame 20 at {got[20]:.2f} s (true 1.20 s)"
+    record(AREA, "variable frame rate video (10 frames at 10 fps, 20 at 50 fps)", "frame times from the container",
+           observed, ok)  # fmt: skip
+    assert ok
 
 
 def _frame_result(image: np.ndarray, index: int, t: float):
@@ -92,7 +100,7 @@ def _frame_result(image: np.ndarray, index: int, t: float):
     return FrameResult(frame=Frame(image=image, index=index, timestamp_s=t), faces=FaceDetections.empty())
 
 
-def test_video_output_plays_in_the_source_time_and_keeps_every_frame(tmp_path: Path):
+def test_video_output_plays_in_the_source_time_and_keeps_every_frame(tmp_path: Path, record):
     from maskwatch.outputs.sinks import VideoSink
 
     times = [0.0, 0.1, 0.2, 0.6, 0.62, 0.64, 0.66, 1.5]  # slow, a gap, a fast burst, a gap
@@ -111,13 +119,15 @@ def test_video_output_plays_in_the_source_time_and_keeps_every_frame(tmp_path: P
             break
         levels.append(int(round(image.mean() / 20)))
     video.release()
-    assert sorted(set(levels)) == list(range(1, len(times) + 1))  # every input frame appears, in order
-    assert levels == sorted(levels)
-    assert abs(len(levels) / 10 - 1.5) <= 0.15  # 1.5 s of source time plays as about 1.5 s at 10 fps
-    assert levels.index(4) == 6  # the frame at 0.6 s is shown at 0.6 s
+    every = sorted(set(levels)) == list(range(1, len(times) + 1)) and levels == sorted(levels)
+    ok = every and abs(len(levels) / 10 - 1.5) <= 0.15 and levels.index(4) == 6  # frame at 0.6 s shown at 0.6 s
+    observed = f"{len(levels)} output frames at 10 fps for 1.5 s of source time; every input frame shown: {every}"
+    record(AREA, "annotated output of a variable frame rate input", "plays in the source's time, every frame kept",
+           observed, ok)  # fmt: skip
+    assert ok
 
 
-def test_a_killed_writer_leaves_no_file_under_the_final_name(tmp_path: Path):
+def test_a_killed_writer_leaves_no_file_under_the_final_name(tmp_path: Path, record):
     import signal
     import subprocess
     import sys
@@ -141,8 +151,11 @@ for i in range(100000):
     time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
-    assert not out.exists()  # before: out.mp4 without its index ("moov atom not found")
-    assert (tmp_path / ".out.partial.mp4").exists()
+    killed_ok = not out.exists() and (tmp_path / ".out.partial.mp4").exists()  # before: out.mp4 without its index
+    record(AREA, "--output video, writer killed with SIGKILL mid-run", "no file under the final name (partial beside)",
+           f"out.mp4 exists: {out.exists()}, .out.partial.mp4 exists: {(tmp_path / '.out.partial.mp4').exists()}",
+           killed_ok)  # fmt: skip
+    assert killed_ok
     # a finished run: the final name, playable, and no partial file left
     from maskwatch.outputs.sinks import VideoSink
 
@@ -156,7 +169,7 @@ for i in range(100000):
     assert not (tmp_path / ".out.partial.mp4").exists()
 
 
-def test_av1_is_refused_naming_the_codec(tmp_path: Path):
+def test_av1_is_refused_naming_the_codec(tmp_path: Path, record):
     import subprocess
 
     from maskwatch.errors import SourceError
@@ -169,21 +182,24 @@ def test_av1_is_refused_naming_the_codec(tmp_path: Path):
     try:
         source = open_source(str(path))
     except SourceError as exc:
-        assert "AV1" in str(exc) and "re-encode" in str(exc) and "no readable frames" not in str(exc)
+        ok, observed = "AV1" in str(exc) and "re-encode" in str(exc) and "no readable frames" not in str(exc), str(exc)
     else:  # an OpenCV build that decodes AV1 reads it
-        assert source.read() is not None
+        ok, observed = source.read() is not None, "decoded"
         source.close()
+    record(AREA, "AV1 video", "decoded, or refused naming the codec and what to do", observed, ok)
+    assert ok
 
 
-def test_a_folder_of_unreadable_images_is_an_error(tmp_path: Path):
+def test_a_folder_of_unreadable_images_is_an_error(tmp_path: Path, record):
     from maskwatch.errors import SourceError
 
     folder = tmp_path / "broken"
     folder.mkdir()
     for name in ("a.jpg", "b.png"):
         (folder / name).write_bytes(b"not an image at all")
-    with pytest.raises(SourceError, match="none of its 2 images can be read"):
+    with pytest.raises(SourceError, match="none of its 2 images can be read") as caught:
         open_source(str(folder))
+    record(AREA, "folder whose images are all unreadable", "one error line, exit 1, no outputs", str(caught.value))
 
 
 def test_gif_with_one_frame_is_an_image_and_an_animation_a_video(tmp_path: Path):
@@ -197,3 +213,73 @@ def test_gif_with_one_frame_is_an_image_and_an_animation_a_video(tmp_path: Path)
     assert isinstance(a, ImageFilesSource) and isinstance(b, VideoFileSource) and b.frame_count == 4
     a.close()
     b.close()
+
+
+def test_an_unreadable_folder_on_the_command_line_writes_nothing(tmp_path: Path, record):
+    from tests.helpers import maskwatch
+
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    out, detections = tmp_path / "annotated", tmp_path / "det.jsonl"
+    run = maskwatch("run", "--source", str(folder), "--output", str(out), "--detections", str(detections))
+    errors = [line for line in run.stderr.splitlines() if "ERROR" in line]
+    ok = run.returncode == 1 and len(errors) == 1 and not out.exists() and not detections.exists()
+    observed = (
+        f"exit {run.returncode}, {len(errors)} ERROR line(s), outputs written: {out.exists() or detections.exists()}"
+    )
+    record(AREA, "maskwatch run on a folder of unreadable images", "exit 1, one ERROR line, no outputs", observed, ok)
+    assert ok, run.stderr[-2000:]
+
+
+class _NestedDetector:
+    """Finds a close face and, inside it, its chin and beard again (as the shipped detector did on close faces)."""
+
+    score_threshold = 0.5
+    precision = "fp32"
+
+    def detect(self, image):
+        from maskwatch.types import FaceDetections
+
+        return FaceDetections(xyxy=[[60, 20, 260, 300], [110, 180, 230, 295]], det_score=[0.97, 0.72])
+
+    def detect_batch(self, images):
+        return [self.detect(i) for i in images]
+
+
+class _Classifier:
+    precision = "fp32"
+
+    def classify(self, crops):
+        return np.tile(np.array([[0.1, 0.8, 0.1]], np.float32), (len(crops), 1))
+
+
+def test_a_close_face_is_boxed_once(record):
+    from maskwatch.monitor.pipeline import FacePipeline
+    from maskwatch.types import Frame
+
+    frame = Frame(image=np.zeros((320, 320, 3), np.uint8), index=0, timestamp_s=0.0)
+    plain = FacePipeline(_NestedDetector(), _Classifier(), nested_overlap=0.0)(frame)
+    deduped = FacePipeline(_NestedDetector(), _Classifier(), nested_overlap=0.6)(frame)
+    ok = len(plain.faces) == 2 and len(deduped.faces) == 1 and float(deduped.faces.det_score[0]) == np.float32(0.97)
+    observed = f"boxes: {len(plain.faces)} with plain IoU NMS, {len(deduped.faces)} with nested-box suppression"
+    record(AREA, "close face with its chin boxed again inside", "one box per face", observed, ok)
+    assert ok
+
+
+@pytest.mark.parametrize(("h", "w"), [(2160, 3840), (48, 64)])
+def test_overlay_follows_the_frame_size(h: int, w: int, record):
+    from maskwatch.outputs.render import OverlayRenderer
+    from maskwatch.types import FaceDetections, Frame, FrameResult
+
+    image = np.full((h, w, 3), 60, np.uint8)
+    faces = FaceDetections(xyxy=[[w / 3, h / 3, 2 * w / 3, h - 2]], det_score=[0.9], class_id=[1],
+                           class_prob=[[0.1, 0.8, 0.1]])  # fmt: skip
+    result = FrameResult(frame=Frame(image=image, index=0, timestamp_s=0.0), faces=faces)
+    thickness, font = OverlayRenderer().style_for((w, h))
+    hud = OverlayRenderer(hud=True).annotate(result, fps=25.0)
+    rows = int(np.any(hud != OverlayRenderer(hud=False).annotate(result, fps=25.0), axis=(1, 2)).sum())
+    ok = rows <= 0.12 * h + 1 and (h < 1000 or (thickness >= 8 and font >= 2.0))
+    observed = f"lines {thickness} px, font scale {font:.2f}, HUD strip {rows} of {h} rows"
+    record(AREA, f"overlay on a {w}x{h} frame", "readable lines and labels; the HUD a small strip", observed, ok)
+    assert ok
