@@ -15,6 +15,7 @@ from loguru import logger
 
 from maskwatch.config import Config, RuntimeConfig, SourceConfig
 from maskwatch.errors import ConfigError, OutputError, SourceError
+from maskwatch.media import is_live_spec
 from maskwatch.monitor.pipeline import FacePipeline
 from maskwatch.outputs.render import OverlayRenderer
 
@@ -247,7 +248,7 @@ def configured_sources(cfg: Config) -> list[SourceConfig]:
 
 def source_files(cfg: Config) -> tuple[Path, ...]:
     """The video files among the configured sources (outputs must not overwrite them)."""
-    return tuple(Path(e.source) for e in cfg.sources if not (e.source.isdigit() or "://" in e.source))
+    return tuple(Path(e.source) for e in cfg.sources if not is_live_spec(e.source))
 
 
 def build_source(cfg: Config, spec: str, *, realtime: bool = False) -> Source:
