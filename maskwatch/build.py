@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from maskwatch.capture.base import Source
+    from maskwatch.models.base import Classifier, Detector
     from maskwatch.outputs.events import EventLog
     from maskwatch.outputs.sinks import NullVideoSink, Sink, VideoSink
     from maskwatch.runner.lanes import NamedSource
@@ -30,8 +31,9 @@ if TYPE_CHECKING:
 
 
 def effective_precision(cfg: Config) -> str:
-    """The precision the models will run at: int8 kernels exist for the CPU only, so CUDA runs fp32."""
-    if cfg.runtime.precision == "int8" and cfg.runtime.device == "cuda":
+    """The precision the models will run at: int8 kernels exist for the CPU only, so CUDA runs fp32; the ONNX
+    engine runs the fp32 files."""
+    if cfg.runtime.engine == "onnx" or (cfg.runtime.precision == "int8" and cfg.runtime.device == "cuda"):
         return "fp32"
     return cfg.runtime.precision
 
@@ -41,12 +43,23 @@ def configured_precision(cfg: Config) -> str:
     return cfg.runtime.precision
 
 
-def with_runtime(cfg: Config, *, device: str | None = None, precision: str | None = None) -> Config:
-    """A validated copy of ``cfg`` whose models run on ``device`` at ``precision`` (None: as configured).
+def configured_engine(cfg: Config) -> str:
+    """``runtime.engine``: "torch" or "onnx" (ONNX Runtime, fp32, CPU)."""
+    return cfg.runtime.engine
 
-    ``cfg`` itself is left unchanged.
-    """
-    updates = {key: value for key, value in (("device", device), ("precision", precision)) if value is not None}
+
+def onnx_threads(cfg: Config) -> int:
+    """Intra-op threads of each ONNX Runtime session: ``runtime.threads``, 0 meaning one."""
+    return cfg.runtime.threads or 1
+
+
+def with_runtime(
+    cfg: Config, *, device: str | None = None, precision: str | None = None, engine: str | None = None
+) -> Config:
+    """A validated copy of ``cfg`` whose models run on ``device`` at ``precision`` with ``engine`` (None: as
+    configured); ``cfg`` itself is left unchanged."""
+    given = (("device", device), ("precision", precision), ("engine", engine))
+    updates = {key: value for key, value in given if value is not None}
     runtime = RuntimeConfig.model_validate({**cfg.runtime.model_dump(), **updates})
     return cfg.model_copy(update={"runtime": runtime})
 
@@ -72,7 +85,12 @@ def batch_frames(cfg: Config) -> int:
 
 
 def check_runtime(cfg: Config) -> None:
-    """Apply thread and int8-engine settings and fail early on an unavailable device or precision."""
+    """Apply thread and int8-engine settings and fail early on an unavailable device or precision. The ONNX engine
+    runs on the CPU only and sets its threads per session (:func:`build_onnx_models`): no torch import for it."""
+    if cfg.runtime.engine == "onnx":
+        if cfg.runtime.device != "cpu":
+            raise ConfigError(f"engine onnx runs on the CPU only, not {cfg.runtime.device} (use --engine torch there)")
+        return
     import torch
 
     if cfg.runtime.device == "cuda" and not torch.cuda.is_available():
@@ -88,11 +106,23 @@ def check_runtime(cfg: Config) -> None:
 
 
 def build_pipeline(cfg: Config) -> FacePipeline:
-    """Load the detector and classifier named in ``cfg`` (weights verified) and wire the pipeline."""
+    """Load the detector and classifier named in ``cfg`` (weights verified) for its engine and wire the pipeline."""
+    check_runtime(cfg)
+    detector, classifier = build_onnx_models(cfg) if cfg.runtime.engine == "onnx" else build_torch_models(cfg)
+    return FacePipeline(
+        detector,
+        classifier,
+        crop_margin=cfg.classifier.crop_margin,
+        min_confidence=cfg.classifier.min_confidence,
+        nested_overlap=cfg.detector.nested_overlap,
+    )
+
+
+def build_torch_models(cfg: Config) -> tuple[Detector, Classifier]:
+    """The torch detector and classifier at the effective precision (the int8 files with int8)."""
     from maskwatch.models.classifier import MaskClassifier
     from maskwatch.models.detector import load_detector
 
-    check_runtime(cfg)
     int8 = effective_precision(cfg) == "int8"
     det = cfg.detector
     detector = load_detector(
@@ -110,13 +140,25 @@ def build_pipeline(cfg: Config) -> FacePipeline:
             f"precision int8 needs int8 model files, but {det.int8_weights} / {classifier_weights} are not both int8 "
             "(make them with `maskwatch quantize`, or use --precision fp32)"
         )
-    return FacePipeline(
-        detector,
-        classifier,
-        crop_margin=cfg.classifier.crop_margin,
-        min_confidence=cfg.classifier.min_confidence,
-        nested_overlap=det.nested_overlap,
+    return detector, classifier
+
+
+def build_onnx_models(cfg: Config) -> tuple[Detector, Classifier]:
+    """The ONNX Runtime detector and classifier (``*.onnx_weights``), each with ``runtime.threads`` intra-op threads
+    (0: one); torch is not imported."""
+    from maskwatch.models.onnx_engine import OnnxMaskClassifier, OnnxRetinaFaceDetector
+
+    threads = onnx_threads(cfg)
+    det = cfg.detector
+    detector = OnnxRetinaFaceDetector(
+        det.onnx_weights,
+        input_size=det.input_size,
+        score_threshold=det.score_threshold,
+        nms_iou=det.nms_iou,
+        max_faces=det.max_faces,
+        threads=threads,
     )
+    return detector, OnnxMaskClassifier(cfg.classifier.onnx_weights, threads=threads)
 
 
 def build_renderer(cfg: Config) -> OverlayRenderer:
@@ -232,8 +274,9 @@ def log_level(cfg: Config) -> str:
 
 
 def runtime_label(cfg: Config) -> str:
-    """``device, precision`` as configured, for the log line that starts a run."""
-    return f"{cfg.runtime.device}, {cfg.runtime.precision}"
+    """``device, precision`` as configured (``cpu, onnx fp32`` with the ONNX engine), for a run's first log line."""
+    precision = "onnx fp32" if cfg.runtime.engine == "onnx" else cfg.runtime.precision
+    return f"{cfg.runtime.device}, {precision}"
 
 
 def tracking_enabled(cfg: Config) -> bool:
@@ -293,14 +336,15 @@ def inference_workers(cfg: Config, n_sources: int, *, show: bool = False) -> int
     """Threads that run the shared models: one per core, at most one per source (one with ``--show``: the window
     must be drawn from one thread). Unless ``runtime.threads`` is set, torch then gets cores / workers threads
     each: more oversubscribe the CPU (on 2 cores busy with other work, 2 torch threads took 0.8 s a frame where
-    1 took 40-60 ms; see tools/bench_multicam.py and the README's "Many cameras")."""
+    1 took 40-60 ms; see tools/bench_multicam.py and the README's "Many cameras"). ONNX sessions keep their
+    ``runtime.threads`` (0: one each)."""
     import os
-
-    import torch
 
     cores = os.cpu_count() or 1
     workers = 1 if show else max(1, min(cores, n_sources))
-    if cfg.runtime.threads == 0:
+    if cfg.runtime.threads == 0 and cfg.runtime.engine == "torch":
+        import torch
+
         torch.set_num_threads(max(1, cores // workers))
     return workers
 

@@ -21,6 +21,8 @@ DEFAULT_EPOCHS = {
     "fasterrcnn_mobilenet_v3_large_fpn": 10,
 }
 """Epochs of the shipped models' recipes (see weights/README.md)."""
+ENGINES = ["torch", "onnx"]
+ENGINE_HELP = "what runs the models: torch, or onnx (ONNX Runtime, the fp32 .onnx files; default from config)"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -50,6 +52,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--config", type=Path, help="YAML config (default: built-in defaults, see configs/default.yaml)")
     run.add_argument("--device", choices=["cpu", "cuda"], help="where the models run (default from config: cpu)")
     run.add_argument("--precision", choices=["int8", "fp32"], help="model precision (default from config)")
+    run.add_argument("--engine", choices=ENGINES, help=ENGINE_HELP)
     run.add_argument(
         "--realtime", action="store_true", help="play a video file at its own fps like a live camera (drops frames)"
     )
@@ -87,6 +90,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--config", type=Path, help="YAML config (models, thresholds)")
     ev.add_argument("--device", choices=["cpu", "cuda"])
     ev.add_argument("--precision", choices=["int8", "fp32"])
+    ev.add_argument("--engine", choices=ENGINES, help=ENGINE_HELP)
     ev.set_defaults(func=cmd_eval)
 
 
@@ -133,6 +137,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     be.add_argument("--seed-runs", type=int, default=3, help="Faster R-CNN timed calls; 0 skips it (default 3)")
     be.add_argument("--config", type=Path, help="YAML config (model files, threads)")
     be.add_argument("--pt2e", action="store_true", help="also time torchao's PT2E int8 flow (needs maskwatch[pt2e])")
+    be.add_argument("--engine", choices=ENGINES, help="onnx: also time the ONNX Runtime engine; --stages runs it")
     be.add_argument(
         "--device",
         choices=["cpu", "cuda"],
@@ -221,8 +226,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         "resume": args.resume,
         "val_split": val_split,
     }
-    if args.epochs is not None:
-        common["epochs"] = args.epochs
+    recipe = "classifier" if args.model == "classifier" else args.arch
+    common["epochs"] = args.epochs if args.epochs is not None else DEFAULT_EPOCHS[recipe]
     if args.model == "classifier":
         from maskwatch.train.classifier import train
 
@@ -287,11 +292,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise MaskwatchError(f"--video {args.video} does not exist")
     if args.json is not None:
         check_writable(args.json)
-    cfg = load_config(args.config, {})
+    cfg = load_config(args.config, {"runtime.engine": args.engine})
     video = args.video
     if video is None:
         demo = _shared_data("videos", required=False) / "mask.mp4"
         video = demo if demo.is_file() else None
+    if args.device is not None and args.engine == "onnx":
+        raise MaskwatchError("--device times the torch models on a device; --engine onnx runs on the CPU")
     if args.device is not None:
         from maskwatch.build import check_runtime, with_runtime
         from maskwatch.commands.bench.device import device_bench, device_lines

@@ -27,6 +27,9 @@ class DetectorConfig(_Section):
     int8_weights: str = Field(
         "detector_int8.pt", description="Int8 detector model file used with precision int8 (see `maskwatch quantize`)."
     )
+    onnx_weights: str = Field(
+        "detector.onnx", description="ONNX detector file used with engine onnx (see `maskwatch export`)."
+    )
     input_size: int | None = Field(
         None, ge=64, le=4096, description="Longest side (px) a frame is resized to for detection; null = as trained."
     )
@@ -47,6 +50,7 @@ class ClassifierConfig(_Section):
         "classifier.pt", description="Mask classifier model file; a bare name is looked up in weights/."
     )
     int8_weights: str = Field("classifier_int8.pt", description="Int8 classifier model file used with precision int8.")
+    onnx_weights: str = Field("classifier.onnx", description="ONNX classifier file used with engine onnx.")
     crop_margin: float = Field(
         0.15, ge=0.0, le=1.0, description="Context added to each side of a face box, as a fraction of its size."
     )
@@ -75,11 +79,21 @@ class CaptureConfig(_Section):
 
 
 class RuntimeConfig(_Section):
-    device: Literal["cpu", "cuda"] = Field("cpu", description="Where the models run.")
+    engine: Literal["torch", "onnx"] = Field(
+        "torch",
+        description="What runs the models: torch (the .pt files), or onnx: ONNX Runtime on the CPU with the fp32 "
+        ".onnx files, without importing torch (precision does not apply).",
+    )
+    device: Literal["cpu", "cuda"] = Field("cpu", description="Where the models run (engine onnx: cpu only).")
     precision: Literal["fp32", "int8"] = Field(
         "int8", description="Model precision; int8 runs on the CPU only (with device cuda, fp32 is used)."
     )
-    threads: int = Field(0, ge=0, le=256, description="Torch CPU threads; 0 keeps torch's default (one per core).")
+    threads: int = Field(
+        0,
+        ge=0,
+        le=256,
+        description="CPU threads per model call; 0 = the engine's default (torch: one per core; onnx: 1).",
+    )
     batch_frames: int | None = Field(
         None,
         ge=1,

@@ -155,7 +155,7 @@ def test_producer_stops_when_blocked_on_full_queue(tmp_path):
 
 
 def test_live_source_that_stalls_ends_with_error():
-    frames: queue.Queue = queue.Queue(maxsize=2)
+    frames: queue.Queue = queue.Queue(maxsize=4)  # room for all 3: on a loaded machine the drain may start late
     producer = Producer(FastLiveSource(n=3), frames, threading.Event(), drop_oldest=True, read_timeout_s=0.2)
     producer.start()
     assert len(_drain(frames)) == 3

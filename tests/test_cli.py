@@ -134,3 +134,11 @@ def test_show_without_display_is_a_clear_error(video):
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     proc = maskwatch("run", "--source", str(video), "--show", env=env)
     assert_user_error(proc, "--show needs a display")
+
+
+def test_train_without_epochs_uses_the_recipe_and_reports_bad_data_in_one_line(tmp_path):
+    """``--epochs`` is optional (the shipped recipe's count); a missing dataset is one error line, no traceback."""
+    run = maskwatch("train", "classifier", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "c.pt"))
+    assert run.returncode == 1, run.stderr[-2000:]
+    assert "Traceback" not in run.stderr and "required positional argument" not in run.stderr
+    assert sum("ERROR" in line for line in run.stderr.splitlines()) == 1

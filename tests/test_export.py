@@ -16,7 +16,7 @@ from maskwatch.commands.export import export_all, export_classifier, export_dete
 from maskwatch.errors import MaskwatchError, OutputError, WeightsError
 from maskwatch.models import classifier as clf
 from maskwatch.models import retinaface as rf
-from maskwatch.models.weights import save_model_file
+from maskwatch.models.weights import read_manifest, save_model_file, sha256_of
 from maskwatch.types import CLASS_NAMES
 
 pytest.importorskip("onnx")
@@ -143,8 +143,9 @@ def _weights_dir(folder: Path, detector_meta: dict | None = None) -> tuple[Path,
 def test_export_all_writes_models_and_card(tmp_path: Path) -> None:
     det, cls = _weights_dir(tmp_path / "weights")
     written = export_all(tmp_path / "out" / "onnx", det, cls)
-    assert [p.name for p in written] == ["detector.onnx", "classifier.onnx", "models.json"]
+    assert [p.name for p in written] == ["detector.onnx", "classifier.onnx", "models.json", "SHA256SUMS"]
     assert all(p.is_file() and p.stat().st_size > 0 for p in written)
+    assert read_manifest(written[0].parent) == {p.name: sha256_of(p) for p in written[:2]}  # they load verified
 
     card = json.loads(written[2].read_text())
     assert card["detector"]["input"] == {"name": "image", "shape": [1, 3, "height", "width"], "dtype": "float32"}
@@ -158,6 +159,12 @@ def test_export_all_writes_models_and_card(tmp_path: Path) -> None:
     session = ort.InferenceSession(str(written[1]), providers=["CPUExecutionProvider"])
     (logits,) = session.run(None, {"crops": _images(2, 80, 80).numpy()})
     assert logits.shape == (2, 3) and np.isfinite(logits).all()
+    props = {k: json.loads(v) for k, v in session.get_modelmeta().custom_metadata_map.items()}
+    assert props == {"format": "maskwatch-onnx/1", "arch": clf.ARCH, "input_size": 80, "class_names": list(CLASS_NAMES)}
+    det_session = ort.InferenceSession(str(written[0]), providers=["CPUExecutionProvider"])
+    props = {k: json.loads(v) for k, v in det_session.get_modelmeta().custom_metadata_map.items()}
+    assert props["min_sizes"] == card["detector"]["min_sizes"] and props["input_size"] == 640
+    assert (props["steps"], props["variances"]) == (card["detector"]["steps"], card["detector"]["variances"])
 
 
 def test_export_all_refuses_unwritable_out_dir(tmp_path: Path) -> None:

@@ -221,7 +221,7 @@ def eval_command(args: argparse.Namespace) -> int:
         raise MaskwatchError(f"--iou must be between 0 and 1, got {args.iou}")
     if not 0.0 < args.score_threshold < 1.0:
         raise MaskwatchError(f"--score-threshold must be between 0 and 1, got {args.score_threshold}")
-    overrides = {"runtime.device": args.device, "runtime.precision": args.precision}
+    overrides = {"runtime.device": args.device, "runtime.precision": args.precision, "runtime.engine": args.engine}
     operating_threshold = detector_threshold(load_config(args.config, overrides))
     cfg = load_config(args.config, {**overrides, "detector.score_threshold": args.score_threshold})
     if args.json is not None:

@@ -7,18 +7,18 @@ also needs ``onnxscript``. Models are exported in eval mode (BatchNorm folded in
 fixed example inputs, so the same weights always give the same file.
 
 Both graphs take raw BGR pixel values (0..255) as float32 NCHW; the mean (and the classifier's std and channel flip)
-are inside the graph. ``models.json`` carries what a user needs to decode the outputs without maskwatch.
+are inside the graph. Each file carries what decoding it needs as JSON values in its ``metadata_props`` (see
+:func:`detector_metadata`, :func:`classifier_metadata`): maskwatch's ONNX engine reads them from there. ``models.json``
+describes the same for a user without maskwatch, and ``SHA256SUMS`` lists the files so they load verified.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import torch
@@ -29,7 +29,8 @@ from maskwatch.errors import MaskwatchError, OutputError, WeightsError
 from maskwatch.models import classifier as clf
 from maskwatch.models import retinaface as rf
 from maskwatch.models.detector import DEFAULT_INPUT_SIZE, identify
-from maskwatch.models.weights import verify
+from maskwatch.models.onnx_engine import require as _require
+from maskwatch.models.weights import MANIFEST_NAME, verify, write_manifest_entry
 from maskwatch.monitor.crop import DEFAULT_CROP_MARGIN
 from maskwatch.types import CLASS_NAMES
 
@@ -39,18 +40,8 @@ OPSET = 17
 DETECTOR_FILE = "detector.onnx"
 CLASSIFIER_FILE = "classifier.onnx"
 SIDECAR_FILE = "models.json"
+FORMAT = "maskwatch-onnx/1"
 DETECTOR_OUTPUTS = ("loc", "logits", "landmarks")
-INSTALL_HINT = "pip install 'maskwatch[onnx]' (or: pip install onnx onnxruntime)"
-
-
-def _require(module: str) -> ModuleType:
-    """Import an optional dependency, or raise a one-line :class:`MaskwatchError` with an install hint."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise MaskwatchError(
-            f"maskwatch's ONNX tools need the '{module}' package, which is missing: {INSTALL_HINT}"
-        ) from exc
 
 
 def _writable_dir(folder: str | Path) -> Path:
@@ -73,9 +64,11 @@ def _export(
     output_names: Sequence[str],
     dynamic_axes: dict[str, dict[int, str]],
     opset: int,
+    metadata: Mapping[str, object],
 ) -> Path:
-    """Trace ``module`` in eval mode on ``example`` and write an ONNX file at ``path`` (atomically)."""
-    _require("onnx")
+    """Trace ``module`` in eval mode on ``example`` and write an ONNX file at ``path`` (atomically), with
+    ``metadata`` as JSON-encoded ``metadata_props``."""
+    onnx = _require("onnx")
     path = Path(path)
     _writable_dir(path.parent)
     tmp = path.with_name(path.name + ".tmp")
@@ -97,6 +90,9 @@ def _export(
                 output_names=list(output_names),
                 dynamic_axes=dynamic_axes,
             )
+        graph = onnx.load(str(tmp))
+        onnx.helper.set_model_props(graph, {key: json.dumps(value) for key, value in metadata.items()})
+        onnx.save(graph, str(tmp))
         tmp.replace(path)
     except OSError as exc:
         raise OutputError(f"cannot write ONNX file {path}: {exc.strerror or exc}") from exc
@@ -106,10 +102,35 @@ def _export(
     return path
 
 
+def detector_metadata(min_sizes: Sequence[Sequence[int]] | None = None, input_size: int | None = None) -> dict:
+    """What decoding the detector graph needs (``metadata_props`` of detector.onnx): the anchors the weights were
+    trained with (default :data:`~maskwatch.models.retinaface.MIN_SIZES`), steps, variances and input size."""
+    return {
+        "format": FORMAT,
+        "arch": rf.ARCH,
+        "input_size": int(input_size or DEFAULT_INPUT_SIZE[rf.ARCH]),
+        "min_sizes": [[int(v) for v in level] for level in (min_sizes or rf.MIN_SIZES)],
+        "steps": list(rf.STEPS),
+        "variances": list(rf.VARIANCES),
+    }
+
+
+def classifier_metadata(input_size: int) -> dict:
+    """What running the classifier graph needs (``metadata_props`` of classifier.onnx): crop size, class names."""
+    return {"format": FORMAT, "arch": clf.ARCH, "input_size": int(input_size), "class_names": list(CLASS_NAMES)}
+
+
 def export_detector(
-    model: nn.Module, path: str | Path, opset: int = OPSET, example_hw: tuple[int, int] = (480, 640)
+    model: nn.Module,
+    path: str | Path,
+    opset: int = OPSET,
+    example_hw: tuple[int, int] = (480, 640),
+    metadata: Mapping[str, object] | None = None,
 ) -> Path:
-    """Write RetinaFace as ONNX: input ``image`` float32 (1, 3, H, W), H and W dynamic; outputs loc/logits/landmarks."""
+    """Write RetinaFace as ONNX: input ``image`` float32 (1, 3, H, W), H and W dynamic; outputs loc/logits/landmarks.
+
+    ``metadata``: :func:`detector_metadata` of the weights (default: the published anchors).
+    """
     example = torch.arange(3 * example_hw[0] * example_hw[1], dtype=torch.float32).remainder(256)
     priors = {1: "priors"}
     return _export(
@@ -120,6 +141,7 @@ def export_detector(
         DETECTOR_OUTPUTS,
         {"image": {2: "height", 3: "width"}, **dict.fromkeys(DETECTOR_OUTPUTS, priors)},
         opset,
+        detector_metadata() if metadata is None else metadata,
     )
 
 
@@ -134,6 +156,7 @@ def export_classifier(net: nn.Module, path: str | Path, input_size: int, opset: 
         ("logits",),
         {"crops": {0: "batch"}, "logits": {0: "batch"}},
         opset,
+        classifier_metadata(input_size),
     )
 
 
@@ -202,7 +225,8 @@ def export_all(
     classifier_weights: str | Path = "classifier.pt",
     opset: int = OPSET,
 ) -> list[Path]:
-    """Export the fp32 detector and classifier to ``out_dir`` with a ``models.json``; return the written paths."""
+    """Export the fp32 detector and classifier to ``out_dir`` with a ``models.json``, and list both in the folder's
+    ``SHA256SUMS`` (so the ONNX engine loads them verified); return the written paths."""
     _require("onnx")
     out = _writable_dir(out_dir)
     det_path, _, _ = _fp32_model_meta(detector_weights, (rf.ARCH,), "detectors")
@@ -210,23 +234,31 @@ def export_all(
     detector, det_meta = rf.load_retinaface(det_path)
     classifier = clf.MaskClassifier(cls_path)
 
+    det_card = _detector_card(det_meta, det_path)
     written = [
-        export_detector(detector, out / DETECTOR_FILE, opset=opset),
+        export_detector(
+            detector,
+            out / DETECTOR_FILE,
+            opset=opset,
+            metadata=detector_metadata(det_card["min_sizes"], det_card["input_size"]),
+        ),
         export_classifier(classifier.net, out / CLASSIFIER_FILE, classifier.input_size, opset=opset),
     ]
     card = {
-        "format": "maskwatch-onnx/1",
+        "format": FORMAT,
         "maskwatch_version": __version__,
         "opset": opset,
-        "detector": _detector_card(det_meta, det_path),
+        "detector": det_card,
         "classifier": _classifier_card(classifier.input_size, cls_path),
     }
     sidecar = out / SIDECAR_FILE
     try:
         sidecar.write_text(json.dumps(card, indent=2) + "\n")
+        for path in written:
+            write_manifest_entry(path)
     except OSError as exc:
-        raise OutputError(f"cannot write {sidecar}: {exc.strerror or exc}") from exc
-    return [*written, sidecar]
+        raise OutputError(f"cannot write {sidecar} or {out / MANIFEST_NAME}: {exc.strerror or exc}") from exc
+    return [*written, sidecar, out / MANIFEST_NAME]
 
 
 def verify_onnx(path: str | Path, torch_module: nn.Module, example: torch.Tensor) -> float:

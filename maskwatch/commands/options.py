@@ -12,6 +12,7 @@ def overrides(args: argparse.Namespace) -> dict:
     return {
         "runtime.device": args.device,
         "runtime.precision": args.precision,
+        "runtime.engine": args.engine,
         "render.blur_faces": True if args.blur_faces else None,
         "alerts.snapshots": True if args.snapshots else None,
         "alerts.webhook": args.webhook,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from torch import nn
@@ -20,6 +19,7 @@ from torch.ao.quantization import DeQuantStub, QuantStub
 from maskwatch.errors import WeightsError
 from maskwatch.models.fuse import fused_copy
 from maskwatch.models.mobilenet import MobileNetV1x025
+from maskwatch.models.prep import resize_crop
 from maskwatch.models.weights import load_checked, load_model_file, load_state_dict_strict
 from maskwatch.types import CLASS_NAMES
 
@@ -101,19 +101,6 @@ def build_classifier_net(
         }
         load_state_dict_strict(net.backbone, backbone_state, pretrained_backbone)
     return net
-
-
-def resize_crop(crop_bgr: np.ndarray, size: int) -> np.ndarray:
-    """Plain (aspect-changing) resize of a BGR crop to ``size`` x ``size``; the same call in training and inference."""
-    if crop_bgr.ndim == 2:
-        crop_bgr = cv2.cvtColor(crop_bgr, cv2.COLOR_GRAY2BGR)
-    elif crop_bgr.shape[2] == 4:
-        crop_bgr = cv2.cvtColor(crop_bgr, cv2.COLOR_BGRA2BGR)
-    h, w = crop_bgr.shape[:2]
-    if h == 0 or w == 0:
-        raise ValueError(f"cannot classify an empty crop of size {w}x{h}")
-    interpolation = cv2.INTER_AREA if (w > size and h > size) else cv2.INTER_LINEAR
-    return cv2.resize(crop_bgr, (size, size), interpolation=interpolation)
 
 
 def crops_to_tensor(crops_bgr: list[np.ndarray], size: int) -> torch.Tensor:

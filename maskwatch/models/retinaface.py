@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -28,6 +26,7 @@ from torchvision.ops import nms
 from maskwatch.errors import WeightsError
 from maskwatch.models.fuse import fused_copy
 from maskwatch.models.mobilenet import MobileNetV1x025
+from maskwatch.models.prep import Resized, resize_longest_side
 from maskwatch.models.weights import load_checked, load_model_file, load_state_dict_strict, verify
 from maskwatch.types import FaceDetections
 
@@ -186,14 +185,6 @@ def _is_quantized(model: nn.Module) -> bool:
     return any(isinstance(m, torch.ao.nn.quantized.Conv2d) for m in model.modules())
 
 
-@dataclass
-class Resized:
-    """How a frame was resized (aspect kept, no padding) for the network: ``scale`` = input px per frame px."""
-
-    scale: float
-    size_hw: tuple[int, int]
-
-
 def build_model(pretrained_state: dict | None = None) -> RetinaFace:
     """The bare network with random init (for tests), or with ``pretrained_state`` loaded strictly."""
     model = RetinaFace()
@@ -282,15 +273,9 @@ class RetinaFaceDetector:
 
     def preprocess(self, image_bgr: np.ndarray) -> tuple[torch.Tensor, Resized]:
         """Resize so the longest side is ``input_size`` (keeping aspect); return a (1, 3, h, w) uint8 tensor."""
-        if image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
-            raise ValueError(f"expected an HxWx3 BGR image, got shape {image_bgr.shape}")
-        h, w = image_bgr.shape[:2]
-        scale = self.input_size / max(h, w)
-        nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-        resized = cv2.resize(image_bgr, (nw, nh), interpolation=interp) if (nh, nw) != (h, w) else image_bgr
-        tensor = torch.from_numpy(np.ascontiguousarray(resized)).permute(2, 0, 1).unsqueeze(0)
-        return tensor.to(self.device), Resized(scale=scale, size_hw=(nh, nw))
+        resized, box = resize_longest_side(image_bgr, self.input_size)
+        tensor = torch.from_numpy(resized).permute(2, 0, 1).unsqueeze(0)
+        return tensor.to(self.device), box
 
     def postprocess(
         self, loc: torch.Tensor, logits: torch.Tensor, box: Resized, frame_hw: tuple[int, int]

@@ -83,13 +83,17 @@ def write_clip(frames: list[np.ndarray], path: Path, fps: float = 25.0) -> Path:
     return path
 
 
-def pipeline_fps(cfg: Config, precision: str, clip: Path) -> tuple[float, int]:
-    """Frames per second of ``run`` (decode thread → detect → classify, no output) on ``clip``; (fps, faces)."""
+def pipeline_fps(cfg: Config, variant: str, clip: Path) -> tuple[float, int]:
+    """Frames per second of ``run`` (decode thread → detect → classify, no output) on ``clip``; (fps, faces).
+
+    ``variant``: "fp32" or "int8" (the torch engine at that precision), or "onnx" (the ONNX engine).
+    """
     from maskwatch.build import build_pipeline, with_runtime
     from maskwatch.capture.sources import open_source
     from maskwatch.runner.single import run
 
-    pipeline = build_pipeline(with_runtime(cfg, precision=precision))
+    engine = with_runtime(cfg, engine="onnx") if variant == "onnx" else with_runtime(cfg, precision=variant)
+    pipeline = build_pipeline(engine)
     pipeline.warmup(BENCH_SIZE_WH)
     source = open_source(str(clip))
     try:
@@ -120,6 +124,43 @@ def file_bytes(path: str | Path) -> int:
     return resolve_weights(path).stat().st_size
 
 
+def model_latency(cfg: Config, image: np.ndarray, runs: int, batch: int, onnx: bool) -> tuple[dict, dict, int]:
+    """Detector and classifier call times, fp32 and int8 (and the ONNX engine's graphs with ``onnx``) interleaved:
+    (detector timings, classifier timings per batch size, faces found in ``image``)."""
+    from maskwatch.build import build_onnx_models, model_files
+    from maskwatch.models.classifier import MaskClassifier, crops_to_tensor
+    from maskwatch.models.detector import load_detector
+
+    files = model_files(cfg)
+    det = {p: load_detector(w) for p, w in files["detector"].items()}
+    cls = {p: MaskClassifier(w) for p, w in files["classifier"].items()}
+    onnx_det, onnx_cls = build_onnx_models(cfg) if onnx else (None, None)
+
+    x, _ = det["fp32"].preprocess(image)
+    x = x.float()
+    logger.info(f"timing the detector on a {x.shape[3]}×{x.shape[2]} input ({runs} runs each)")
+    calls = {
+        "fp32": lambda: det["fp32"]._net(x),
+        "int8": lambda: det["int8"]._net(x),
+        "fp32_unfused": lambda: det["fp32"].model(x),
+    }
+    if onnx_det is not None:
+        feed = {onnx_det.input_name: x.numpy()}
+        calls["onnx"] = lambda: onnx_det.session.run(["loc", "logits"], feed)
+    det_t = time_interleaved(calls, runs)
+    faces = det["fp32"].detect(image)
+    crop = image[: BENCH_SIZE_WH[1] // 4, : BENCH_SIZE_WH[0] // 4]
+    cls_t = {}
+    for n in sorted({1, batch}):
+        xc = crops_to_tensor([crop] * n, cls["fp32"].input_size)
+        logger.info(f"timing the classifier at batch {n} ({runs} runs each)")
+        calls = {p: (lambda p=p, xc=xc: cls[p]._fused(xc)) for p in ("fp32", "int8")}
+        if onnx_cls is not None:
+            calls["onnx"] = partial(onnx_cls.session.run, None, {onnx_cls.input_name: xc.numpy()})
+        cls_t[n] = time_interleaved(calls, runs)
+    return det_t, cls_t, len(faces)
+
+
 def run_bench(
     cfg: Config,
     video: Path | None,
@@ -129,46 +170,27 @@ def run_bench(
     batch: int = 4,
     seed_runs: int = 3,
 ) -> dict:
-    """All measurements of ``maskwatch bench`` as one JSON-ready dict (see README, "Speed")."""
-    from maskwatch.build import check_runtime, model_files, with_runtime
-    from maskwatch.models.classifier import MaskClassifier, crops_to_tensor
-    from maskwatch.models.detector import load_detector
+    """All measurements of ``maskwatch bench`` as one JSON-ready dict (see README, "Speed").
 
-    cfg = with_runtime(cfg, device="cpu")
+    With ``runtime.engine: onnx`` the ONNX engine is timed too, beside torch fp32 and int8 ("onnx" entries).
+    """
+    from maskwatch.build import check_runtime, configured_engine, model_files, onnx_threads, with_runtime
+
+    onnx = configured_engine(cfg) == "onnx"
+    cfg = with_runtime(cfg, device="cpu", engine="torch")
     check_runtime(cfg)
     files = model_files(cfg)
     images = bench_frames(video, frames)
-    det = {p: load_detector(w) for p, w in files["detector"].items()}
-    cls = {p: MaskClassifier(w) for p, w in files["classifier"].items()}
+    det_t, cls_t, faces = model_latency(cfg, images[0], latency_runs, batch, onnx)
 
-    x, _ = det["fp32"].preprocess(images[0])
-    x = x.float()
-    logger.info(f"timing the detector on a {x.shape[3]}×{x.shape[2]} input ({latency_runs} runs each)")
-    det_t = time_interleaved(
-        {
-            "fp32": lambda: det["fp32"]._net(x),
-            "int8": lambda: det["int8"]._net(x),
-            "fp32_unfused": lambda: det["fp32"].model(x),
-        },
-        latency_runs,
-    )
-    faces = det["fp32"].detect(images[0])
-    crop = images[0][: BENCH_SIZE_WH[1] // 4, : BENCH_SIZE_WH[0] // 4]
-    size = cls["fp32"].input_size
-    cls_t = {}
-    for n in sorted({1, batch}):
-        xc = crops_to_tensor([crop] * n, size)
-        logger.info(f"timing the classifier at batch {n} ({latency_runs} runs each)")
-        calls = {p: (lambda p=p, xc=xc: cls[p]._fused(xc)) for p in ("fp32", "int8")}
-        cls_t[n] = time_interleaved(calls, latency_runs)
-
+    variants = ("fp32", "int8", "onnx") if onnx else ("fp32", "int8")
     clip_dir = tempfile.TemporaryDirectory(prefix="maskwatch-bench-")
-    fps: dict[str, list[float]] = {"fp32": [], "int8": []}
+    fps: dict[str, list[float]] = {p: [] for p in variants}
     faces_seen = {}
     with clip_dir:
         clip = write_clip(images, Path(clip_dir.name) / "bench.mp4")
         for r in range(repeats):
-            for p in ("fp32", "int8"):
+            for p in variants:
                 value, faces_seen[p] = pipeline_fps(cfg, p, clip)
                 fps[p].append(value)
                 logger.info(f"pipeline {p} run {r + 1}/{repeats}: {value:.1f} fps")
@@ -179,7 +201,7 @@ def run_bench(
     cls_bytes = {p: file_bytes(w) for p, w in files["classifier"].items()}
 
     def entry(t1: dict, tb: dict, sizes: dict, usual: int) -> dict:
-        return {
+        out = {
             "fp32_ms": tb["fp32"]["median_ms"],
             "int8_ms": tb["int8"]["median_ms"],
             "fp32_bytes": sizes["fp32"],
@@ -187,9 +209,10 @@ def run_bench(
             "latency_ratio": tb["int8"]["median_ms"] / tb["fp32"]["median_ms"],
             "size_ratio": sizes["int8"] / sizes["fp32"],
             "usual_batch": usual,
-            "batch_1": {p: t1[p] for p in ("fp32", "int8")},
-            f"batch_{usual}": {p: tb[p] for p in ("fp32", "int8")},
+            "batch_1": {p: t1[p] for p in variants},
+            f"batch_{usual}": {p: tb[p] for p in variants},
         }
+        return {**out, "onnx_ms": tb["onnx"]["median_ms"]} if onnx else out
 
     detector = entry(det_t, det_t, det_bytes, 1)
     detector["fp32_unfused"] = det_t["fp32_unfused"]
@@ -205,12 +228,13 @@ def run_bench(
             "video": str(video) if video else None,
             "frames": len(images),
             "frame_wh": list(BENCH_SIZE_WH),
-            "faces_in_first_frame": len(faces),
+            "faces_in_first_frame": faces,
             "threads": torch.get_num_threads(),
             "engine": torch.backends.quantized.engine,
             "machine": platform.machine(),
             "processor": platform.processor() or platform.machine(),
             "torch": torch.__version__,
+            **({"onnx_threads": onnx_threads(cfg)} if onnx else {}),
         },
     }
 
@@ -220,14 +244,16 @@ def report_lines(result: dict) -> list[str]:
     lines = []
     for name in ("detector", "classifier"):
         r = result[name]
+        onnx = f"  onnx {r['onnx_ms']:7.2f} ms" if "onnx_ms" in r else ""
         lines.append(
             f"{name:<10} fp32 {r['fp32_ms']:7.2f} ms  int8 {r['int8_ms']:7.2f} ms  "
-            f"(x{r['latency_ratio']:.2f}, batch {r['usual_batch']})   "
+            f"(x{r['latency_ratio']:.2f}, batch {r['usual_batch']}){onnx}   "
             f"size {r['fp32_bytes'] / 1e6:.2f} MB -> {r['int8_bytes'] / 1e6:.2f} MB (x{r['size_ratio']:.2f})"
         )
     fps = result["pipeline_fps"]
     speedup = fps["int8"] / fps["fp32"]
-    lines.append(f"pipeline   fp32 {fps['fp32']:.1f} fps  int8 {fps['int8']:.1f} fps  (x{speedup:.2f})")
+    onnx = f"  onnx {fps['onnx']:.1f} fps" if "onnx" in fps else ""
+    lines.append(f"pipeline   fp32 {fps['fp32']:.1f} fps  int8 {fps['int8']:.1f} fps  (x{speedup:.2f}){onnx}")
     if result["seed_frcnn_ms"] is not None:
         lines.append(f"seed Faster R-CNN R50-FPN at 640x480: {result['seed_frcnn_ms']:.0f} ms per frame")
     return lines
@@ -312,7 +338,7 @@ def stage_costs(cfg: Config, video: Path, frames: int = 200, threads: int = 1) -
 
 
 def _stage_costs(cfg: Config, video: Path, frames: int, threads: int) -> dict:
-    from maskwatch.build import build_pipeline, build_renderer, configured_precision, output_fourcc
+    from maskwatch.build import build_pipeline, build_renderer, configured_engine, configured_precision, output_fourcc
     from maskwatch.types import Frame
 
     cap = cv2.VideoCapture(str(video))
@@ -360,7 +386,7 @@ def _stage_costs(cfg: Config, video: Path, frames: int, threads: int) -> dict:
         "fps": fps,
         "frames": len(images),
         "threads": threads,
-        "precision": configured_precision(cfg),
+        "precision": "onnx fp32" if configured_engine(cfg) == "onnx" else configured_precision(cfg),
         "faces_per_frame": sum(len(r.faces) for r in results) / len(results),
         "decode_ms": float(np.median(decode)),
         "infer_ms": float(np.median(infer)),
