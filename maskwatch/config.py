@@ -37,7 +37,7 @@ class DetectorConfig(_Section):
     nms_iou: float = Field(0.4, gt=0.0, le=1.0, description="IoU above which overlapping faces are merged (NMS).")
     max_faces: int = Field(200, ge=1, le=5000, description="At most this many faces per frame, highest scores first.")
     nested_overlap: float = Field(
-        0.8,
+        0.6,
         ge=0.0,
         le=1.0,
         description="A face box lying this much (share of its area) inside a stronger box is the same face boxed "
@@ -113,8 +113,12 @@ class RenderConfig(_Section):
         },
         description="Box colour per class, as B, G, R (0-255).",
     )
-    thickness: int = Field(2, ge=1, le=20, description="Box line thickness in px.")
-    font_scale: float = Field(0.5, gt=0.0, le=5.0, description="Label text scale.")
+    thickness: int = Field(
+        2, ge=1, le=20, description="Box line thickness in px at a 480-px frame (larger frames get thicker lines)."
+    )
+    font_scale: float = Field(
+        0.5, gt=0.0, le=5.0, description="Label text scale at a 480-px frame (scaled with the frame's short side)."
+    )
     hud: bool = Field(True, description="Draw the fps and per-class counts in the top-left corner.")
     blur_faces: bool = Field(
         False, description="Blur every face in video outputs, the HTTP stream and snapshots (privacy)."
