@@ -249,17 +249,28 @@ class WindowSink(_ClosingSink):
     data_only = False
     takes_events = False
 
-    def __init__(self, title: str = "maskwatch") -> None:
+    def __init__(self, title: str = "maskwatch", max_size: tuple[int, int] | None = None) -> None:
+        """``max_size``: the largest window (w, h); default 90 % of the screen where X11 tells its size, else
+        1920x1080. The window opens at the video's size, scaled down to fit."""
         self.title = title
         self.quit_requested = False
+        self.max_size = max_size
+        self._sized = False
         if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
             raise OutputError("--show needs a display (DISPLAY is not set); use --output to write a video instead")
         try:
-            cv2.namedWindow(title, cv2.WINDOW_NORMAL)
+            cv2.namedWindow(title, cv2.WINDOW_NORMAL | cv2.WINDOW_GUI_NORMAL)  # no toolbar: the image is the window
         except cv2.error:
             raise OutputError("--show needs a display and an OpenCV build with GUI support (opencv-python)") from None
 
     def write(self, result: FrameResult, annotated: np.ndarray) -> None:
+        if not self._sized:  # open at the video's size, fitted to the screen when larger
+            h, w = annotated.shape[:2]
+            screen = _screen_size()
+            max_w, max_h = self.max_size or (screen and (int(0.9 * screen[0]), int(0.9 * screen[1]))) or (1920, 1080)
+            scale = min(1.0, max_w / w, max_h / h)
+            cv2.resizeWindow(self.title, max(1, round(w * scale)), max(1, round(h * scale)))
+            self._sized = True
         cv2.imshow(self.title, annotated)
         key = cv2.waitKey(1) & 0xFF
         closed = cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) < 1
@@ -269,6 +280,19 @@ class WindowSink(_ClosingSink):
     def close(self) -> None:
         with contextlib.suppress(cv2.error):
             cv2.destroyWindow(self.title)
+
+
+def _screen_size() -> tuple[int, int] | None:
+    """The X11 screen's size in pixels (``xdpyinfo``), or None where it cannot be told."""
+    import re
+    import subprocess
+
+    try:
+        out = subprocess.run(["xdpyinfo"], capture_output=True, text=True, timeout=2).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    found = re.search(r"dimensions:\s+(\d+)x(\d+) pixels", out)
+    return (int(found.group(1)), int(found.group(2))) if found else None
 
 
 class NullVideoSink:
