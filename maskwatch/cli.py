@@ -329,6 +329,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         latency_runs=args.runs,
         batch=args.batch,
         seed_runs=args.seed_runs,
+        config_path=args.config,
     )
     if args.pt2e:
         from maskwatch.commands.bench.core import compare_pt2e

@@ -250,6 +250,9 @@ def test_bench_writes_json(tmp_path):
         assert result[name]["fp32_ms"] > 0 and result[name]["int8_bytes"] < result[name]["fp32_bytes"]
     assert set(result["pipeline_fps"]) == {"fp32", "int8"} and min(result["pipeline_fps"].values()) > 0
     assert result["seed_frcnn_ms"] is None and result["setup"]["frames"] == 4
+    # whole processes: a one-image run's wall time, a video run's peak RSS, and fps kept with one core busy
+    assert result["engine"] == "torch" and 0 < result["startup_s"] < 120 and 50 < result["rss_mb"] < 4000
+    assert 0 < result["busy_core_ratio"] < 5
 
 
 def test_seed_frcnn_timing_runs_offline():

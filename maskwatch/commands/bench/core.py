@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from loguru import logger
 
+from maskwatch.commands.bench.process import process_figures
 from maskwatch.config import Config
 from maskwatch.errors import MaskwatchError, SourceError
 
@@ -124,6 +125,14 @@ def file_bytes(path: str | Path) -> int:
     return resolve_weights(path).stat().st_size
 
 
+def common_flags(cfg: Config, config_path: Path | None) -> list[str]:
+    """The flags that make a ``maskwatch run`` process use this bench's config and engine."""
+    from maskwatch.build import configured_engine
+
+    flags = ["--config", str(config_path)] if config_path is not None else []
+    return [*flags, "--engine", configured_engine(cfg)]
+
+
 def model_latency(cfg: Config, image: np.ndarray, runs: int, batch: int, onnx: bool) -> tuple[dict, dict, int]:
     """Detector and classifier call times, fp32 and int8 (and the ONNX engine's graphs with ``onnx``) interleaved:
     (detector timings, classifier timings per batch size, faces found in ``image``)."""
@@ -169,14 +178,19 @@ def run_bench(
     latency_runs: int = 50,
     batch: int = 4,
     seed_runs: int = 3,
+    config_path: Path | None = None,
 ) -> dict:
-    """All measurements of ``maskwatch bench`` as one JSON-ready dict (see README, "Speed").
+    """All measurements of ``maskwatch bench`` as one JSON-ready dict (see docs/performance.md).
+
+    ``startup_s``, ``rss_mb`` and ``busy_core_ratio`` time whole ``maskwatch run`` processes with the configured
+    engine and precision (``config_path`` and the engine are passed on to them).
 
     With ``runtime.engine: onnx`` the ONNX engine is timed too, beside torch fp32 and int8 ("onnx" entries).
     """
     from maskwatch.build import check_runtime, configured_engine, model_files, onnx_threads, with_runtime
 
     onnx = configured_engine(cfg) == "onnx"
+    flags = common_flags(cfg, config_path)
     cfg = with_runtime(cfg, device="cpu", engine="torch")
     check_runtime(cfg)
     files = model_files(cfg)
@@ -194,6 +208,9 @@ def run_bench(
                 value, faces_seen[p] = pipeline_fps(cfg, p, clip)
                 fps[p].append(value)
                 logger.info(f"pipeline {p} run {r + 1}/{repeats}: {value:.1f} fps")
+
+        logger.info("timing whole processes: one-image start-up, video peak RSS, one core busy")
+        process = process_figures(clip, images[0], flags, repeats)
 
     logger.info(f"timing the seed Faster R-CNN R50-FPN ({seed_runs} runs)")
     seed = seed_frcnn_ms(seed_runs)
@@ -224,6 +241,8 @@ def run_bench(
         "pipeline_faces": faces_seen,
         "seed_frcnn_ms": None if seed is None else seed["median_ms"],
         "seed_frcnn": seed,
+        "engine": "onnx" if onnx else "torch",
+        **process,
         "setup": {
             "video": str(video) if video else None,
             "frames": len(images),
@@ -254,6 +273,11 @@ def report_lines(result: dict) -> list[str]:
     speedup = fps["int8"] / fps["fp32"]
     onnx = f"  onnx {fps['onnx']:.1f} fps" if "onnx" in fps else ""
     lines.append(f"pipeline   fp32 {fps['fp32']:.1f} fps  int8 {fps['int8']:.1f} fps  (x{speedup:.2f}){onnx}")
+    if "startup_s" in result:
+        lines.append(
+            f"process    ({result['engine']}) one-image run {result['startup_s']:.2f} s, video run peak "
+            f"{result['rss_mb']:.0f} MB, fps with one core busy x{result['busy_core_ratio']:.2f} of idle"
+        )
     if result["seed_frcnn_ms"] is not None:
         lines.append(f"seed Faster R-CNN R50-FPN at 640x480: {result['seed_frcnn_ms']:.0f} ms per frame")
     return lines
