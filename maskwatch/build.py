@@ -438,10 +438,5 @@ def run_settings(cfg: Config) -> dict:
 
 def lanes_settings(cfg: Config) -> dict:
     """The keyword arguments of :func:`maskwatch.runner.lanes.run_sources` that come from the config."""
-    c, log = cfg.capture, cfg.logging
-    return {
-        "queue_size": c.queue_size,
-        "read_timeout_s": c.read_timeout_s,
-        "status_interval_s": log.status_interval_s,
-        "summary_interval_s": log.summary_interval_s,
-    }
+    keys = ("queue_size", "read_timeout_s", "status_interval_s", "summary_interval_s")
+    return {k: v for k, v in run_settings(cfg).items() if k in keys}

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
@@ -24,7 +23,7 @@ from loguru import logger
 
 from maskwatch.errors import MaskwatchError, WeightsError
 from maskwatch.models.manifest import resolve_weights, verify
-from maskwatch.models.prep import Resized, crops_to_batch, resize_longest_side
+from maskwatch.models.prep import Resized, crops_to_batch, prior_boxes, resize_longest_side
 from maskwatch.types import CLASS_NAMES, FaceDetections
 
 INSTALL_HINT = "pip install 'maskwatch[onnx]' (or: pip install onnx onnxruntime)"
@@ -88,25 +87,7 @@ def read_metadata(session, path: Path, keys: Sequence[str], arch: str) -> dict:
     return meta
 
 
-# --- priors, box decoding and NMS in numpy (as maskwatch.models.retinaface does in torch)
-def prior_boxes(height: int, width: int, min_sizes: Sequence[Sequence[int]], steps: Sequence[int]) -> np.ndarray:
-    """Anchors (P, 4) float32 as normalised (cx, cy, w, h): level by level, row-major cells, then the level's sizes."""
-    chunks = []
-    for sizes, step in zip(min_sizes, steps, strict=True):
-        fh, fw = math.ceil(height / step), math.ceil(width / step)
-        cy, cx = np.meshgrid(
-            (np.arange(fh, dtype=np.float32) + 0.5) * step / height,
-            (np.arange(fw, dtype=np.float32) + 0.5) * step / width,
-            indexing="ij",
-        )
-        centres = np.stack([cx, cy], axis=-1).reshape(-1, 1, 2)
-        centres = np.broadcast_to(centres, (centres.shape[0], len(sizes), 2))
-        wh = np.array([[s / width, s / height] for s in sizes], dtype=np.float32)
-        wh = np.broadcast_to(wh, (centres.shape[0], len(sizes), 2))
-        chunks.append(np.concatenate([centres, wh], axis=-1).reshape(-1, 4))
-    return np.concatenate(chunks, axis=0)
-
-
+# --- box decoding and NMS in numpy (as maskwatch.models.retinaface does in torch); priors: models.prep
 def decode_boxes(loc: np.ndarray, priors: np.ndarray, variances: Sequence[float]) -> np.ndarray:
     """Normalised ``xyxy`` boxes from predicted offsets ``loc`` (N, 4) relative to ``priors`` (N, 4)."""
     centre = priors[:, :2] + loc[:, :2] * variances[0] * priors[:, 2:]

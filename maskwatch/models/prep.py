@@ -6,6 +6,8 @@ here once, so the torch facades, the ONNX engine and training prepare pixels wit
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -50,3 +52,21 @@ def crops_to_batch(crops_bgr: list[np.ndarray], size: int) -> np.ndarray:
     """Resized uint8 BGR crops as the classifier's (N, 3, size, size) float32 input (raw 0..255 pixels)."""
     batch = np.stack([resize_crop(c, size) for c in crops_bgr])
     return np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32)
+
+
+def prior_boxes(height: int, width: int, min_sizes: Sequence[Sequence[int]], steps: Sequence[int]) -> np.ndarray:
+    """Anchors (P, 4) float32 as normalised (cx, cy, w, h): level by level, row-major cells, then the level's sizes."""
+    chunks = []
+    for sizes, step in zip(min_sizes, steps, strict=True):
+        fh, fw = math.ceil(height / step), math.ceil(width / step)
+        cy, cx = np.meshgrid(
+            (np.arange(fh, dtype=np.float32) + 0.5) * step / height,
+            (np.arange(fw, dtype=np.float32) + 0.5) * step / width,
+            indexing="ij",
+        )
+        centres = np.stack([cx, cy], axis=-1).reshape(-1, 1, 2)
+        centres = np.broadcast_to(centres, (centres.shape[0], len(sizes), 2))
+        wh = np.array([[s / width, s / height] for s in sizes], dtype=np.float32)
+        wh = np.broadcast_to(wh, (centres.shape[0], len(sizes), 2))
+        chunks.append(np.concatenate([centres, wh], axis=-1).reshape(-1, 4))
+    return np.concatenate(chunks, axis=0)

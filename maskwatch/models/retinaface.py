@@ -10,7 +10,6 @@ WIDER FACE checkpoint decodes correctly only with :data:`PRETRAINED_MIN_SIZES` (
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from maskwatch.errors import WeightsError
 from maskwatch.models.fuse import fused_copy
 from maskwatch.models.mobilenet import MobileNetV1x025
 from maskwatch.models.prep import Resized, resize_longest_side
+from maskwatch.models.prep import prior_boxes as numpy_prior_boxes
 from maskwatch.models.weights import load_checked, load_model_file, load_state_dict_strict, verify
 from maskwatch.types import FaceDetections
 
@@ -148,20 +148,10 @@ def prior_boxes(
 ) -> torch.Tensor:
     """Anchors (P, 4) as normalised (cx, cy, w, h) for an input of ``height``×``width``.
 
-    Order matches the heads: level by level, then row-major cells, then the level's sizes.
+    Order matches the heads: level by level, then row-major cells, then the level's sizes. The one definition is
+    the numpy :func:`maskwatch.models.prep.prior_boxes`, shared with the ONNX engine.
     """
-    chunks = []
-    for sizes, step in zip(min_sizes, steps, strict=True):
-        fh, fw = math.ceil(height / step), math.ceil(width / step)
-        cy, cx = torch.meshgrid(
-            (torch.arange(fh, dtype=torch.float32) + 0.5) * step / height,
-            (torch.arange(fw, dtype=torch.float32) + 0.5) * step / width,
-            indexing="ij",
-        )
-        centres = torch.stack([cx, cy], dim=-1).reshape(-1, 1, 2).expand(-1, len(sizes), 2)
-        wh = torch.tensor([[s / width, s / height] for s in sizes], dtype=torch.float32).expand(centres.shape[0], -1, 2)
-        chunks.append(torch.cat([centres, wh], dim=-1).reshape(-1, 4))
-    return torch.cat(chunks, dim=0)
+    return torch.from_numpy(np.ascontiguousarray(numpy_prior_boxes(height, width, min_sizes, steps)))
 
 
 def encode_boxes(xyxy: torch.Tensor, priors: torch.Tensor, variances: tuple[float, float] = VARIANCES) -> torch.Tensor:
