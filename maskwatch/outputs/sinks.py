@@ -258,6 +258,10 @@ class WindowSink(_ClosingSink):
         self._sized = False
         if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
             raise OutputError("--show needs a display (DISPLAY is not set); use --output to write a video instead")
+        display = os.environ.get("DISPLAY")
+        if sys.platform.startswith("linux") and display and not os.environ.get("WAYLAND_DISPLAY"):
+            if not _x11_reachable(display):  # else the GUI toolkit may end the whole process
+                raise OutputError(f"--show cannot open the display {display!r}; use --output to write a video instead")
         try:
             cv2.namedWindow(title, cv2.WINDOW_NORMAL | cv2.WINDOW_GUI_NORMAL)  # no toolbar: the image is the window
         except cv2.error:
@@ -280,6 +284,30 @@ class WindowSink(_ClosingSink):
     def close(self) -> None:
         with contextlib.suppress(cv2.error):
             cv2.destroyWindow(self.title)
+
+
+def _x11_reachable(display: str, timeout_s: float = 2.0) -> bool:
+    """Whether an X server answers at ``display`` (``[host]:N[.S]``): its Unix socket, or TCP port 6000+N."""
+    import re
+    import socket
+
+    found = re.fullmatch(r"(?:([^:/]*)/)?([^:]*):(\d+)(?:\.\d+)?", display)
+    if not found:
+        return False
+    host, number = found.group(2), int(found.group(3))
+    if host in ("", "unix"):
+        addresses = [(socket.AF_UNIX, f"\0/tmp/.X11-unix/X{number}"), (socket.AF_UNIX, f"/tmp/.X11-unix/X{number}")]
+    else:
+        addresses = [(socket.AF_INET, (host, 6000 + number))]
+    for family, address in addresses:
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as sock:
+                sock.settimeout(timeout_s)
+                sock.connect(address)
+            return True
+        except OSError:
+            continue
+    return False
 
 
 def _screen_size() -> tuple[int, int] | None:
