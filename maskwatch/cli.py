@@ -429,6 +429,17 @@ def _default_split(data: Path, name: str) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
+_TRAIN_HINT = "pip install 'maskwatch[train]' (torch and torchvision: training, export, the torch engine)"
+_EXTRAS = {
+    "torch": _TRAIN_HINT,
+    "torchvision": _TRAIN_HINT,
+    "onnx": "pip install 'maskwatch[train]' (onnx: export and quantize)",
+    "ray": "pip install 'maskwatch[ray]'",
+    "imageio_ffmpeg": "pip install 'maskwatch[ray]' (imageio-ffmpeg)",
+}
+"""Optional packages by import name, and how to install them."""
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _setup_logging((args.log_level or "INFO").upper())
@@ -436,6 +447,12 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except MaskwatchError as exc:
         logger.error(str(exc))
+        return EXIT_ERROR
+    except ModuleNotFoundError as exc:  # an optional dependency this command needs is not installed
+        hint = _EXTRAS.get((exc.name or "").split(".")[0])
+        if hint is None:
+            raise
+        logger.error(f"maskwatch {args.command} needs the '{exc.name}' package, which is not installed: {hint}")
         return EXIT_ERROR
     except KeyboardInterrupt:
         logger.error("aborted")

@@ -1,0 +1,62 @@
+"""The lean install: ``run`` works where torch and torchvision are not installed, and the commands that need them
+say how to install them in one line (a stand-in ``torch`` package that cannot be imported plays the missing one)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.helpers import ROOT
+
+MISSING = 'raise ModuleNotFoundError("No module named {name!r}", name={name!r})\n'
+
+
+@pytest.fixture
+def no_torch_env(tmp_path: Path) -> dict[str, str]:
+    """An environment in which ``import torch`` / ``import torchvision`` fail as on a lean install."""
+    shadow = tmp_path / "shadow"
+    for name in ("torch", "torchvision"):
+        (shadow / name).mkdir(parents=True)
+        (shadow / name / "__init__.py").write_text(MISSING.format(name=name))
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(shadow), str(ROOT)])}
+
+
+def _maskwatch(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "maskwatch", *args], capture_output=True, text=True, timeout=120,
+                          cwd=ROOT, env=env)  # fmt: skip
+
+
+def test_the_stand_in_hides_torch(no_torch_env: dict[str, str]) -> None:
+    done = subprocess.run([sys.executable, "-c", "import torch"], capture_output=True, text=True, env=no_torch_env)
+    assert done.returncode != 0 and "No module named 'torch'" in done.stderr
+
+
+def test_run_needs_no_torch(no_torch_env: dict[str, str], tmp_path: Path) -> None:
+    image, out = tmp_path / "in.png", tmp_path / "out.png"
+    cv2.imwrite(str(image), np.full((240, 320, 3), 120, np.uint8))
+    done = _maskwatch(no_torch_env, "run", "--source", str(image), "--output", str(out), "--engine", "onnx")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert cv2.imread(str(out)).shape == (240, 320, 3)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "detector", "--data", "nowhere", "--epochs", "1"],
+        ["run", "--source", "x.png", "--engine", "torch"],
+    ],
+)
+def test_commands_that_need_torch_say_how_to_install_it(no_torch_env: dict[str, str], tmp_path: Path, argv) -> None:
+    if "x.png" in argv:
+        cv2.imwrite(str(tmp_path / "x.png"), np.full((64, 64, 3), 120, np.uint8))
+        argv = [str(tmp_path / a) if a == "x.png" else a for a in argv]
+    done = _maskwatch(no_torch_env, *argv)
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "pip install 'maskwatch[train]'" in done.stderr, done.stderr[-2000:]
