@@ -31,11 +31,18 @@ if TYPE_CHECKING:
 
 
 def effective_precision(cfg: Config) -> str:
-    """The precision the models will run at: int8 kernels exist for the CPU only, so CUDA runs fp32; the ONNX
-    engine runs the fp32 files."""
-    if cfg.runtime.engine == "onnx" or (cfg.runtime.precision == "int8" and cfg.runtime.device == "cuda"):
+    """The precision the models will run at: int8 runs on ONNX Runtime on the CPU, so CUDA runs fp32."""
+    if cfg.runtime.precision == "int8" and cfg.runtime.device == "cuda":
         return "fp32"
     return cfg.runtime.precision
+
+
+def effective_engine(cfg: Config) -> str:
+    """The engine the models will run on: ``runtime.engine``, except that int8 on the CPU always runs on ONNX Runtime
+    (the torch engine runs fp32 only, on the CPU or CUDA)."""
+    if cfg.runtime.engine == "onnx" or (cfg.runtime.precision == "int8" and cfg.runtime.device == "cpu"):
+        return "onnx"
+    return "torch"
 
 
 def configured_precision(cfg: Config) -> str:
@@ -44,7 +51,7 @@ def configured_precision(cfg: Config) -> str:
 
 
 def configured_engine(cfg: Config) -> str:
-    """``runtime.engine``: "torch" or "onnx" (ONNX Runtime, fp32, CPU)."""
+    """``runtime.engine``: "torch" or "onnx" (ONNX Runtime, CPU); see :func:`effective_engine` for the one used."""
     return cfg.runtime.engine
 
 
@@ -65,10 +72,19 @@ def with_runtime(
 
 
 def model_files(cfg: Config) -> dict[str, dict[str, str]]:
-    """The configured model files: ``{"detector": {"fp32": ..., "int8": ...}, "classifier": {...}}``."""
+    """The configured model files: ``{"detector": {"fp32": .pt, "onnx": fp32 .onnx, "int8": int8 .onnx},
+    "classifier": {...}}`` (int8 models are ONNX files, run by the onnx engine)."""
     return {
-        "detector": {"fp32": cfg.detector.weights, "int8": cfg.detector.int8_weights},
-        "classifier": {"fp32": cfg.classifier.weights, "int8": cfg.classifier.int8_weights},
+        "detector": {
+            "fp32": cfg.detector.weights,
+            "onnx": cfg.detector.onnx_weights,
+            "int8": cfg.detector.onnx_int8_weights,
+        },
+        "classifier": {
+            "fp32": cfg.classifier.weights,
+            "onnx": cfg.classifier.onnx_weights,
+            "int8": cfg.classifier.onnx_int8_weights,
+        },
     }
 
 
@@ -85,11 +101,13 @@ def batch_frames(cfg: Config) -> int:
 
 
 def check_runtime(cfg: Config) -> None:
-    """Apply thread and int8-engine settings and fail early on an unavailable device or precision. The ONNX engine
-    runs on the CPU only and sets its threads per session (:func:`build_onnx_models`): no torch import for it."""
-    if cfg.runtime.engine == "onnx":
-        if cfg.runtime.device != "cpu":
-            raise ConfigError(f"engine onnx runs on the CPU only, not {cfg.runtime.device} (use --engine torch there)")
+    """Apply thread settings and fail early on an unavailable device. The ONNX engine (fp32 or int8) runs on the CPU
+    only and sets its threads per session (:func:`build_onnx_models`): no torch import for it."""
+    if cfg.runtime.engine == "onnx" and cfg.runtime.device != "cpu":
+        raise ConfigError(f"engine onnx runs on the CPU only, not {cfg.runtime.device} (use --engine torch there)")
+    if effective_engine(cfg) == "onnx":
+        if cfg.runtime.engine == "torch":
+            logger.debug("precision int8 runs on the ONNX Runtime engine (torch runs fp32 only)")
         return
     import torch
 
@@ -97,18 +115,14 @@ def check_runtime(cfg: Config) -> None:
         raise ConfigError("--device cuda was requested but no CUDA GPU is available (use --device cpu)")
     if cfg.runtime.threads:
         torch.set_num_threads(cfg.runtime.threads)
-    if cfg.runtime.precision == "int8" and cfg.runtime.device == "cuda":
+    if cfg.runtime.precision == "int8":
         logger.info("int8 models run on the CPU only; using the fp32 models on cuda")
-    elif cfg.runtime.precision == "int8":
-        from maskwatch.models.int8 import use_engine
-
-        use_engine()
 
 
 def build_pipeline(cfg: Config) -> FacePipeline:
     """Load the detector and classifier named in ``cfg`` (weights verified) for its engine and wire the pipeline."""
     check_runtime(cfg)
-    detector, classifier = build_onnx_models(cfg) if cfg.runtime.engine == "onnx" else build_torch_models(cfg)
+    detector, classifier = build_onnx_models(cfg) if effective_engine(cfg) == "onnx" else build_torch_models(cfg)
     return FacePipeline(
         detector,
         classifier,
@@ -119,46 +133,56 @@ def build_pipeline(cfg: Config) -> FacePipeline:
 
 
 def build_torch_models(cfg: Config) -> tuple[Detector, Classifier]:
-    """The torch detector and classifier at the effective precision (the int8 files with int8)."""
+    """The torch detector and classifier (fp32, on ``runtime.device``); int8 runs on :func:`build_onnx_models`."""
     from maskwatch.models.classifier import MaskClassifier
     from maskwatch.models.detector import load_detector
 
-    int8 = effective_precision(cfg) == "int8"
     det = cfg.detector
     detector = load_detector(
-        det.int8_weights if int8 else det.weights,
+        det.weights,
         input_size=det.input_size,
         score_threshold=det.score_threshold,
         nms_iou=det.nms_iou,
         max_faces=det.max_faces,
         device=cfg.runtime.device,
     )
-    classifier_weights = cfg.classifier.int8_weights if int8 else cfg.classifier.weights
-    classifier = MaskClassifier(weights=classifier_weights, device=cfg.runtime.device)
-    if int8 and not (detector.precision == "int8" and classifier.precision == "int8"):
+    classifier = MaskClassifier(weights=cfg.classifier.weights, device=cfg.runtime.device)
+    if detector.precision != "fp32" or classifier.precision != "fp32":
         raise ConfigError(
-            f"precision int8 needs int8 model files, but {det.int8_weights} / {classifier_weights} are not both int8 "
-            "(make them with `maskwatch quantize`, or use --precision fp32)"
+            f"the torch engine runs fp32 model files, but {det.weights} / {cfg.classifier.weights} are not both fp32 "
+            "(int8 runs on the onnx engine: --precision int8 with the files `maskwatch quantize` writes)"
         )
     return detector, classifier
 
 
 def build_onnx_models(cfg: Config) -> tuple[Detector, Classifier]:
-    """The ONNX Runtime detector and classifier (``*.onnx_weights``), each with ``runtime.threads`` intra-op threads
-    (0: one); torch is not imported."""
+    """The ONNX Runtime detector and classifier at the configured precision (``*.onnx_weights``, or
+    ``*.onnx_int8_weights`` with int8), each with ``runtime.threads`` intra-op threads (0: one); torch is not
+    imported. A file whose own precision is not the requested one is a :class:`ConfigError`."""
     from maskwatch.models.onnx_engine import OnnxMaskClassifier, OnnxRetinaFaceDetector
 
     threads = onnx_threads(cfg)
-    det = cfg.detector
+    det, cls = cfg.detector, cfg.classifier
+    precision = cfg.runtime.precision
+    int8 = precision == "int8"
     detector = OnnxRetinaFaceDetector(
-        det.onnx_weights,
+        det.onnx_int8_weights if int8 else det.onnx_weights,
         input_size=det.input_size,
         score_threshold=det.score_threshold,
         nms_iou=det.nms_iou,
         max_faces=det.max_faces,
         threads=threads,
     )
-    return detector, OnnxMaskClassifier(cfg.classifier.onnx_weights, threads=threads)
+    classifier = OnnxMaskClassifier(cls.onnx_int8_weights if int8 else cls.onnx_weights, threads=threads)
+    for key, model in (("detector", detector), ("classifier", classifier)):
+        if model.precision != precision:
+            files = getattr(cfg, key)
+            name = files.onnx_int8_weights if int8 else files.onnx_weights
+            how = "make it with `maskwatch quantize`" if int8 else "write it with `maskwatch export`"
+            raise ConfigError(
+                f"precision {precision} needs a {precision} {key} file, but {name} is {model.precision} ({how})"
+            )
+    return detector, classifier
 
 
 def build_renderer(cfg: Config) -> OverlayRenderer:
@@ -274,9 +298,10 @@ def log_level(cfg: Config) -> str:
 
 
 def runtime_label(cfg: Config) -> str:
-    """``device, precision`` as configured (``cpu, onnx fp32`` with the ONNX engine), for a run's first log line."""
-    precision = "onnx fp32" if cfg.runtime.engine == "onnx" else cfg.runtime.precision
-    return f"{cfg.runtime.device}, {precision}"
+    """``device, precision`` as the models run (``cpu, onnx int8`` on the ONNX engine), for a run's first log
+    line."""
+    precision = effective_precision(cfg)
+    return f"{cfg.runtime.device}, {'onnx ' if effective_engine(cfg) == 'onnx' else ''}{precision}"
 
 
 def tracking_enabled(cfg: Config) -> bool:
@@ -342,7 +367,7 @@ def inference_workers(cfg: Config, n_sources: int, *, show: bool = False) -> int
 
     cores = os.cpu_count() or 1
     workers = 1 if show else max(1, min(cores, n_sources))
-    if cfg.runtime.threads == 0 and cfg.runtime.engine == "torch":
+    if cfg.runtime.threads == 0 and effective_engine(cfg) == "torch":
         import torch
 
         torch.set_num_threads(max(1, cores // workers))

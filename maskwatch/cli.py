@@ -30,7 +30,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"maskwatch {__version__}")
     parser.add_argument("--log-level", default=None, help="log level (default from config: INFO)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_run, _add_eval, _add_train, _add_quantize, _add_bench, _add_export, _add_soak, _add_batch):
+    commands = (_add_run, _add_eval, _add_eval_video, _add_train, _add_quantize, _add_bench, _add_export, _add_soak)
+    for add in (*commands, _add_batch):
         add(sub)
     return parser
 
@@ -39,8 +40,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     run = sub.add_parser("run", help="detect and classify faces in a camera, stream, video, image or folder")
     run.add_argument(
         "--source",
-        help="camera index (0), rtsp:// or http:// URL, video, image or folder "
-        "(default: every source in the config's sources: list, served together)",
+        help="camera index (0), rtsp:// or http:// URL, video, image or folder, or 'demo' (a 5 s clip shipped "
+        "with maskwatch) (default: every source in the config's sources: list, served together)",
     )
     run.add_argument(
         "--output",
@@ -94,6 +95,18 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     ev.set_defaults(func=cmd_eval)
 
 
+def _add_eval_video(sub: argparse._SubParsersAction) -> None:
+    ev = sub.add_parser("eval-video", help="score tracking, per-person labels and alerts on a video benchmark")
+    ev.add_argument("--data", required=True, type=Path, help="benchmark folder (clips with seqinfo.ini + gt/)")
+    ev.add_argument("--json", type=Path, help="write the scores as JSON")
+    ev.add_argument("--keep", type=Path, metavar="DIR", help="also write each clip's detections and events here")
+    ev.add_argument("--config", type=Path, help="YAML config (models, tracking, alerts)")
+    ev.add_argument("--device", choices=["cpu", "cuda"])
+    ev.add_argument("--precision", choices=["int8", "fp32"])
+    ev.add_argument("--engine", choices=ENGINES, help=ENGINE_HELP)
+    ev.set_defaults(func=cmd_eval_video)
+
+
 def _add_train(sub: argparse._SubParsersAction) -> None:
     tr = sub.add_parser("train", help="train the face detector or the mask classifier")
     tr.add_argument("model", choices=["detector", "classifier"])
@@ -113,16 +126,17 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_quantize(sub: argparse._SubParsersAction) -> None:
-    qu = sub.add_parser("quantize", help="make the int8 models from the fp32 ones (static PTQ, calibrated)")
+    qu = sub.add_parser("quantize", help="make the int8 ONNX models from the fp32 ones (static QDQ, calibrated)")
     qu.add_argument("--calib", type=int, default=64, help="calibration images from the training split (default 64)")
-    qu.add_argument("--out", type=Path, help="folder for detector_int8.pt and classifier_int8.pt (default weights/)")
+    qu.add_argument(
+        "--out", type=Path, help="folder for detector_int8.onnx and classifier_int8.onnx (default weights/)"
+    )
     qu.add_argument("--data", type=Path, help="Pascal VOC folder (default ../shared/data/facemask-voc)")
     qu.add_argument("--split", type=Path, help="stems to calibrate on (default DATA/splits/train.txt)")
     qu.add_argument(
-        "--qat-epochs", type=int, default=3, help="quantization-aware fine-tuning epochs of the detector (0 = PTQ only)"
+        "--detector", default="detector.onnx", help="fp32 detector: .onnx file, or .pt model file exported first"
     )
-    qu.add_argument("--detector", default="detector.pt", help="fp32 detector model file (default detector.pt)")
-    qu.add_argument("--classifier", default="classifier.pt", help="fp32 classifier model file")
+    qu.add_argument("--classifier", default="classifier.onnx", help="fp32 classifier: .onnx or .pt model file")
     qu.set_defaults(func=cmd_quantize)
 
 
@@ -212,6 +226,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return eval_command(args)
 
 
+def cmd_eval_video(args: argparse.Namespace) -> int:
+    from maskwatch.commands.eval_video.run import eval_video_command
+
+    return eval_video_command(args)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from maskwatch.models.weights import WEIGHTS_DIRS
 
@@ -259,18 +279,11 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     from maskwatch.models.weights import WEIGHTS_DIRS
 
     _positive(args.calib, "--calib")
-    _positive(args.qat_epochs, "--qat-epochs", 0)
     data = args.data or _shared_data("facemask-voc")
     split = args.split or _default_split(data, "train.txt")
     out = args.out or WEIGHTS_DIRS[0]
     paths = quantize_files(
-        data,
-        split,
-        out,
-        n_images=args.calib,
-        qat_epochs=args.qat_epochs,
-        detector_weights=args.detector,
-        classifier_weights=args.classifier,
+        data, split, out, n_images=args.calib, detector_weights=args.detector, classifier_weights=args.classifier
     )
     for path in paths.values():
         logger.info(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")

@@ -25,10 +25,15 @@ class _Section(BaseModel):
 class DetectorConfig(_Section):
     weights: str = Field("detector.pt", description="Detector model file; a bare name is looked up in weights/.")
     int8_weights: str = Field(
-        "detector_int8.pt", description="Int8 detector model file used with precision int8 (see `maskwatch quantize`)."
+        "detector_int8.pt",
+        description="Deprecated and ignored (the torch int8 files are retired): int8 runs onnx_int8_weights.",
     )
     onnx_weights: str = Field(
-        "detector.onnx", description="ONNX detector file used with engine onnx (see `maskwatch export`)."
+        "detector.onnx", description="ONNX fp32 detector file used with engine onnx (see `maskwatch export`)."
+    )
+    onnx_int8_weights: str = Field(
+        "detector_int8.onnx",
+        description="ONNX int8 detector file used with precision int8 on the CPU (see `maskwatch quantize`).",
     )
     input_size: int | None = Field(
         None, ge=64, le=4096, description="Longest side (px) a frame is resized to for detection; null = as trained."
@@ -49,8 +54,14 @@ class ClassifierConfig(_Section):
     weights: str = Field(
         "classifier.pt", description="Mask classifier model file; a bare name is looked up in weights/."
     )
-    int8_weights: str = Field("classifier_int8.pt", description="Int8 classifier model file used with precision int8.")
-    onnx_weights: str = Field("classifier.onnx", description="ONNX classifier file used with engine onnx.")
+    int8_weights: str = Field(
+        "classifier_int8.pt",
+        description="Deprecated and ignored (the torch int8 files are retired): int8 runs onnx_int8_weights.",
+    )
+    onnx_weights: str = Field("classifier.onnx", description="ONNX fp32 classifier file used with engine onnx.")
+    onnx_int8_weights: str = Field(
+        "classifier_int8.onnx", description="ONNX int8 classifier file used with precision int8 on the CPU."
+    )
     crop_margin: float = Field(
         0.15, ge=0.0, le=1.0, description="Context added to each side of a face box, as a fraction of its size."
     )
@@ -81,12 +92,14 @@ class CaptureConfig(_Section):
 class RuntimeConfig(_Section):
     engine: Literal["torch", "onnx"] = Field(
         "torch",
-        description="What runs the models: torch (the .pt files), or onnx: ONNX Runtime on the CPU with the fp32 "
-        ".onnx files, without importing torch (precision does not apply).",
+        description="What runs fp32 models: torch (the .pt files, cpu or cuda), or onnx: ONNX Runtime on the CPU "
+        "with the .onnx files, without importing torch. Precision int8 on the CPU always runs on onnx.",
     )
     device: Literal["cpu", "cuda"] = Field("cpu", description="Where the models run (engine onnx: cpu only).")
     precision: Literal["fp32", "int8"] = Field(
-        "int8", description="Model precision; int8 runs on the CPU only (with device cuda, fp32 is used)."
+        "int8",
+        description="Model precision; int8 runs the int8 .onnx files with ONNX Runtime on the CPU (with device "
+        "cuda, the fp32 models run on torch).",
     )
     threads: int = Field(
         0,
@@ -146,12 +159,17 @@ class TrackingConfig(_Section):
         0.6, gt=0.0, le=1.0, description="Share of the window's votes a class needs to become the track's label."
     )
     min_votes: int = Field(3, ge=1, le=1000, description="Votes needed before a track's label is decided.")
-    detect_every: int = Field(1, ge=1, le=100, description="Run the detector on every Nth frame, track in between.")
+    detect_every: int = Field(
+        4,
+        ge=1,
+        le=100,
+        description="Run the detector on every Nth frame, the tracker carries the boxes in between (1 = every frame).",
+    )
     auto_stride: bool = Field(
         True,
         description="Live sources: raise detect_every automatically while the CPU cannot keep up with the source.",
     )
-    max_detect_every: int = Field(4, ge=1, le=100, description="Cap of the automatic detect_every.")
+    max_detect_every: int = Field(6, ge=1, le=100, description="Cap of the automatic detect_every.")
 
 
 class AlertsConfig(_Section):

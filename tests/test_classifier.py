@@ -111,7 +111,7 @@ def test_pretrained_backbone_keys(tmp_path: Path) -> None:
 
 def test_conv_bn_relu_blocks_fuse(net: torch.nn.Module) -> None:
     net.eval()
-    fused = torch.ao.quantization.fuse_modules(net, net.fuse_modules_list(), inplace=False)
+    fused = net.fused_for_inference()
     x = torch.rand(2, 3, 64, 64) * 255
     with torch.inference_mode():
         torch.testing.assert_close(fused(x), net(x), atol=1e-4, rtol=1e-4)

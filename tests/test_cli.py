@@ -60,12 +60,13 @@ def test_bad_config_is_named(tmp_path, video, yaml_text, fragment):
     assert_user_error(maskwatch("run", "--source", str(video), "--config", str(cfg)), fragment)
 
 
-@pytest.mark.parametrize(("key", "precision"), [("weights", "fp32"), ("int8_weights", "int8")])
+@pytest.mark.parametrize(("key", "precision"), [("weights", "fp32"), ("onnx_int8_weights", "int8")])
 def test_missing_weights_named(tmp_path, video, key, precision):
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(f"detector:\n  {key}: nope.pt\n")
+    name = "nope.onnx" if key.startswith("onnx") else "nope.pt"
+    cfg.write_text(f"detector:\n  {key}: {name}\n")
     proc = maskwatch("run", "--source", str(video), "--config", str(cfg), "--precision", precision)
-    assert_user_error(proc, "nope.pt")
+    assert_user_error(proc, name)
 
 
 def test_video_end_to_end_with_shipped_models(tmp_path):

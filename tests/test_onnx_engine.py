@@ -153,6 +153,7 @@ def _onnx_cfg(folder: Path, detector: Path | None = None, **runtime) -> object:
         None,
         {
             "runtime.engine": "onnx",
+            "runtime.precision": "fp32",
             "detector.onnx_weights": str(detector or folder / "detector.onnx"),
             "classifier.onnx_weights": str(folder / "classifier.onnx"),
             **{f"runtime.{k}": v for k, v in runtime.items()},
@@ -256,6 +257,7 @@ def test_run_with_the_onnx_engine_never_imports_torch(exported: Path, tmp_path: 
     image, out = tmp_path / "in.png", tmp_path / "out.png"
     cv2.imwrite(str(image), cv2.imread(str(ROOT / "docs" / "example.png")))
     argv = ["run", "--source", str(image), "--output", str(out), "--engine", "onnx", "--config", str(config)]
+    argv += ["--precision", "fp32"]
     done = subprocess.run(
         [sys.executable, "-c", NO_TORCH_RUN, *argv], capture_output=True, text=True, timeout=120, cwd=ROOT
     )

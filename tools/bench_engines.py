@@ -6,7 +6,8 @@ Usage (the ONNX files from ``maskwatch export --out DIR``):
 
 For each thread count N, a child process with ``OMP_NUM_THREADS=N`` times, interleaved call by call, the detector's
 ``detect`` on one 640x480 frame (and the network alone) and the classifier's ``classify`` of 1 and 4 crops for torch
-fp32, torch int8 (the shipped *_int8.pt) and the ONNX engine (fp32, N intra-op threads); medians of ``--runs``.
+fp32 and the ONNX engine (fp32 from ``--onnx``, int8 the shipped weights/*_int8.onnx; N intra-op threads); medians
+of ``--runs``.
 Then ``maskwatch run`` on one image, as a fresh process, ``--starts`` times per engine (interleaved) under
 ``/usr/bin/time -v``: wall time and peak RSS; and the same run under ``python -X importtime``: total import time.
 """
@@ -25,7 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 VIDEO = ROOT.parent / "shared" / "data" / "videos" / "mask.mp4"
-VARIANTS = ("torch_fp32", "torch_int8", "onnx_fp32")
+VARIANTS = ("torch_fp32", "onnx_fp32", "onnx_int8")
 
 
 def frame_640x480():
@@ -49,21 +50,19 @@ def latency(onnx_dir: Path, threads: int, runs: int) -> dict:
     from maskwatch.commands.bench.core import time_interleaved
     from maskwatch.models.classifier import MaskClassifier, crops_to_tensor
     from maskwatch.models.detector import load_detector
-    from maskwatch.models.int8 import use_engine
     from maskwatch.models.onnx_engine import OnnxMaskClassifier, OnnxRetinaFaceDetector
 
     torch.set_num_threads(threads)
-    use_engine()
     image = frame_640x480()
     det = {
         "torch_fp32": load_detector("detector.pt"),
-        "torch_int8": load_detector("detector_int8.pt"),
         "onnx_fp32": OnnxRetinaFaceDetector(onnx_dir / "detector.onnx", threads=threads),
+        "onnx_int8": OnnxRetinaFaceDetector("detector_int8.onnx", threads=threads),
     }
     cls = {
         "torch_fp32": MaskClassifier("classifier.pt"),
-        "torch_int8": MaskClassifier("classifier_int8.pt"),
         "onnx_fp32": OnnxMaskClassifier(onnx_dir / "classifier.onnx", threads=threads),
+        "onnx_int8": OnnxMaskClassifier("classifier_int8.onnx", threads=threads),
     }
     x, _ = det["torch_fp32"].preprocess(image)
     x = x.float()
@@ -75,8 +74,8 @@ def latency(onnx_dir: Path, threads: int, runs: int) -> dict:
         out["detect"] = time_interleaved({v: (lambda v=v: det[v].detect(image)) for v in VARIANTS}, runs)
         nets = {
             "torch_fp32": lambda: det["torch_fp32"]._net(x),
-            "torch_int8": lambda: det["torch_int8"]._net(x),
             "onnx_fp32": lambda: det["onnx_fp32"].session.run(["loc", "logits"], x_np),
+            "onnx_int8": lambda: det["onnx_int8"].session.run(["loc", "logits"], x_np),
         }
         out["detector_net"] = time_interleaved(nets, runs)
         for n in (1, 4):
@@ -87,8 +86,8 @@ def latency(onnx_dir: Path, threads: int, runs: int) -> dict:
         out["classifier_net_4"] = time_interleaved(
             {
                 "torch_fp32": lambda: cls["torch_fp32"]._fused(xc),
-                "torch_int8": lambda: cls["torch_int8"]._fused(xc),
                 "onnx_fp32": lambda: cls["onnx_fp32"].session.run(None, {cls["onnx_fp32"].input_name: xc.numpy()}),
+                "onnx_int8": lambda: cls["onnx_int8"].session.run(None, {cls["onnx_int8"].input_name: xc.numpy()}),
             },
             runs,
         )
@@ -121,14 +120,14 @@ def run_once(engine: str, config: Path, image: Path, out: Path, threads: int, im
 
 
 def startup(onnx_dir: Path, threads: int, starts: int) -> dict:
-    """Medians over ``starts`` interleaved fresh runs per engine (torch: the default int8 models)."""
+    """Medians over ``starts`` interleaved fresh runs per engine, fp32 (the torch engine runs fp32 only)."""
     import cv2
 
     with tempfile.TemporaryDirectory(prefix="bench-engines-") as tmp:
         folder = Path(tmp)
         config = folder / "engines.yaml"
         config.write_text(
-            f"runtime:\n  threads: {threads}\n"
+            f"runtime:\n  threads: {threads}\n  precision: fp32\n"
             f"detector:\n  onnx_weights: {onnx_dir / 'detector.onnx'}\n"
             f"classifier:\n  onnx_weights: {onnx_dir / 'classifier.onnx'}\n"
         )
@@ -145,7 +144,7 @@ def startup(onnx_dir: Path, threads: int, starts: int) -> dict:
 
 
 def table(results: list[dict]) -> list[str]:
-    lines = ["| threads | what | torch fp32 | torch int8 | onnx fp32 |", "|---|---|---|---|---|"]
+    lines = ["| threads | what | torch fp32 | onnx fp32 | onnx int8 |", "|---|---|---|---|---|"]
     names = {
         "detect": "detect() 640x480, ms",
         "detector_net": "detector network only, ms",
@@ -157,7 +156,7 @@ def table(results: list[dict]) -> list[str]:
         for key, label in names.items():
             cells = " | ".join(f"{r['latency'][key][v]['median_ms']:.2f}" for v in VARIANTS)
             lines.append(f"| {r['threads']} | {label} | {cells} |")
-    lines += ["", "| threads | one-image `run` (fresh process) | --engine torch (int8) | --engine onnx |"]
+    lines += ["", "| threads | one-image `run` (fresh process), fp32 | --engine torch | --engine onnx |"]
     lines.append("|---|---|---|---|")
     rows = (("wall_s", "wall s"), ("peak_rss_mb", "peak RSS MB"), ("import_s", "imports s (-X importtime)"))
     for r in results:

@@ -211,7 +211,7 @@ def write_json(result: EvalResult, path: Path) -> None:
 
 def eval_command(args: argparse.Namespace) -> int:
     """``maskwatch eval``: check the flags, score the pipeline on ``--data``, print the scores, write JSON / plots."""
-    from maskwatch.build import build_pipeline, detector_threshold
+    from maskwatch.build import build_pipeline, detector_threshold, runtime_label
     from maskwatch.config import load_config
     from maskwatch.data.formats import read_dataset
     from maskwatch.media import EXIT_OK
@@ -230,6 +230,7 @@ def eval_command(args: argparse.Namespace) -> int:
     if not images:
         raise MaskwatchError(f"no images to evaluate in {args.data}")
     pipeline = build_pipeline(cfg)
+    logger.info(f"evaluating {len(images)} images ({runtime_label(cfg)})")
     preds = predict(pipeline, images, progress=sys.stderr.isatty())
     result = score(images, preds, iou=args.iou, operating_threshold=operating_threshold)
     for line in report_lines(result):

@@ -219,6 +219,32 @@ def _classifier_card(input_size: int, source: Path) -> dict:
     }
 
 
+def export_detector_file(weights: str | Path, out_dir: str | Path, opset: int = OPSET) -> Path:
+    """Export one fp32 detector model file (verified) as ``out_dir``/detector.onnx, listed in the folder's
+    ``SHA256SUMS``; return its path."""
+    _require("onnx")
+    out = _writable_dir(out_dir)
+    det_path, _, _ = _fp32_model_meta(weights, (rf.ARCH,), "detectors")
+    detector, det_meta = rf.load_retinaface(det_path)
+    card = _detector_card(det_meta, det_path)
+    meta = detector_metadata(card["min_sizes"], card["input_size"])
+    path = export_detector(detector, out / DETECTOR_FILE, opset=opset, metadata=meta)
+    write_manifest_entry(path)
+    return path
+
+
+def export_classifier_file(weights: str | Path, out_dir: str | Path, opset: int = OPSET) -> Path:
+    """Export one fp32 classifier model file (verified) as ``out_dir``/classifier.onnx, listed in the folder's
+    ``SHA256SUMS``; return its path."""
+    _require("onnx")
+    out = _writable_dir(out_dir)
+    cls_path, _, _ = _fp32_model_meta(weights, (clf.ARCH,), "classifiers")
+    classifier = clf.MaskClassifier(cls_path)
+    path = export_classifier(classifier.net, out / CLASSIFIER_FILE, classifier.input_size, opset=opset)
+    write_manifest_entry(path)
+    return path
+
+
 def export_all(
     out_dir: str | Path,
     detector_weights: str | Path = "detector.pt",

@@ -1,90 +1,36 @@
-"""``maskwatch quantize``: calibrate (and optionally fine-tune with QAT) both models and write their int8 files.
+"""``maskwatch quantize``: write the int8 ONNX models (detector_int8.onnx, classifier_int8.onnx) from the fp32 ones.
 
-The quantization recipe itself and the loading of int8 files live in :mod:`maskwatch.models.int8`.
+Static QDQ quantization with ONNX Runtime (:mod:`maskwatch.models.onnx_quant`), calibrated on a fixed subset of the
+training split: the detector on whole images prepared as the ONNX engine prepares frames, the classifier on the
+annotated faces of those images cut as ``run`` cuts them. The fp32 sources are ``.onnx`` files (from ``maskwatch
+export``) or ``.pt`` model files, exported first. The written files are added to the output folder's SHA256SUMS.
 """
 
 from __future__ import annotations
 
-import copy
-import warnings
-from collections.abc import Sequence
+import tempfile
 from pathlib import Path
 
-import torch
 from loguru import logger
-from torch import nn
 
-from maskwatch.errors import ConfigError
-from maskwatch.models.fuse import fusion_groups
-from maskwatch.models.int8 import (
-    QCONFIG_BACKEND,
-    convert,
-    quantize,
-    save_int8,
-    use_engine,
-    without_inplace,
+from maskwatch.errors import ConfigError, MaskwatchError, OutputError
+from maskwatch.models.onnx_quant import QuantizeError, Recipe
+
+DETECTOR_FILE = "detector_int8.onnx"
+CLASSIFIER_FILE = "classifier_int8.onnx"
+
+DETECTOR_RECIPE = Recipe(
+    calibrate="minmax", activations="u8", weights="s8", per_channel=True, reduce_range=True, exclude=("early_backbone",)
 )
-from maskwatch.models.weights import sha256_of
+"""The shipped detector recipe, chosen by measurement (weights/README.md): MinMax calibration, uint8 activations,
+per-channel int8 weights in 7 bits (``reduce_range``: no int16 saturation on AVX2 CPUs without VNNI), and the first
+four backbone blocks kept in fp32 (quantized, they cost 3-4 points of mAP and ran no faster)."""
+CLASSIFIER_RECIPE = Recipe(calibrate="minmax", activations="u8", weights="s8", per_channel=True, reduce_range=False)
+"""The shipped classifier recipe: MinMax, uint8 activations, per-channel int8 weights in the full 8 bits. With
+``reduce_range`` it moved the probabilities of a real unmasked face toward "mask" (mean P(without_mask) on the
+nomask clip 0.35 vs 0.46 for fp32); full 8-bit weights keep them at fp32's (0.48), see weights/README.md."""
 
 
-def qat_finetune_detector(
-    model: nn.Module,
-    scenes: list,
-    min_sizes: Sequence[Sequence[int]],
-    epochs: int,
-    lr: float = 1e-4,
-    seed: int = 0,
-) -> nn.Module:
-    """Quantization-aware fine-tuning of a float RetinaFace; returns the converted int8 model.
-
-    Fake-quant (the shipped x86 recipe, 7-bit activations) is trained with the detector's own augmentation and
-    loss for ``epochs`` passes over ``scenes`` at a small learning rate; BatchNorm statistics are frozen after
-    the first epoch and the observers for the last one, so the last epoch fine-tunes against fixed quantizers.
-    """
-    import math
-    import random
-
-    import numpy as np
-
-    from maskwatch.train.detector import Settings, load_images, lr_schedule, prior_boxes, train_one_epoch
-
-    torch.manual_seed(seed)
-    np.random.seed(seed)
-    rng = random.Random(seed)
-    use_engine()
-    qat = without_inplace(copy.deepcopy(model).cpu().train())
-    qat = torch.ao.quantization.fuse_modules_qat(qat, fusion_groups(qat))
-    qat.qconfig = torch.ao.quantization.get_default_qat_qconfig(QCONFIG_BACKEND)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.ao.quantization.prepare_qat(qat, inplace=True)
-    # no close-up zooms here: QAT with them (25 % of samples) taught the int8 net to box blurred background
-    # blobs as large faces (a score-0.8 box beside the face in 43 of 69 sampled frames of nomask.mp4)
-    settings = Settings(lr=lr, seed=seed, warmup_steps=20, closeup_prob=0.0)
-    items = [sc for sc in scenes if len(sc.xyxy)]
-    images = load_images(items)
-    priors = prior_boxes(settings.crop_size, settings.crop_size, min_sizes)
-    optimizer = torch.optim.SGD(qat.parameters(), lr=lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
-    total = max(1, epochs * math.ceil(len(items) / settings.batch_size))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(settings.warmup_steps, total))
-    for epoch in range(epochs):
-        if epoch >= 1:
-            qat.apply(torch.ao.nn.intrinsic.qat.freeze_bn_stats)
-        if epoch >= 1 and epoch == epochs - 1:
-            qat.apply(torch.ao.quantization.disable_observer)
-        loss = train_one_epoch(
-            qat, images, items, optimizer, scheduler, priors, settings, rng, torch.device("cpu"), epoch
-        )
-        logger.info(f"QAT epoch {epoch + 1}/{epochs}: loss {loss:.4f}")
-    return convert(qat.eval())
-
-
-def source_digest(path: str | Path) -> str:
-    """sha256 of the float model file an int8 file was made from (stored in its meta)."""
-    return sha256_of(Path(path))
-
-
-# --- calibration data and the `maskwatch quantize` program
 def calibration_scenes(data: str | Path, split: str | Path | None, n: int) -> list:
     """``n`` annotated scenes spread evenly over the (sorted) split: a fixed, reproducible subset."""
     from maskwatch.data.voc import read_voc
@@ -96,71 +42,91 @@ def calibration_scenes(data: str | Path, split: str | Path | None, n: int) -> li
     return scenes[::step][:n]
 
 
+def read_images(scenes: list) -> list:
+    """The scenes' images, upright as ``run`` and ``eval`` read them."""
+    from maskwatch.capture.images import read_image
+
+    images = []
+    for scene in scenes:
+        image = read_image(scene.image_path)
+        if image is None:
+            raise ConfigError(f"cannot read calibration image {scene.image_path}")
+        images.append(image)
+    return images
+
+
+def fp32_onnx(weights: str | Path, role: str, tmp: Path) -> Path:
+    """The fp32 ONNX file for ``weights``: itself if it is an ``.onnx`` file, else ``weights`` (a .pt model file)
+    exported into ``tmp``."""
+    from maskwatch.models.manifest import resolve_weights
+
+    path = resolve_weights(weights)
+    if path.suffix.lower() == ".onnx":
+        return path
+    from maskwatch.commands.export import export_classifier_file, export_detector_file
+
+    logger.info(f"exporting {path.name} to ONNX first")
+    export = export_detector_file if role == "detector" else export_classifier_file
+    return export(path, tmp / role)
+
+
 def quantize_files(
     data: str | Path,
     split: str | Path | None,
     out_dir: str | Path,
     *,
     n_images: int = 64,
-    qat_epochs: int = 0,
-    qat_split: str | Path | None = None,
-    detector_weights: str | Path = "detector.pt",
-    classifier_weights: str | Path = "classifier.pt",
+    detector_weights: str | Path = "detector.onnx",
+    classifier_weights: str | Path = "classifier.onnx",
+    detector_recipe: Recipe = DETECTOR_RECIPE,
+    classifier_recipe: Recipe = CLASSIFIER_RECIPE,
 ) -> dict[str, Path]:
-    """Calibrate on ``n_images`` training scenes (and the faces in them) and write both int8 model files.
+    """Calibrate on ``n_images`` training scenes (and the faces in them) and write both int8 ONNX files to
+    ``out_dir``, listed in its SHA256SUMS. Returns ``{"detector": path, "classifier": path}``."""
+    from maskwatch.models.manifest import sha256_of, write_manifest_entry
+    from maskwatch.models.onnx_engine import OnnxMaskClassifier, OnnxRetinaFaceDetector
+    from maskwatch.models.onnx_quant import classifier_inputs, detector_inputs, quantize_onnx
+    from maskwatch.monitor.crop import DEFAULT_CROP_MARGIN
 
-    Returns ``{"detector": path, "classifier": path}``; each file's meta names its float source and sha256.
-    """
-    import cv2
-
-    from maskwatch.models.classifier import ARCH as CLS_ARCH
-    from maskwatch.models.classifier import MaskClassifier, crops_to_tensor
-    from maskwatch.models.detector import load_detector
-    from maskwatch.models.retinaface import ARCH as DET_ARCH
-    from maskwatch.models.retinaface import RetinaFaceDetector
-    from maskwatch.models.weights import verify
-    from maskwatch.monitor.crop import DEFAULT_CROP_MARGIN, crop_face
-
-    engine = use_engine()
-    det_path, cls_path = verify(detector_weights), verify(classifier_weights)
-    detector = load_detector(det_path)
-    if not isinstance(detector, RetinaFaceDetector) or detector.precision != "fp32":
-        raise ConfigError(f"{det_path} is not a float RetinaFace model file; only those can be quantized")
-    classifier = MaskClassifier(cls_path)
-    if classifier.precision != "fp32":
-        raise ConfigError(f"{cls_path} is already an int8 model file")
-
+    out = Path(out_dir).expanduser()
     scenes = calibration_scenes(data, split, n_images)
-    images, crops = [], []
-    for scene in scenes:
-        image = cv2.imread(str(scene.image_path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise ConfigError(f"cannot read calibration image {scene.image_path}")
-        images.append(detector.preprocess(image)[0].float())
-        margin = float(classifier.meta.get("crop_margin", DEFAULT_CROP_MARGIN))
-        crops += [crop_face(image, box, margin) for box in scene.xyxy]
-    if not crops:
-        raise ConfigError(f"the {len(scenes)} calibration images have no annotated faces")
-    crop_batches = [crops_to_tensor(crops[i : i + 32], classifier.input_size) for i in range(0, len(crops), 32)]
-    logger.info(f"calibrating on {len(images)} images and {len(crops)} face crops (engine {engine})")
-
-    out_dir = Path(out_dir)
-    common = {"engine_calibrated": engine, "calibration": {"images": len(images), "crops": len(crops)}}
-    if qat_epochs > 0:
-        from maskwatch.data.voc import read_voc
-
-        logger.info(f"quantization-aware fine-tuning of the detector: {qat_epochs} epochs")
-        train_scenes = read_voc(data, qat_split or split)
-        det_q = qat_finetune_detector(detector.model, train_scenes, detector.min_sizes, qat_epochs)
-        common["qat"] = {"epochs": qat_epochs, "lr": 1e-4, "images": len(train_scenes)}
-    else:
-        det_q = quantize(detector.model, images)
-    det_meta = {**detector.meta, **common, "source": det_path.name, "source_sha256": source_digest(det_path)}
-    det_meta.pop("history", None)
-    cls_q = quantize(classifier.net, crop_batches)
-    cls_meta = {**classifier.meta, **common, "source": cls_path.name, "source_sha256": source_digest(cls_path)}
-    cls_meta.pop("history", None)
-    paths = {"detector": out_dir / "detector_int8.pt", "classifier": out_dir / "classifier_int8.pt"}
-    save_int8(paths["detector"], DET_ARCH, det_q, det_meta)
-    save_int8(paths["classifier"], CLS_ARCH, cls_q, cls_meta)
+    images = read_images(scenes)
+    with tempfile.TemporaryDirectory(prefix="maskwatch-quantize-") as tmp:
+        det_src = fp32_onnx(detector_weights, "detector", Path(tmp))
+        cls_src = fp32_onnx(classifier_weights, "classifier", Path(tmp))
+        detector = OnnxRetinaFaceDetector(det_src)  # verified against SHA256SUMS; prepares frames as at run time
+        classifier = OnnxMaskClassifier(cls_src)
+        for model, src in ((detector, det_src), (classifier, cls_src)):
+            if model.precision != "fp32":
+                raise QuantizeError(f"{src} is already an int8 model file; quantize the fp32 one")
+        det_inputs = detector_inputs(detector, images)
+        cls_inputs = classifier_inputs(
+            images, [s.xyxy for s in scenes], classifier.input_size, float(DEFAULT_CROP_MARGIN)
+        )
+        if not cls_inputs:
+            raise ConfigError(f"the {len(scenes)} calibration images have no annotated faces")
+        n_crops = sum(len(batch) for batch in cls_inputs)
+        logger.info(f"calibrating on {len(det_inputs)} images and {n_crops} face crops")
+        paths = {"detector": out / DETECTOR_FILE, "classifier": out / CLASSIFIER_FILE}
+        jobs = (
+            ("detector", det_src, det_inputs, detector_recipe, {"images": len(det_inputs)}),
+            ("classifier", cls_src, cls_inputs, classifier_recipe, {"images": len(cls_inputs), "crops": n_crops}),
+        )
+        for role, src, inputs, recipe, counts in jobs:
+            extra = {
+                "source": src.name,
+                "source_sha256": sha256_of(src),
+                "calibration": {**counts, "split": str(split)},
+            }
+            try:
+                quantize_onnx(src, paths[role], inputs, recipe, extra_meta=extra)
+            except MaskwatchError:
+                raise
+            except Exception as exc:  # onnxruntime's quantizer raises plain exceptions with long messages
+                message = str(exc).splitlines()[0][:160] if str(exc) else ""
+                raise QuantizeError(f"cannot quantize {src.name}: {type(exc).__name__}: {message}") from exc
+            try:
+                write_manifest_entry(paths[role])
+            except OSError as exc:
+                raise OutputError(f"cannot update {out / 'SHA256SUMS'}: {exc.strerror or exc}") from exc
     return paths

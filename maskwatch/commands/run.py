@@ -36,7 +36,7 @@ def run_command(args: argparse.Namespace, setup_logging) -> int:
     """Everything ``maskwatch run`` does; user errors raise :class:`~maskwatch.errors.MaskwatchError`."""
     from maskwatch.capture.sources import ImageFilesSource
     from maskwatch.config import load_config
-    from maskwatch.outputs.sinks import JsonLinesSink, WindowSink, check_writable
+    from maskwatch.outputs.sinks import BackgroundSink, JsonLinesSink, VideoSink, WindowSink, check_writable
     from maskwatch.runner.single import RunStats, run
 
     cfg = load_config(args.config, overrides(args))
@@ -52,6 +52,9 @@ def run_command(args: argparse.Namespace, setup_logging) -> int:
         return run_many_command(args, cfg, bind)
     if entries:
         logger.info(f"--source given: the config's {len(entries)} sources are not used")
+    from maskwatch.demo import resolve_source
+
+    args.source = resolve_source(args.source)  # "demo": the clip shipped in the package
     inputs = (Path(args.source),)
     for path in (args.detections, args.events):
         if path is not None:
@@ -88,6 +91,8 @@ def run_command(args: argparse.Namespace, setup_logging) -> int:
         with contextlib.ExitStack() as stack:
             sinks = []
             if output is not None:
+                if isinstance(output, VideoSink):  # encode on a second core, beside the next frame's detection
+                    output = BackgroundSink(output)
                 sinks.append(stack.enter_context(output))
             if args.detections is not None:
                 sinks.append(stack.enter_context(JsonLinesSink(args.detections)))

@@ -1,9 +1,8 @@
 """The 3-class mask classifier: a MobileNetV1 x0.25 backbone, global pooling and a linear head.
 
 :class:`MaskClassifierNet` takes raw BGR pixel values (0..255, float, NCHW); colour order and
-ImageNet mean/std live inside it as buffers. It is built from Conv-BN-ReLU blocks so that
-``torch.ao.quantization.fuse_modules`` can fuse them, and carries ``QuantStub``/``DeQuantStub``
-for eager static quantization (both are identities in float mode).
+ImageNet mean/std live inside it as buffers. Its Conv-BN pairs are folded for inference
+(:func:`maskwatch.models.fuse.fused_copy`); int8 runs on the onnx engine (:mod:`maskwatch.models.onnx_quant`).
 :class:`MaskClassifier` is the facade the pipeline uses (the ``Classifier`` protocol).
 """
 
@@ -14,13 +13,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.ao.quantization import DeQuantStub, QuantStub
 
 from maskwatch.errors import WeightsError
 from maskwatch.models.fuse import fused_copy
 from maskwatch.models.mobilenet import MobileNetV1x025
 from maskwatch.models.prep import resize_crop
-from maskwatch.models.weights import load_checked, load_model_file, load_state_dict_strict
+from maskwatch.models.weights import load_checked, load_model_file, load_state_dict_strict, refuse_torch_int8
 from maskwatch.types import CLASS_NAMES
 
 ARCH = "mask_classifier_mnv1_025"
@@ -43,45 +41,24 @@ class MaskClassifierNet(nn.Module):
         std_bgr = torch.tensor(IMAGENET_STD_RGB[::-1]).view(1, 3, 1, 1) * 255.0
         self.register_buffer("pixel_mean_bgr", mean_bgr)
         self.register_buffer("pixel_std_bgr", std_bgr)
-        self.quant = QuantStub()
         self.backbone = MobileNetV1x025()
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten(1)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(MobileNetV1x025.out_channels, num_classes)
-        self.dequant = DeQuantStub()
 
     def preprocess(self, x_bgr: torch.Tensor) -> torch.Tensor:
         """Raw BGR 0..255 -> normalised RGB (float, outside the quantized region)."""
         return ((x_bgr - self.pixel_mean_bgr) / self.pixel_std_bgr).flip(1)
 
     def forward(self, x_bgr: torch.Tensor) -> torch.Tensor:
-        x = self.quant(self.preprocess(x_bgr))
+        x = self.preprocess(x_bgr)
         x = self.flatten(self.pool(self.backbone(x)))
-        return self.dequant(self.head(self.dropout(x)))
-
-    def fuse_modules_list(self) -> list[list[str]]:
-        """Names of every Conv-BN-ReLU triple, for ``torch.ao.quantization.fuse_modules``."""
-        groups = []
-        for stage_name in ("stage1", "stage2", "stage3"):
-            for i, block in enumerate(getattr(self.backbone, stage_name)):
-                for start in range(0, len(block), 3):
-                    prefix = f"backbone.{stage_name}.{i}"
-                    groups.append([f"{prefix}.{start}", f"{prefix}.{start + 1}", f"{prefix}.{start + 2}"])
-        return groups
+        return self.head(self.dropout(x))
 
     def fused_for_inference(self) -> nn.Module:
         """An eval-mode copy with every Conv-BN-ReLU folded into one ConvReLU2d (same outputs, fewer ops)."""
         return fused_copy(self)
-
-
-def int8_net(state: dict, meta: dict, source: str | Path) -> nn.Module:
-    """The int8 network held by an int8 classifier file's ``state`` and ``meta`` (CPU only)."""
-    from maskwatch.models.int8 import int8_from_state
-
-    size = int(meta.get("input_size", DEFAULT_INPUT_SIZE))
-    example = torch.zeros(1, 3, size, size)
-    return int8_from_state(state, meta, source, lambda _meta: MaskClassifierNet(len(CLASS_NAMES)), example)
 
 
 def build_classifier_net(
@@ -112,9 +89,8 @@ def crops_to_tensor(crops_bgr: list[np.ndarray], size: int) -> torch.Tensor:
 class MaskClassifier:
     """Classifies face crops into ``CLASS_NAMES`` with a trained ``mask_classifier_mnv1_025`` model file.
 
-    ``net`` is the network as loaded: the float :class:`MaskClassifierNet` (for export and quantization), or the
-    int8 network of an int8 file (``meta["precision"] == "int8"``, CPU only). ``classify`` runs a float net with
-    Conv-BN-ReLU fused, which gives the same outputs with fewer ops.
+    ``net`` is the float :class:`MaskClassifierNet` as loaded (for export and quantization); ``classify`` runs a
+    copy with Conv-BN-ReLU fused, which gives the same outputs with fewer ops. Old torch int8 files are refused.
     """
 
     def __init__(self, weights: str | Path, input_size: int | None = None, device: str = "cpu") -> None:
@@ -129,14 +105,9 @@ class MaskClassifier:
         except (TypeError, ValueError):
             bad = repr(meta.get("input_size"))[:40]
             raise WeightsError(f"weights file {weights} has an invalid input_size {bad}") from None
-        self.precision = str(meta.get("precision", "fp32"))
-        if self.precision == "int8":
-            if torch.device(device).type != "cpu":
-                raise ValueError(f"int8 classifier {weights} runs on the CPU only, not on {device}")
-            self.device = torch.device("cpu")
-            self.net = int8_net(state_dict, meta, weights)
-            self._fused = self.net
-            return
+        if meta.get("precision") == "int8":
+            refuse_torch_int8(weights)
+        self.precision = "fp32"
         self.device = torch.device(device)
         self.net = MaskClassifierNet(len(CLASS_NAMES))
         load_state_dict_strict(self.net, state_dict, weights)

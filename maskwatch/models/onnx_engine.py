@@ -87,6 +87,19 @@ def read_metadata(session, path: Path, keys: Sequence[str], arch: str) -> dict:
     return meta
 
 
+def read_precision(session, path: Path) -> str:
+    """The file's ``precision`` metadata: "fp32" (``maskwatch export``, or absent) or "int8" (``maskwatch
+    quantize``)."""
+    raw = session.get_modelmeta().custom_metadata_map.get("precision", '"fp32"')
+    try:
+        precision = json.loads(raw)
+    except ValueError:
+        precision = None
+    if precision not in ("fp32", "int8"):
+        raise WeightsError(f"weights file {path} has an unknown precision {str(raw)[:20]!r} in its metadata")
+    return precision
+
+
 # --- box decoding and NMS in numpy (as maskwatch.models.retinaface does in torch); priors: models.prep
 def decode_boxes(loc: np.ndarray, priors: np.ndarray, variances: Sequence[float]) -> np.ndarray:
     """Normalised ``xyxy`` boxes from predicted offsets ``loc`` (N, 4) relative to ``priors`` (N, 4)."""
@@ -124,10 +137,9 @@ class OnnxRetinaFaceDetector:
     """RetinaFace-MobileNet0.25 from an exported ``detector.onnx``: the :class:`~maskwatch.models.base.Detector`
     steps of RetinaFaceDetector (resize, run, decode, threshold, NMS, back to the frame) without torch.
 
-    ``input_size`` None: the size in the file's metadata (the one the weights were trained at).
+    ``input_size`` None: the size in the file's metadata (the one the weights were trained at). ``precision`` is
+    the file's ("fp32", or "int8" for a file from ``maskwatch quantize``).
     """
-
-    precision = "fp32"
 
     def __init__(
         self,
@@ -142,6 +154,7 @@ class OnnxRetinaFaceDetector:
     ) -> None:
         self.session, path = open_session(weights, threads)
         self.meta = read_metadata(self.session, path, DETECTOR_KEYS, "retinaface_mnet025")
+        self.precision = read_precision(self.session, path)
         try:
             self.input_size = int(input_size or self.meta["input_size"])
             self.min_sizes = tuple(tuple(int(v) for v in level) for level in self.meta["min_sizes"])
@@ -159,7 +172,7 @@ class OnnxRetinaFaceDetector:
         self.max_faces = int(max_faces)
         self.pre_nms_top_k = int(pre_nms_top_k)
         self._priors: dict[tuple[int, int], np.ndarray] = {}
-        logger.debug("loaded ONNX detector {} (input {}, anchors {})", path, self.input_size, self.min_sizes)
+        logger.debug("loaded ONNX {} detector {} (input {})", self.precision, path, self.input_size)
 
     def priors(self, height: int, width: int) -> np.ndarray:
         key = (height, width)
@@ -207,13 +220,12 @@ class OnnxRetinaFaceDetector:
 
 class OnnxMaskClassifier:
     """The mask classifier from an exported ``classifier.onnx``: the :class:`~maskwatch.models.base.Classifier`
-    steps of MaskClassifier (crop resize, one batch, softmax) without torch."""
-
-    precision = "fp32"
+    steps of MaskClassifier (crop resize, one batch, softmax) without torch; ``precision`` is the file's."""
 
     def __init__(self, weights: str | Path, *, threads: int = 1) -> None:
         self.session, path = open_session(weights, threads)
         self.meta = read_metadata(self.session, path, CLASSIFIER_KEYS, "mask_classifier_mnv1_025")
+        self.precision = read_precision(self.session, path)
         names = self.meta["class_names"]
         names = tuple(names) if isinstance(names, list) else names
         if names != CLASS_NAMES:
@@ -224,7 +236,7 @@ class OnnxMaskClassifier:
             bad = repr(self.meta["input_size"])[:40]
             raise WeightsError(f"weights file {path} has an invalid input_size {bad}") from None
         self.input_name = self.session.get_inputs()[0].name
-        logger.debug("loaded ONNX classifier {} (input {})", path, self.input_size)
+        logger.debug("loaded ONNX {} classifier {} (input {})", self.precision, path, self.input_size)
 
     def classify(self, crops_bgr: list[np.ndarray]) -> np.ndarray:
         """(N, 3) softmax probabilities for N BGR uint8 crops of any sizes, run as one batch."""

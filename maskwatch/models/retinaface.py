@@ -18,8 +18,6 @@ import torch
 import torch.nn.functional as F
 from loguru import logger
 from torch import nn
-from torch.ao.nn.quantized import FloatFunctional
-from torch.ao.quantization import DeQuantStub, QuantStub
 from torchvision.ops import nms
 
 from maskwatch.errors import WeightsError
@@ -27,7 +25,13 @@ from maskwatch.models.fuse import fused_copy
 from maskwatch.models.mobilenet import MobileNetV1x025
 from maskwatch.models.prep import Resized, resize_longest_side
 from maskwatch.models.prep import prior_boxes as numpy_prior_boxes
-from maskwatch.models.weights import load_checked, load_model_file, load_state_dict_strict, verify
+from maskwatch.models.weights import (
+    load_checked,
+    load_model_file,
+    load_state_dict_strict,
+    refuse_torch_int8,
+    verify,
+)
 from maskwatch.types import FaceDetections
 
 ARCH = "retinaface_mnet025"
@@ -63,13 +67,11 @@ class FPN(nn.Module):
         self.output3 = _conv_bn(in_channels[2], out_channels, 1, slope=slope)
         self.merge1 = _conv_bn(out_channels, out_channels, 3, slope=slope)
         self.merge2 = _conv_bn(out_channels, out_channels, 3, slope=slope)
-        self.add2 = FloatFunctional()  # the adds as modules, so eager int8 conversion can quantize them
-        self.add1 = FloatFunctional()
 
     def forward(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
         p3, p4, p5 = self.output1(feats[0]), self.output2(feats[1]), self.output3(feats[2])
-        p4 = self.merge2(self.add2.add(p4, F.interpolate(p5, size=p4.shape[-2:], mode="nearest")))
-        p3 = self.merge1(self.add1.add(p3, F.interpolate(p4, size=p3.shape[-2:], mode="nearest")))
+        p4 = self.merge2(p4 + F.interpolate(p5, size=p4.shape[-2:], mode="nearest"))
+        p3 = self.merge1(p3 + F.interpolate(p4, size=p3.shape[-2:], mode="nearest"))
         return [p3, p4, p5]
 
 
@@ -86,12 +88,11 @@ class SSH(nn.Module):
         self.conv5X5_2 = _conv_bn(cout // 4, cout // 4, slope=None)
         self.conv7X7_2 = _conv_bn(cout // 4, cout // 4, slope=slope)
         self.conv7x7_3 = _conv_bn(cout // 4, cout // 4, slope=None)
-        self.concat = FloatFunctional()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         branch5_in = self.conv5X5_1(x)
         branch7_in = self.conv7X7_2(branch5_in)
-        out = self.concat.cat([self.conv3X3(x), self.conv5X5_2(branch5_in), self.conv7x7_3(branch7_in)], dim=1)
+        out = torch.cat([self.conv3X3(x), self.conv5X5_2(branch5_in), self.conv7x7_3(branch7_in)], dim=1)
         return F.relu(out)
 
 
@@ -103,10 +104,8 @@ class _Head(nn.Module):
         self.per_anchor = per_anchor
         self.conv1x1 = nn.Conv2d(cin, anchors * per_anchor, 1)
 
-        self.dequant = DeQuantStub()
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.dequant(self.conv1x1(x)).permute(0, 2, 3, 1)
+        out = self.conv1x1(x).permute(0, 2, 3, 1)
         return out.reshape(out.shape[0], -1, self.per_anchor)
 
 
@@ -115,14 +114,11 @@ class RetinaFace(nn.Module):
 
     ``forward`` returns ``loc`` (N, P, 4) box offsets, ``logits`` (N, P, 2) background/face logits and
     ``landmarks`` (N, P, 10), for the P priors of :func:`prior_boxes` at the input's height and width.
-    The quant/dequant stubs and ``FloatFunctional`` adds are identities in float mode; they mark where
-    :mod:`maskwatch.models.int8` puts the int8 boundaries.
     """
 
     def __init__(self, channels: int = 64, anchors_per_cell: int = 2) -> None:
         super().__init__()
         self.register_buffer("pixel_mean", torch.tensor(BGR_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.quant = QuantStub()
         self.body = MobileNetV1x025(slope=0.1, levels=True)
         self.fpn = FPN((64, 128, 256), channels)
         self.ssh1 = SSH(channels, channels)
@@ -133,7 +129,7 @@ class RetinaFace(nn.Module):
         self.LandmarkHead = nn.ModuleList([_Head(channels, anchors_per_cell, 10) for _ in STEPS])
 
     def forward(self, image_bgr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x = self.quant(image_bgr.float() - self.pixel_mean)
+        x = image_bgr.float() - self.pixel_mean
         feats = self.fpn(self.body(x))
         feats = [self.ssh1(feats[0]), self.ssh2(feats[1]), self.ssh3(feats[2])]
         loc = torch.cat([head(f) for head, f in zip(self.BboxHead, feats, strict=True)], dim=1)
@@ -171,10 +167,6 @@ def decode_boxes(loc: torch.Tensor, priors: torch.Tensor, variances: tuple[float
 
 
 # --- facade
-def _is_quantized(model: nn.Module) -> bool:
-    return any(isinstance(m, torch.ao.nn.quantized.Conv2d) for m in model.modules())
-
-
 def build_model(pretrained_state: dict | None = None) -> RetinaFace:
     """The bare network with random init (for tests), or with ``pretrained_state`` loaded strictly."""
     model = RetinaFace()
@@ -190,17 +182,14 @@ def _strip_prefix(state: dict, prefix: str = "module.") -> dict:
 def load_retinaface(weights: str | Path) -> tuple[nn.Module, dict]:
     """Load a verified weights file: a maskwatch model file (float or int8) or the raw WIDER FACE state_dict.
 
-    Returns (model, meta); an int8 file (``meta["precision"] == "int8"``) gives the int8 network (CPU only).
+    Returns (model, meta). An old torch int8 file is refused in one line: int8 runs on the onnx engine.
     """
     path = verify(weights)
     payload = load_checked(path)
     if isinstance(payload, dict) and "arch" in payload and "state_dict" in payload:
         state, meta = load_model_file(path, ARCH)
         if meta.get("precision") == "int8":
-            from maskwatch.models.int8 import int8_from_state
-
-            example = torch.zeros(1, 3, 64, 64)
-            return int8_from_state(state, meta, path, lambda _meta: RetinaFace(), example), dict(meta)
+            refuse_torch_int8(path)
     elif isinstance(payload, dict) and any(k.endswith("ClassHead.0.conv1x1.weight") for k in payload):
         state = _strip_prefix(payload)
         meta = {"source": f"pretrained:{path.name}", "min_sizes": [list(m) for m in PRETRAINED_MIN_SIZES]}
@@ -236,9 +225,7 @@ class RetinaFaceDetector:
             model, self.meta = load_retinaface(weights)  # type: ignore[arg-type]
             min_sizes = min_sizes or self.meta.get("min_sizes")
             logger.debug("loaded RetinaFace from {} ({})", weights, self.meta.get("source", "maskwatch model file"))
-        self.precision = "int8" if _is_quantized(model) else "fp32"
-        if self.precision == "int8" and torch.device(device).type != "cpu":
-            raise ValueError(f"an int8 detector runs on the CPU only, not on {device}")
+        self.precision = "fp32"  # int8 runs on the onnx engine (maskwatch.models.onnx_engine)
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self._net = fused_copy(self.model)  # Conv-BN folded: same outputs, fewer ops

@@ -106,6 +106,14 @@ def load_model_file(path: str | Path, arch: str) -> tuple[dict, dict]:
     return state, meta
 
 
+def refuse_torch_int8(path: str | Path) -> None:
+    """Refuse an old torch int8 model file (eager ``torch.ao``, retired) with a one-line :class:`WeightsError`."""
+    raise WeightsError(
+        f"weights file {path} is a torch int8 model file, which maskwatch no longer runs: int8 runs on the onnx "
+        "engine (--precision int8 with detector_int8.onnx / classifier_int8.onnx from `maskwatch quantize`)"
+    )
+
+
 def _short(value: object, limit: int = 40) -> str:
     """``repr(value)`` cut to ``limit`` characters, for naming odd values in one-line messages."""
     text = repr(value)

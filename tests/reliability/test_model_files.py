@@ -1,8 +1,9 @@
 """Bad model files through ``maskwatch run``: each is refused with one short ERROR line naming the file.
 
 A ``--config`` points ``detector.weights`` / ``classifier.weights`` (with ``runtime.precision: fp32``) or
-``detector.int8_weights`` at a crafted file in tmp_path, listed in its own ``SHA256SUMS`` where the case needs the
-checksum to pass so that the load itself is what fails. Commands run through the fork helper of test_bad_input.
+``detector.onnx_int8_weights`` (precision int8, run by ONNX Runtime) at a crafted file in tmp_path, listed in its
+own ``SHA256SUMS`` where the case needs the checksum to pass so that the load itself is what fails.
+Commands run through the fork helper of test_bad_input.
 """
 
 from __future__ import annotations
@@ -71,8 +72,13 @@ def _truncated(t: Path) -> Path:
 
 
 def _truncated_int8(t: Path) -> Path:
-    data = (SHIPPED / "detector_int8.pt").read_bytes()
-    (t / "detector_int8.pt").write_bytes(data[: len(data) // 2])
+    data = (SHIPPED / "detector_int8.onnx").read_bytes()
+    (t / "detector_int8.onnx").write_bytes(data[: len(data) // 2])
+    return listed(t / "detector_int8.onnx")
+
+
+def _old_torch_int8(t: Path) -> Path:
+    save_model_file(t / "detector_int8.pt", "retinaface_mnet025", {}, {"precision": "int8"})
     return listed(t / "detector_int8.pt")
 
 
@@ -221,18 +227,25 @@ CASES = [
         "the bad field named in one line",
     ),
     (
-        "int8: truncated detector_int8.pt as detector.int8_weights",
-        "detector.int8_weights",
+        "int8: truncated detector_int8.onnx as detector.onnx_int8_weights",
+        "detector.onnx_int8_weights",
         _truncated_int8,
-        ("corrupt or truncated", "detector_int8.pt"),
+        ("corrupt or truncated", "detector_int8.onnx"),
         "corrupt or truncated, at precision int8",
     ),
     (
-        "int8: the fp32 detector.pt as detector.int8_weights",
-        "detector.int8_weights",
-        _copy("detector.pt"),
-        ("needs int8 model files", "detector.pt"),
+        "int8: the fp32 detector.onnx as detector.onnx_int8_weights",
+        "detector.onnx_int8_weights",
+        _copy("detector.onnx"),
+        ("needs a int8 detector file", "detector.onnx"),
         "the precision mismatch named",
+    ),
+    (
+        "a retired torch int8 file as detector.weights",
+        "detector.weights",
+        _old_torch_int8,
+        ("torch int8 model file", "detector_int8.pt"),
+        "refused in one line, pointing at the onnx engine",
     ),
 ]
 
@@ -243,7 +256,7 @@ def test_bad_model_file_is_refused_in_one_line(cli, tmp_path, record, case, key,
     models.mkdir()
     weights = make(models)
     section, name = key.split(".")
-    precision = "int8" if name == "int8_weights" else "fp32"
+    precision = "int8" if name == "onnx_int8_weights" else "fp32"
     cfg = tmp_path / "c.yaml"
     cfg.write_text(f"runtime:\n  precision: {precision}\n{section}:\n  {name}: {weights}\n")
     image = tmp_path / "in.png"
