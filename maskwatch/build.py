@@ -40,7 +40,8 @@ def effective_precision(cfg: Config) -> str:
 def effective_engine(cfg: Config) -> str:
     """The engine the models will run on: ``runtime.engine``, except that int8 on the CPU always runs on ONNX Runtime
     (the torch engine runs fp32 only, on the CPU or CUDA)."""
-    if cfg.runtime.engine == "onnx" or (cfg.runtime.precision == "int8" and cfg.runtime.device == "cpu"):
+    cpu = cfg.runtime.device == "cpu"
+    if cfg.runtime.engine == "onnx" or (cpu and (cfg.runtime.engine == "auto" or cfg.runtime.precision == "int8")):
         return "onnx"
     return "torch"
 
@@ -48,11 +49,6 @@ def effective_engine(cfg: Config) -> str:
 def configured_precision(cfg: Config) -> str:
     """``runtime.precision`` as configured (see :func:`effective_precision` for the one the models run at)."""
     return cfg.runtime.precision
-
-
-def configured_engine(cfg: Config) -> str:
-    """``runtime.engine``: "torch" or "onnx" (ONNX Runtime, CPU); see :func:`effective_engine` for the one used."""
-    return cfg.runtime.engine
 
 
 def onnx_threads(cfg: Config) -> int:

@@ -21,8 +21,11 @@ DEFAULT_EPOCHS = {
     "fasterrcnn_mobilenet_v3_large_fpn": 10,
 }
 """Epochs of the shipped models' recipes (see weights/README.md)."""
-ENGINES = ["torch", "onnx"]
-ENGINE_HELP = "what runs the models: torch, or onnx (ONNX Runtime, the fp32 .onnx files; default from config)"
+ENGINES = ["auto", "onnx", "torch"]
+ENGINE_HELP = (
+    "what runs the models: onnx (ONNX Runtime, CPU), torch (fp32 .pt files, cpu or cuda; pip install "
+    "'maskwatch[train]'), auto (onnx on the CPU, torch on cuda); default from config: auto"
+)
 
 
 def _parser() -> argparse.ArgumentParser:

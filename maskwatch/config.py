@@ -24,10 +24,6 @@ class _Section(BaseModel):
 
 class DetectorConfig(_Section):
     weights: str = Field("detector.pt", description="Detector model file; a bare name is looked up in weights/.")
-    int8_weights: str = Field(
-        "detector_int8.pt",
-        description="Deprecated and ignored (the torch int8 files are retired): int8 runs onnx_int8_weights.",
-    )
     onnx_weights: str = Field(
         "detector.onnx", description="ONNX fp32 detector file used with engine onnx (see `maskwatch export`)."
     )
@@ -53,10 +49,6 @@ class DetectorConfig(_Section):
 class ClassifierConfig(_Section):
     weights: str = Field(
         "classifier.pt", description="Mask classifier model file; a bare name is looked up in weights/."
-    )
-    int8_weights: str = Field(
-        "classifier_int8.pt",
-        description="Deprecated and ignored (the torch int8 files are retired): int8 runs onnx_int8_weights.",
     )
     onnx_weights: str = Field("classifier.onnx", description="ONNX fp32 classifier file used with engine onnx.")
     onnx_int8_weights: str = Field(
@@ -90,10 +82,11 @@ class CaptureConfig(_Section):
 
 
 class RuntimeConfig(_Section):
-    engine: Literal["torch", "onnx"] = Field(
-        "torch",
-        description="What runs fp32 models: torch (the .pt files, cpu or cuda), or onnx: ONNX Runtime on the CPU "
-        "with the .onnx files, without importing torch. Precision int8 on the CPU always runs on onnx.",
+    engine: Literal["auto", "torch", "onnx"] = Field(
+        "auto",
+        description="What runs the models: onnx (ONNX Runtime on the CPU, the .onnx files, no torch needed), torch "
+        "(the .pt files, fp32, cpu or cuda; needs the [train] extra), or auto: onnx on the CPU, torch on cuda. "
+        "Precision int8 on the CPU always runs on onnx.",
     )
     device: Literal["cpu", "cuda"] = Field("cpu", description="Where the models run (engine onnx: cpu only).")
     precision: Literal["fp32", "int8"] = Field(

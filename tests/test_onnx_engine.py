@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from maskwatch.build import build_pipeline, effective_precision, runtime_label
+from maskwatch.build import build_pipeline, effective_engine, effective_precision, runtime_label, with_runtime
 from maskwatch.cli import _parser
 from maskwatch.commands.export import export_all
 from maskwatch.commands.options import overrides
@@ -166,7 +166,8 @@ def test_build_pipeline_picks_the_engine(exported: Path) -> None:
     pipeline = build_pipeline(cfg)
     assert isinstance(pipeline.detector, OnnxRetinaFaceDetector) and isinstance(pipeline.classifier, OnnxMaskClassifier)
     assert effective_precision(cfg) == "fp32" and runtime_label(cfg) == "cpu, onnx fp32"
-    assert load_config(None, {}).runtime.engine == "torch"
+    assert load_config(None, {}).runtime.engine == "auto"
+    assert effective_engine(with_runtime(load_config(None, {}), precision="fp32")) == "onnx"  # auto: onnx on the CPU
     with pytest.raises(ConfigError, match="CPU only"):
         build_pipeline(_onnx_cfg(exported, device="cuda"))
     with pytest.raises(WeightsError, match=r"not found: .*nope\.onnx.*maskwatch export"):

@@ -13,7 +13,14 @@ import numpy as np
 import pytest
 import torch
 
-from maskwatch.build import build_pipeline, effective_engine, effective_precision, model_files, runtime_label
+from maskwatch.build import (
+    build_pipeline,
+    effective_engine,
+    effective_precision,
+    model_files,
+    runtime_label,
+    with_runtime,
+)
 from maskwatch.config import load_config
 from maskwatch.errors import ConfigError, MaskwatchError, WeightsError
 from maskwatch.models import retinaface as rf
@@ -149,7 +156,8 @@ def _int8_cfg(fp32: Path, int8: Path, **more) -> object:
 
 def test_precision_picks_the_files_and_int8_runs_on_onnx(fp32: Path, int8: Path) -> None:
     cfg = _int8_cfg(fp32, int8)
-    assert cfg.runtime.engine == "torch" and effective_engine(cfg) == "onnx"  # int8 on the CPU implies onnx
+    assert effective_engine(cfg) == "onnx"
+    assert effective_engine(with_runtime(cfg, engine="torch")) == "onnx"  # int8 on the CPU implies onnx
     assert runtime_label(cfg) == "cpu, onnx int8" and effective_precision(cfg) == "int8"
     pipeline = build_pipeline(cfg)
     assert isinstance(pipeline.detector, OnnxRetinaFaceDetector)

@@ -127,6 +127,13 @@ def pipeline_fps(cfg: Config, variant: str, clip: Path) -> tuple[float, int]:
     return stats.fps, stats.faces
 
 
+def torch_installed() -> bool:
+    """Whether torch and torchvision are installed (the [train] extra): the bench's torch figures need them."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) is not None for name in ("torch", "torchvision"))
+
+
 def onnx_int8_files(cfg: Config) -> tuple[Path, Path] | None:
     """The int8 ONNX detector and classifier files (``*.onnx_int8_weights``) when both exist, else None."""
     from maskwatch.models.weights import resolve_weights
@@ -138,32 +145,15 @@ def onnx_int8_files(cfg: Config) -> tuple[Path, Path] | None:
     return paths if all(p.is_file() for p in paths) else None  # type: ignore[return-value]
 
 
-def torch_int8_files(cfg: Config) -> tuple[Path, Path] | None:
-    """The torch int8 ``.pt`` files (``*.int8_weights``, retired) when both exist and the torch int8 path is still
-    there, else None."""
-    import importlib
-    import importlib.util
-
-    from maskwatch.models.weights import resolve_weights
-
-    names = (getattr(cfg.detector, "int8_weights", None), getattr(cfg.classifier, "int8_weights", None))
-    if not all(n and str(n).endswith(".pt") for n in names):
-        return None
-    if importlib.util.find_spec("maskwatch.models.int8") is None:
-        return None
-    if not hasattr(importlib.import_module("maskwatch.models.int8"), "use_engine"):  # the torch int8 path is gone
-        return None
-    paths = tuple(resolve_weights(n) for n in names)
-    return paths if all(p.is_file() for p in paths) else None  # type: ignore[return-value]
-
-
 def engines(cfg: Config) -> dict[str, str | None]:
-    """Which engine times each precision: fp32 on the configured engine; int8 on ONNX Runtime when the int8
-    ``.onnx`` files exist, else on torch's retired int8 path when its ``.pt`` files exist, else None (not timed)."""
-    from maskwatch.build import configured_engine
+    """Which engine times each precision: fp32 on the configured engine (auto: onnx on the CPU); int8 on ONNX
+    Runtime when the int8 ``.onnx`` files exist, else None (not timed)."""
+    from maskwatch.build import effective_engine, with_runtime
 
-    int8 = "onnx" if onnx_int8_files(cfg) else "torch" if torch_int8_files(cfg) else None
-    return {"fp32": configured_engine(cfg), "int8": int8}
+    return {
+        "fp32": effective_engine(with_runtime(cfg, precision="fp32")),
+        "int8": "onnx" if onnx_int8_files(cfg) else None,
+    }
 
 
 def load_models(cfg: Config, engine: str, precision: str):
@@ -185,13 +175,9 @@ def load_models(cfg: Config, engine: str, precision: str):
         from maskwatch.models.classifier import MaskClassifier
         from maskwatch.models.detector import load_detector
 
-        files = torch_int8_files(cfg) if precision == "int8" else (d.weights, cfg.classifier.weights)
-        if files is None:
-            raise MaskwatchError("no torch int8 model files to time")
         if precision == "int8":
-            from maskwatch.models.int8 import use_engine
-
-            use_engine()
+            raise MaskwatchError("the torch engine runs fp32 only; int8 runs on the onnx engine")
+        files = (d.weights, cfg.classifier.weights)
         kw = {"score_threshold": d.score_threshold, "nms_iou": d.nms_iou, "max_faces": d.max_faces}
         det = load_detector(files[0], input_size=d.input_size, **kw)
         cls = MaskClassifier(files[1])
@@ -207,7 +193,7 @@ def seed_frcnn_ms(runs: int) -> dict[str, float] | None:
 
     Random weights (no download): only the time is meant, and it barely depends on the weights.
     """
-    if runs <= 0:
+    if runs <= 0 or not torch_installed():
         return None
     from torchvision.models.detection import fasterrcnn_resnet50_fpn
 
@@ -271,7 +257,7 @@ def latency_variants(cfg: Config) -> dict[str, tuple]:
     out = {"fp32": load_models(cfg, chosen["fp32"], "fp32")}
     if chosen["int8"] is not None:
         out["int8"] = load_models(cfg, chosen["int8"], "int8")
-    if chosen["fp32"] == "onnx":
+    if chosen["fp32"] == "onnx" and torch_installed():  # the torch engine beside it, where the [train] extra is
         out["torch_fp32"] = load_models(cfg, "torch", "fp32")
     return out
 
@@ -284,7 +270,7 @@ def model_bytes(cfg: Config) -> dict[str, dict[str, int | None]]:
         if chosen["fp32"] == "onnx"
         else (cfg.detector.weights, cfg.classifier.weights)
     )
-    int8 = onnx_int8_files(cfg) if chosen["int8"] == "onnx" else torch_int8_files(cfg) if chosen["int8"] else None
+    int8 = onnx_int8_files(cfg) if chosen["int8"] == "onnx" else None
     return {
         name: {"fp32": file_bytes(fp32[i]), "int8": None if int8 is None else file_bytes(int8[i])}
         for i, name in enumerate(("detector", "classifier"))
@@ -366,7 +352,9 @@ def run_bench(
             "batch_1": t1,
             f"batch_{usual}": tb,
         }
-        return {**out, "onnx_ms": fp32, "torch_fp32_ms": tb["torch_fp32"]["median_ms"]} if engine == "onnx" else out
+        if engine != "onnx":
+            return out
+        return {**out, "onnx_ms": fp32, "torch_fp32_ms": tb["torch_fp32"]["median_ms"] if "torch_fp32" in tb else None}
 
     main_clip = "video" if "video" in e2e else "synthetic"
     return {
@@ -411,7 +399,7 @@ def report_lines(result: dict) -> list[str]:
         r = result[name]
         ratio = "" if r["latency_ratio"] is None else f" (x{r['latency_ratio']:.2f})"
         int8_mb = "n/a" if r["int8_bytes"] is None else f"{r['int8_bytes'] / 1e6:.2f} MB"
-        torch_fp32 = f"  torch fp32 {r['torch_fp32_ms']:.2f} ms" if "torch_fp32_ms" in r else ""
+        torch_fp32 = f"  torch fp32 {r['torch_fp32_ms']:.2f} ms" if r.get("torch_fp32_ms") is not None else ""
         lines.append(
             f"{name:<10} fp32 {ms(r['fp32_ms'])} ms  int8 {ms(r['int8_ms'])} ms{ratio}, batch {r['usual_batch']}; "
             f"size {r['fp32_bytes'] / 1e6:.2f} MB -> {int8_mb}{torch_fp32}"
