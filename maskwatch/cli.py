@@ -153,7 +153,6 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     be.add_argument("--batch", type=int, default=4, help="classifier batch of the pipeline (faces; default 4)")
     be.add_argument("--seed-runs", type=int, default=3, help="Faster R-CNN timed calls; 0 skips it (default 3)")
     be.add_argument("--config", type=Path, help="YAML config (model files, threads)")
-    be.add_argument("--pt2e", action="store_true", help="also time torchao's PT2E int8 flow (needs maskwatch[pt2e])")
     be.add_argument("--engine", choices=ENGINES, help="onnx: also time the ONNX Runtime engine; --stages runs it")
     be.add_argument(
         "--device",
@@ -347,10 +346,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
         seed_runs=args.seed_runs,
         config_path=args.config,
     )
-    if args.pt2e:
-        from maskwatch.commands.bench.core import compare_pt2e
-
-        result["pt2e"] = compare_pt2e(cfg, runs=args.runs, batch=args.batch)
     for line in report_lines(result):
         print(line)
     if args.json is not None:

@@ -424,69 +424,6 @@ def report_lines(result: dict) -> list[str]:
     return lines
 
 
-def compare_pt2e(cfg: Config, runs: int = 20, batch: int = 4) -> dict:
-    """torchao's PT2E flow (X86Inductor quantizer + ``torch.compile``) beside the shipped eager int8 path.
-
-    Needs ``pip install 'maskwatch[pt2e]'``. Reports, per model: the eager fp32 and eager int8 (shipped) latency,
-    the PT2E int8 latency without and with ``torch.compile``, and the one-off compile time.
-    """
-    try:
-        import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
-        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-    except ImportError as exc:
-        raise MaskwatchError("--pt2e needs torchao: pip install 'maskwatch[pt2e]'") from exc
-    from maskwatch.build import model_files
-    from maskwatch.models.classifier import MaskClassifier
-    from maskwatch.models.detector import load_detector
-
-    files = model_files(cfg)
-    models = {
-        "detector": (
-            load_detector(files["detector"]["fp32"]),
-            load_detector(files["detector"]["int8"]),
-            torch.randint(0, 256, (1, 3, BENCH_SIZE_WH[1], BENCH_SIZE_WH[0])).float(),
-        ),
-        "classifier": (
-            MaskClassifier(files["classifier"]["fp32"]),
-            MaskClassifier(files["classifier"]["int8"]),
-            torch.randint(0, 256, (batch, 3, 80, 80)).float(),
-        ),
-    }
-    out = {}
-    for name, (fp32, int8, x) in models.items():
-        net = fp32.model if name == "detector" else fp32.net
-        eager8 = int8._net if name == "detector" else int8._fused
-        logger.info(f"PT2E: quantizing the {name} with the X86 Inductor quantizer and compiling it")
-        quantizer = xiq.X86InductorQuantizer().set_global(xiq.get_default_x86_inductor_quantization_config())
-        t0 = time.perf_counter()
-        prepared = prepare_pt2e(torch.export.export(net.eval(), (x,)).module(), quantizer)
-        prepared(x)
-        pt2e = convert_pt2e(prepared)
-        quantize_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        with torch.no_grad():
-            compiled = torch.compile(pt2e)
-            compiled(x)
-        compile_s = time.perf_counter() - t0
-        with torch.no_grad():
-            slow = {
-                "fp32_eager": partial(net, x),
-                "int8_eager_torch_ao": partial(eager8, x),
-                "int8_pt2e": partial(pt2e, x),
-            }
-            t = time_interleaved(slow, max(3, runs // 4))
-            fast = {"int8_pt2e_compiled": partial(compiled, x), "int8_eager_torch_ao_2": partial(eager8, x)}
-            t |= time_interleaved(fast, runs)
-        out[name] = {
-            "input_shape": list(x.shape),
-            "pt2e_quantize_s": quantize_s,
-            "pt2e_compile_s": compile_s,
-            **{k: v["median_ms"] for k, v in t.items()},
-        }
-    return out
-
-
-@torch.inference_mode()
 def stage_costs(cfg: Config, video: Path, frames: int = 200, threads: int = 1) -> dict:
     """Per-frame cost of each stage of annotating ``video`` at its own size, as one batch worker runs it.
 
