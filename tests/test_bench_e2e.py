@@ -79,5 +79,4 @@ def test_int8_figures_come_from_onnx_files_when_they_exist(monkeypatch, tmp_path
     monkeypatch.setattr(core, "onnx_int8_files", lambda cfg: (tmp_path / "d.onnx", tmp_path / "c.onnx"))
     assert core.engines(cfg) == {"fp32": "onnx", "int8": "onnx"}
     monkeypatch.setattr(core, "onnx_int8_files", lambda cfg: None)
-    monkeypatch.setattr(core, "torch_int8_files", lambda cfg: None)
     assert core.engines(cfg) == {"fp32": "onnx", "int8": None}  # no int8 files at all: int8 figures are null

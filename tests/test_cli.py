@@ -65,7 +65,8 @@ def test_missing_weights_named(tmp_path, video, key, precision):
     cfg = tmp_path / "c.yaml"
     name = "nope.onnx" if key.startswith("onnx") else "nope.pt"
     cfg.write_text(f"detector:\n  {key}: {name}\n")
-    proc = maskwatch("run", "--source", str(video), "--config", str(cfg), "--precision", precision)
+    engine = "onnx" if key.startswith("onnx") else "torch"  # .pt files are the torch engine's
+    proc = maskwatch("run", "--source", str(video), "--config", str(cfg), "--precision", precision, "--engine", engine)
     assert_user_error(proc, name)
 
 

@@ -49,7 +49,7 @@ def test_run_needs_no_torch(no_torch_env: dict[str, str], tmp_path: Path) -> Non
     "argv",
     [
         ["train", "detector", "--data", "nowhere", "--epochs", "1"],
-        ["run", "--source", "x.png", "--engine", "torch"],
+        ["run", "--source", "x.png", "--engine", "torch", "--precision", "fp32"],
     ],
 )
 def test_commands_that_need_torch_say_how_to_install_it(no_torch_env: dict[str, str], tmp_path: Path, argv) -> None:

@@ -218,7 +218,9 @@ def test_bad_onnx_files_fail_like_pt_files(exported: Path, tmp_path: Path, damag
     pt = damage(SHIPPED / "detector.pt", tmp_path / "pt" / "detector.pt")
     onnx = damage(exported / "detector.onnx", tmp_path / "onnx" / "detector.onnx")
     with pytest.raises(WeightsError) as pt_error:
-        build_pipeline(load_config(None, {"runtime.precision": "fp32", "detector.weights": str(pt)}))
+        build_pipeline(
+            load_config(None, {"runtime.engine": "torch", "runtime.precision": "fp32", "detector.weights": str(pt)})
+        )
     with pytest.raises(WeightsError) as onnx_error:
         build_pipeline(_onnx_cfg(exported, detector=onnx))
     message = str(onnx_error.value)

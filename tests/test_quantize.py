@@ -51,7 +51,9 @@ def test_int8_runs_on_onnx_and_cuda_runs_fp32():
     cuda = load_config(None, {"runtime.device": "cuda"})
     assert (effective_engine(cuda), effective_precision(cuda)) == ("torch", "fp32")
     fp32 = load_config(None, {"runtime.precision": "fp32"})
-    assert (effective_engine(fp32), effective_precision(fp32)) == ("torch", "fp32")
+    assert (effective_engine(fp32), effective_precision(fp32)) == ("onnx", "fp32")  # engine auto: onnx on the CPU
+    torch_fp32 = load_config(None, {"runtime.precision": "fp32", "runtime.engine": "torch"})
+    assert (effective_engine(torch_fp32), effective_precision(torch_fp32)) == ("torch", "fp32")
 
 
 def test_torch_engine_refuses_int8_model_files(tmp_path):
@@ -60,7 +62,7 @@ def test_torch_engine_refuses_int8_model_files(tmp_path):
     path = tmp_path / "old_int8.pt"
     save_model_file(path, "retinaface_mnet025", {}, {"precision": "int8"})
     write_manifest_entry(path)
-    cfg = load_config(None, {"runtime.precision": "fp32", "detector.weights": str(path)})
+    cfg = load_config(None, {"runtime.engine": "torch", "runtime.precision": "fp32", "detector.weights": str(path)})
     with pytest.raises(WeightsError, match="torch int8 model file.*onnx engine") as error:
         build_pipeline(cfg)
     assert "\n" not in str(error.value)

@@ -1,6 +1,6 @@
 """Bad model files through ``maskwatch run``: each is refused with one short ERROR line naming the file.
 
-A ``--config`` points ``detector.weights`` / ``classifier.weights`` (with ``runtime.precision: fp32``) or
+A ``--config`` points ``detector.weights`` / ``classifier.weights`` (engine torch, precision fp32) or
 ``detector.onnx_int8_weights`` (precision int8, run by ONNX Runtime) at a crafted file in tmp_path, listed in its
 own ``SHA256SUMS`` where the case needs the checksum to pass so that the load itself is what fails.
 Commands run through the fork helper of test_bad_input.
@@ -257,8 +257,9 @@ def test_bad_model_file_is_refused_in_one_line(cli, tmp_path, record, case, key,
     weights = make(models)
     section, name = key.split(".")
     precision = "int8" if name == "onnx_int8_weights" else "fp32"
+    engine = "onnx" if name.startswith("onnx") else "torch"  # the .pt files are the torch engine's
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(f"runtime:\n  precision: {precision}\n{section}:\n  {name}: {weights}\n")
+    cfg.write_text(f"runtime:\n  engine: {engine}\n  precision: {precision}\n{section}:\n  {name}: {weights}\n")
     image = tmp_path / "in.png"
     cv2.imwrite(str(image), np.full((60, 80, 3), 90, np.uint8))
     out = tmp_path / "out.png"
