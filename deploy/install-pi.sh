@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One-command install of maskwatch on a Raspberry Pi (Raspberry Pi OS Bookworm, 64-bit) or any Debian 12 aarch64.
 #   sudo deploy/install-pi.sh [SOURCE]        SOURCE: camera index (default 0) or stream URL
-# Installs into /opt/maskwatch/venv (PyPI's aarch64 torch/torchvision are CPU builds; OpenCV headless),
-# puts the Pi profile in /etc/maskwatch/pi.yaml and the service maskwatch.service (enabled, started).
+# Installs maskwatch's run-time install into /opt/maskwatch/venv: ONNX Runtime and OpenCV headless from PyPI's aarch64
+# wheels, no torch (training is not done on the Pi: that is the [train] extra), puts the Pi profile in
+# /etc/maskwatch/pi.yaml (engine onnx, int8) and the service maskwatch.service (enabled, started).
 # Re-running it upgrades maskwatch and keeps /etc/maskwatch as edited.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
@@ -14,10 +15,25 @@ id maskwatch >/dev/null 2>&1 || useradd --system --home /var/lib/maskwatch --she
 usermod -a -G video maskwatch
 python3 -m venv /opt/maskwatch/venv
 /opt/maskwatch/venv/bin/pip install --quiet --upgrade pip
-/opt/maskwatch/venv/bin/pip install --quiet "torch==2.9.1" "torchvision==0.24.1"
-/opt/maskwatch/venv/bin/pip install --quiet "$here"
+# the lean install (no torch); --no-cache-dir: no second copy of the wheels under /root/.cache. An install made before
+# the ONNX engine still holds torch: it goes (about 1 GB of disk).
+/opt/maskwatch/venv/bin/pip install --quiet --no-cache-dir "$here"
+if /opt/maskwatch/venv/bin/pip show --quiet torch 2>/dev/null; then
+  /opt/maskwatch/venv/bin/pip uninstall --quiet --yes torch torchvision
+fi
 install -d -m 755 /etc/maskwatch
-[ -f /etc/maskwatch/pi.yaml ] || install -m 644 "$here/configs/pi.yaml" /etc/maskwatch/pi.yaml
+if [ ! -f /etc/maskwatch/pi.yaml ]; then
+  install -m 644 "$here/configs/pi.yaml" /etc/maskwatch/pi.yaml
+elif ! grep -q -E '^[[:space:]]+engine:' /etc/maskwatch/pi.yaml; then
+  # a profile from before the ONNX engine: keep its edits, add the engine (there is no torch here to run anything else)
+  cp -p /etc/maskwatch/pi.yaml /etc/maskwatch/pi.yaml.bak
+  if grep -q '^runtime:' /etc/maskwatch/pi.yaml; then
+    sed -i 's/^runtime:.*/&\n  engine: onnx/' /etc/maskwatch/pi.yaml
+  else
+    printf 'runtime:\n  engine: onnx\n' >> /etc/maskwatch/pi.yaml
+  fi
+  echo "added runtime.engine: onnx to /etc/maskwatch/pi.yaml (the old file is pi.yaml.bak)"
+fi
 if [ ! -f /etc/maskwatch/maskwatch.env ]; then
   umask 077
   printf 'MASKWATCH_SOURCE=%s\nMASKWATCH_ARGS=\n' "$source_spec" > /etc/maskwatch/maskwatch.env

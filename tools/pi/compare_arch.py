@@ -1,10 +1,15 @@
-"""Run the int8 pipeline on fixed frames and write its raw outputs as JSON; compare two such files.
+"""Run the pipeline on fixed frames and write its raw outputs as JSON; compare two such files.
 
-Used by ``tools/pi/emulate_aarch64.sh`` to check that the int8 models give the same answers on aarch64 (engine
-qnnpack, run under qemu) as on x86 (engine x86/fbgemm):
+Used by ``tools/pi/emulate_aarch64.sh`` to check that the models give the same answers on aarch64 (ONNX Runtime
+under qemu, as on a Raspberry Pi) as on x86 (ONNX Runtime natively):
 
-    python tools/pi/compare_arch.py --video clip.mp4 --frames 20 --images imgdir --out arch_x86.json
+    python tools/pi/compare_arch.py --engine onnx --precision int8 --video clip.mp4 --frames 20 --images imgdir \
+        --out arch_x86.json
     python tools/pi/compare_arch.py --compare arch_x86.json arch_aarch64.json
+
+``--engine onnx`` (the default) never imports torch; ``--engine torch`` runs the .pt files (``--qengine`` forces
+torch's quantized engine, e.g. qnnpack on x86). The JSON records what actually ran: engine, precision the models
+report, the model files, onnxruntime's version and providers (or torch's version and quantized engine).
 
 Faces are matched per frame greedily by IoU (best pairs first, IoU >= 0.5 to count as the same face). The
 tolerance (``--max-*`` flags) is checked on faces both runs find with a det score safely above the detector
@@ -45,31 +50,65 @@ def frames_from(video: str | None, n: int, images: str | None):
                 yield path.name, image
 
 
-def record(args) -> int:
+def model_file(model) -> str | None:
+    """The file a loaded model came from, as far as it tells (an ONNX Runtime session knows its path), with the
+    start of its sha256: two records compare the same models only if these agree."""
+    import hashlib
+
+    session = getattr(model, "session", None)
+    path = getattr(session, "_model_path", None) if session is not None else None
+    if not path:
+        return None
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+    return f"{Path(path).name}@{digest}"
+
+
+def runtime_info(engine: str) -> dict:
+    """Versions of what runs the models; torch only when it is the engine (the onnx path must not import it)."""
+    if engine == "onnx":
+        import onnxruntime as ort
+
+        return {"onnxruntime": ort.__version__, "providers": ort.get_available_providers()}
     import torch
 
+    return {
+        "torch": torch.__version__,
+        "qengine": torch.backends.quantized.engine,
+        "supported_qengines": list(torch.backends.quantized.supported_engines),
+    }
+
+
+def record(args) -> int:
     from maskwatch.build import build_pipeline
     from maskwatch.config import load_config
     from maskwatch.types import CLASS_NAMES, Frame
 
-    overrides = {"runtime.precision": args.precision, "runtime.threads": args.threads or None}
+    overrides = {
+        "runtime.precision": args.precision,
+        "runtime.threads": args.threads or None,
+        "runtime.engine": args.engine,
+    }
     cfg = load_config(args.config, overrides=overrides)
-    if args.engine:
-        # force an engine (e.g. qnnpack on x86, to tell kernel differences from architecture differences); the
-        # int8 weights are packed for the engine at load time, so it must be set before the models are built
+    if args.qengine:
+        # torch only: force a quantized engine (e.g. qnnpack on x86, to tell kernel differences from architecture
+        # differences); the int8 weights are packed for the engine at load time, so it must be set before the build
         import maskwatch.models.int8 as mq
 
-        mq.select_engine = lambda *a, **k: args.engine
+        mq.select_engine = lambda *a, **k: args.qengine
     t0 = time.perf_counter()
     pipeline = build_pipeline(cfg)
     load_s = time.perf_counter() - t0
+    det, cls = pipeline.detector, pipeline.classifier
     out = {
         "machine": platform.machine(),
         "python": platform.python_version(),
-        "torch": torch.__version__,
-        "engine": torch.backends.quantized.engine,
-        "supported_engines": list(torch.backends.quantized.supported_engines),
-        "precision": args.precision,
+        "engine": args.engine,
+        **runtime_info(args.engine),
+        "precision_asked": args.precision,
+        # what the models say they run at (an engine without int8 files would run fp32)
+        "precision": f"{getattr(det, 'precision', '?')}/{getattr(cls, 'precision', '?')}",
+        "models": [model_file(det), model_file(cls)],
+        "torch_imported": "torch" in sys.modules,
         "score_threshold": cfg.detector.score_threshold,
         "classes": list(CLASS_NAMES),
         "load_s": round(load_s, 3),
@@ -94,10 +133,20 @@ def record(args) -> int:
     Path(args.out).write_text(json.dumps(out, indent=1))
     n_faces = sum(len(fr["boxes"]) for fr in out["frames"])
     print(
-        f"{out['machine']} torch {out['torch']} engine {out['engine']}: {len(out['frames'])} frames, {n_faces} faces, "
-        f"load {load_s:.1f} s, run {out['run_s']} s -> {args.out}"
+        f"{describe(out)}: {len(out['frames'])} frames, {n_faces} faces, load {load_s:.1f} s, run {out['run_s']} s "
+        f"-> {args.out}"
     )
     return 0
+
+
+def describe(run: dict) -> str:
+    """One line naming what produced a record (old torch-only records too)."""
+    if run.get("engine", "") == "onnx":
+        what = f"onnxruntime {run.get('onnxruntime')} {run.get('providers')}"
+    else:
+        what = f"torch {run.get('torch')} qengine {run.get('qengine', run.get('engine'))}"
+    models = ", ".join(m for m in run.get("models", []) if m)
+    return f"{run['machine']} {what} precision {run['precision']}" + (f" ({models})" if models else "")
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -156,8 +205,11 @@ def compare(path_a: str, path_b: str, args) -> int:
             unmatched.append((fa["name"], "B", fr_b["det_scores"][j]))
             safe_unmatched += fr_b["det_scores"][j] >= safe
     ious_a = np.array(ious) if ious else np.array([np.nan])
-    print(f"A: {path_a}: {a['machine']} torch {a['torch']} engine {a['engine']} ({a['precision']})")
-    print(f"B: {path_b}: {b['machine']} torch {b['torch']} engine {b['engine']} ({b['precision']})")
+    print(f"A: {path_a}: {describe(a)}")
+    print(f"B: {path_b}: {describe(b)}")
+    hashed = [m for run in (a, b) for m in run.get("models", []) if m and "@" in m]
+    if len(hashed) == 4 and a["models"] != b["models"] and a["precision"] == b["precision"]:
+        print(f"WARNING: the two runs used different model files: {a['models']} vs {b['models']}")
     print(
         f"frames: {len(a['frames'])}; faces A {sum(len(f['boxes']) for f in a['frames'])}, "
         f"B {sum(len(f['boxes']) for f in b['frames'])}"
@@ -218,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", help="maskwatch config (default: the built-in defaults)")
     p.add_argument("--precision", default="int8", choices=["int8", "fp32"])
     p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--engine", help="force this quantized engine (default: what maskwatch selects)")
+    p.add_argument("--engine", default="onnx", choices=["onnx", "torch"], help="what runs the models (default onnx)")
+    p.add_argument("--qengine", help="torch only: force this quantized engine (default: what maskwatch selects)")
     p.add_argument("--out", help="JSON to write")
     p.add_argument("--compare", nargs=2, metavar=("A.json", "B.json"))
     p.add_argument(
