@@ -235,7 +235,7 @@ def cmd_eval_video(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from maskwatch.models.weights import WEIGHTS_DIRS
+    from maskwatch.models.manifest import WEIGHTS_DIRS
 
     split = args.split or _default_split(args.data, "train.txt")
     val_split = args.val_split or _default_split(args.data, "val.txt")
@@ -278,7 +278,7 @@ def _positive(value: int, flag: str, minimum: int = 1) -> int:
 
 def cmd_quantize(args: argparse.Namespace) -> int:
     from maskwatch.commands.quantize import quantize_files
-    from maskwatch.models.weights import WEIGHTS_DIRS
+    from maskwatch.models.manifest import WEIGHTS_DIRS
 
     _positive(args.calib, "--calib")
     data = args.data or _shared_data("facemask-voc")

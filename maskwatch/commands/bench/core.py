@@ -6,8 +6,12 @@ run for the pipeline) so that load changes hit both alike; results are medians (
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import importlib.util
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Hashable, Mapping
@@ -17,7 +21,6 @@ from typing import TypeVar
 
 import cv2
 import numpy as np
-import torch
 from loguru import logger
 
 from maskwatch.commands.bench.e2e import e2e_figures
@@ -37,9 +40,19 @@ def summarize(times_ms: list[float]) -> dict[str, float]:
 K = TypeVar("K", bound=Hashable)
 
 
-@torch.inference_mode()
+def _torch():
+    """torch when it is installed (the [train] extra), else None: the bench runs without it."""
+    return importlib.import_module("torch") if importlib.util.find_spec("torch") is not None else None
+
+
 def time_interleaved(calls: Mapping[K, Callable[[], object]], runs: int, warmup: int = 3) -> dict[K, dict[str, float]]:
     """Time each zero-argument call ``runs`` times, alternating between them; summaries keyed like ``calls``."""
+    torch = sys.modules.get("torch")  # the torch models' calls need no autograd; the ONNX ones never import torch
+    with torch.inference_mode() if torch is not None else contextlib.nullcontext():
+        return _time_interleaved(calls, runs, warmup)
+
+
+def _time_interleaved(calls: Mapping[K, Callable[[], object]], runs: int, warmup: int) -> dict[K, dict[str, float]]:
     for fn in calls.values():
         for _ in range(warmup):
             fn()
@@ -136,7 +149,7 @@ def torch_installed() -> bool:
 
 def onnx_int8_files(cfg: Config) -> tuple[Path, Path] | None:
     """The int8 ONNX detector and classifier files (``*.onnx_int8_weights``) when both exist, else None."""
-    from maskwatch.models.weights import resolve_weights
+    from maskwatch.models.manifest import resolve_weights
 
     names = (getattr(cfg.detector, "onnx_int8_weights", None), getattr(cfg.classifier, "onnx_int8_weights", None))
     if not all(names):
@@ -195,6 +208,7 @@ def seed_frcnn_ms(runs: int) -> dict[str, float] | None:
     """
     if runs <= 0 or not torch_installed():
         return None
+    import torch
     from torchvision.models.detection import fasterrcnn_resnet50_fpn
 
     w, h = BENCH_SIZE_WH
@@ -204,7 +218,7 @@ def seed_frcnn_ms(runs: int) -> dict[str, float] | None:
 
 
 def file_bytes(path: str | Path) -> int:
-    from maskwatch.models.weights import resolve_weights
+    from maskwatch.models.manifest import resolve_weights
 
     return resolve_weights(path).stat().st_size
 
@@ -310,7 +324,7 @@ def run_bench(
         precision = "fp32"
     flags = common_flags(cfg, config_path, engine, precision)
     cfg = with_runtime(cfg, precision="fp32")
-    check_runtime(with_runtime(cfg, engine="torch"))
+    check_runtime(with_runtime(cfg, engine="torch") if torch_installed() else cfg)
     images = bench_frames(video, frames)
     det_t, cls_t, faces = model_latency(cfg, images[0], latency_runs, batch)
     chosen = engines(cfg)
@@ -378,11 +392,10 @@ def run_bench(
             "detect_every": cfg.tracking.detect_every,
             "run_precision": precision,
             "e2e_clip": main_clip,
-            "threads": torch.get_num_threads(),
-            "engine": torch.backends.quantized.engine,
+            "threads": torch.get_num_threads() if (torch := _torch()) else None,
             "machine": platform.machine(),
             "processor": platform.processor() or platform.machine(),
-            "torch": torch.__version__,
+            "torch": torch.__version__ if torch else None,
             **({"onnx_threads": onnx_threads(cfg)} if engine == "onnx" else {}),
         },
     }
@@ -431,6 +444,13 @@ def stage_costs(cfg: Config, video: Path, frames: int = 200, threads: int = 1) -
     (detect + classify, the configured precision), render (overlay), encode (the configured fourcc); medians in ms,
     plus the bytes per frame of the input and of the annotated output (storage).
     """
+    from maskwatch.build import effective_engine
+
+    if effective_engine(cfg) == "onnx":  # ONNX Runtime takes its intra-op threads from the config
+        runtime = cfg.runtime.model_copy(update={"threads": threads})
+        return _stage_costs(cfg.model_copy(update={"runtime": runtime}), video, frames, threads)
+    import torch
+
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
