@@ -445,6 +445,7 @@ _EXTRAS = {
     "torch": _TRAIN_HINT,
     "torchvision": _TRAIN_HINT,
     "onnx": "pip install 'maskwatch[train]' (onnx: export and quantize)",
+    "matplotlib": "pip install 'maskwatch[train]' (matplotlib: the plots of eval --plots and soak)",
     "ray": "pip install 'maskwatch[ray]'",
     "imageio_ffmpeg": "pip install 'maskwatch[ray]' (imageio-ffmpeg)",
 }

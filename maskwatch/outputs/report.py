@@ -20,7 +20,13 @@ from maskwatch.types import CLASS_NAMES, DISPLAY_NAMES
 
 MAX_TIMELINE_POINTS = 2000
 MAX_MD_ALERTS = 100
-_COLORS = {"with_mask": "#2ca02c", "without_mask": "#d62728", "incorrect": "#ff7f0e", "undecided": "#9e9e9e"}
+_COLORS = {
+    "with_mask": (44, 160, 44),
+    "without_mask": (40, 39, 214),
+    "incorrect": (14, 127, 255),
+    "undecided": (158, 158, 158),
+}
+"""BGR colours of the chart's labels."""
 
 
 def write_report(
@@ -191,46 +197,29 @@ def _binned_compliance(timeline: list[TimelinePoint]) -> tuple[np.ndarray, np.nd
 
 def _plot(path: Path, source: str, timeline: list[TimelinePoint], alert_times: list[float]) -> None:
     """Two panels sharing time: people in view stacked by label, and compliance % with alert markers."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    import cv2
 
-    fig = Figure(figsize=(10, 6), dpi=100)
-    FigureCanvasAgg(fig)
-    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2]})
-    fig.suptitle(f"maskwatch: {Path(source).name or source}")
-    top.set_ylabel("people in view")
-    bottom.set_ylabel("compliance %")
-    bottom.set_xlabel("time in source (s)")
-    bottom.set_ylim(-5, 105)
-    if not timeline or max(p.in_view for p in timeline) == 0:
-        for ax in (top, bottom):
-            ax.text(0.5, 0.5, "no people seen", ha="center", va="center", transform=ax.transAxes, fontsize=14)
-        top.set_xlim(0, max([p.t_s for p in timeline] + [1.0]))
-    else:
-        points = sorted(timeline, key=lambda p: p.t_s)
-        t = [p.t_s for p in points]
-        keys = ("with_mask", "without_mask", "incorrect", "undecided")
-        names = ("mask", "no mask", "incorrect", "undecided")
-        counts = [(p.with_mask, p.without_mask, p.incorrect, p.undecided) for p in points]
-        top.stackplot(
-            t,
-            *[list(column) for column in zip(*counts, strict=True)],
-            labels=names,
-            colors=[_COLORS[k] for k in keys],
-            step="post",
-        )
-        top.legend(loc="upper left", fontsize=8, ncols=4)
-        top.set_ylim(bottom=0)
-        centers, share = _binned_compliance(points)
-        bottom.plot(centers, share, color=_COLORS["with_mask"], marker="." if len(centers) < 60 else None)
-        top.set_xlim(min(t), max(t) if max(t) > min(t) else min(t) + 1.0)
-    for when in alert_times:
-        for ax in (top, bottom):
-            ax.axvline(when, color=_COLORS["without_mask"], alpha=0.5, linewidth=0.8, linestyle="--")
-    for ax in (top, bottom):
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(str(path), format="png")
+    from maskwatch.outputs.chart import compliance_chart
+
+    points = sorted(timeline, key=lambda p: p.t_s)
+    t = np.array([p.t_s for p in points], np.float64)
+    counts = np.array([[p.with_mask, p.without_mask, p.incorrect, p.undecided] for p in points], np.float64).T
+    centers, share = _binned_compliance(points) if points else (np.zeros(0), np.zeros(0))
+    image = compliance_chart(
+        f"maskwatch: {Path(source).name or source}",
+        t,
+        counts.reshape(4, -1),
+        ("mask", "no mask", "incorrect", "undecided"),
+        [_COLORS[k] for k in ("with_mask", "without_mask", "incorrect", "undecided")],
+        centers,
+        share,
+        alert_times,
+        _COLORS["without_mask"],
+    )
+    ok, data = cv2.imencode(".png", image)
+    if not ok:
+        raise OSError("PNG encoding failed")
+    path.write_bytes(data.tobytes())
 
 
 def partial_reason(source, stats) -> str | None:
