@@ -212,6 +212,8 @@ def build_tracker(cfg: Config, *, frame_count: int | None = None):
         vote_window=t.vote_window,
         vote_threshold=t.vote_threshold,
         min_votes=min_votes,
+        reid_max_gap_s=t.reid_max_gap_s,
+        reid_similarity=t.reid_similarity,
     )
 
 
@@ -226,6 +228,7 @@ def build_monitor(
     """
     from maskwatch.monitor.alerts import AlertPolicy
     from maskwatch.monitor.monitor import Monitor, StrideControl
+    from maskwatch.monitor.static import LifeMeter
 
     t, a = cfg.tracking, cfg.alerts
     pipeline.detector.score_threshold = min(t.low_score, cfg.detector.score_threshold)
@@ -240,7 +243,8 @@ def build_monitor(
     stride = StrideControl(
         t.detect_every, auto=live and t.auto_stride, max_every=t.max_detect_every, frame_interval_s=1.0 / fps
     )
-    return Monitor(pipeline, build_tracker(cfg, frame_count=frame_count), policy, stride)
+    life = LifeMeter(static_after_s=t.static_after_s) if t.static_after_s > 0 else None
+    return Monitor(pipeline, build_tracker(cfg, frame_count=frame_count), policy, stride, life=life)
 
 
 def build_event_outputs(

@@ -163,6 +163,24 @@ class TrackingConfig(_Section):
         description="Live sources: raise detect_every automatically while the CPU cannot keep up with the source.",
     )
     max_detect_every: int = Field(6, ge=1, le=100, description="Cap of the automatic detect_every.")
+    static_after_s: float = Field(
+        3.0,
+        ge=0.0,
+        le=3600.0,
+        description="A face that has not moved in the scene for this long (its own motion, camera motion "
+        "subtracted) is static (a poster, a screen): drawn grey, not counted, never alerted; a face alerts only once "
+        "it has moved. 0 turns the check off (every track is a person at once).",
+    )
+    reid_max_gap_s: float = Field(
+        30.0,
+        ge=0.0,
+        le=3600.0,
+        description="A person lost for up to this long is recognised by appearance when seen again and keeps "
+        "their id and alert state (0: off, a person lost beyond max_lost is gone).",
+    )
+    reid_similarity: float = Field(
+        0.8, gt=0.0, le=1.0, description="Appearance similarity (0-1) a new face needs to be a lost person again."
+    )
 
 
 class AlertsConfig(_Section):

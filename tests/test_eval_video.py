@@ -233,7 +233,8 @@ def test_run_clip_in_process_with_fake_models(tmp_path):
     spells = [Spell(1, 1, 40, "without_mask")]
     write_clip(folder, name="walk", video="video.mp4", fps=FPS, frames=40, size_wh=(160, 120), spells=spells, rows=rows)
     truth = read_clip(folder)
-    produced = run_clip(load_config(None, {}), FacePipeline(FakeDetector(), FakeClassifier()), truth)
+    cfg = load_config(None, {"tracking.detect_every": 1})  # the scorer, not the stride, is under test
+    produced = run_clip(cfg, FacePipeline(FakeDetector(), FakeClassifier()), truth)
     assert isinstance(produced, RecordSink) and len(produced.records) == 40
     records = [produced.records[i] for i in sorted(produced.records)]
     score = score_clip(truth, records, produced.events).to_json()

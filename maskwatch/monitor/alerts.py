@@ -35,8 +35,11 @@ class TrackLike(Protocol):
 class AlertPolicy:
     """Decides which events a frame produces.
 
-    - ``alert``: a track is decided one of ``alert_labels`` and has been seen ``min_duration_s``. A track alerts
-      once; it may alert again only after ``cooldown_s`` and after having been decided masked in between.
+    - ``alert``: a track is decided one of ``alert_labels``, has been seen ``min_duration_s`` and has shown life
+      (``track.live``: moved in the scene or changed; tracks without the attribute count as live). A track alerts
+      once; it may alert again only after ``cooldown_s`` and after having been decided masked in between. A person
+      the tracker re-identifies after a gap keeps their id, so they keep their alert state too.
+    - Static tracks (``track.static``: posters, screens) raise no event at all.
     - ``update`` (optional): a track's decided label changed from one class to another.
     - ``end`` (optional): a confirmed track left (lost for longer than the tracker keeps it).
     """
@@ -69,8 +72,8 @@ class AlertPolicy:
         """Events for one frame: ``tracks`` are the alive confirmed tracks, ``ended`` the ones that just left."""
         events: list[Event] = []
         for track in tracks:
-            if track.last_frame != frame_index or track.label == UNDECIDED:
-                continue  # only act on what was seen on this frame
+            if track.last_frame != frame_index or track.label == UNDECIDED or getattr(track, "static", False):
+                continue  # only act on what was seen on this frame, never on a poster
             tid, label = track.track_id, int(track.label)
             previous = self._label.get(tid, UNDECIDED)
             self._label[tid] = label
@@ -80,8 +83,8 @@ class AlertPolicy:
                 if tid in self._last_alert_s:
                     self._masked_since_alert[tid] = True
                 continue
-            if track.duration_s < self.min_duration_s:
-                continue
+            if track.duration_s < self.min_duration_s or not getattr(track, "live", True):
+                continue  # seen too briefly, or not shown life yet (it may be a poster)
             last = self._last_alert_s.get(tid)
             if last is not None and not (self._masked_since_alert.get(tid) and ts - last >= self.cooldown_s):
                 continue
@@ -91,7 +94,7 @@ class AlertPolicy:
             self.alerts_by_track[tid] = self.alerts_by_track.get(tid, 0) + 1
             events.append(self._event("alert", frame_index, ts, track))
         for track in ended:
-            if self.ends:
+            if self.ends and not getattr(track, "static", False):
                 events.append(self._event("end", frame_index, ts, track))
             for table in (self._label, self._last_alert_s, self._masked_since_alert):
                 table.pop(track.track_id, None)

@@ -2,7 +2,9 @@
 
 A :class:`Monitor` is a :class:`~maskwatch.monitor.base.FrameProcessor` for the runner, like the pipeline it wraps.
 On frames where the detector does not run, the tracker's motion model carries every person's box, so a slow CPU
-still shows every frame.
+still shows every frame. With a :class:`~maskwatch.monitor.static.LifeMeter`, a track is counted as a person and
+may alert once it has shown life (on an input shorter than ``static_after_s``, every face it shows is counted).
+A static track (a poster) is shown as an untracked grey face and never counted.
 """
 
 from __future__ import annotations
@@ -12,13 +14,16 @@ import time
 from collections import Counter, deque
 from collections.abc import Iterable
 
+import cv2
+import numpy as np
 from loguru import logger
 
 from maskwatch.monitor.alerts import AlertPolicy
 from maskwatch.monitor.pipeline import FacePipeline
 from maskwatch.monitor.records import PersonRecord, TimelinePoint, compliance
+from maskwatch.monitor.static import CameraMotion, LifeMeter
 from maskwatch.monitor.track import FaceTracker, Track, TrackStep
-from maskwatch.types import CLASS_NAMES, UNDECIDED, Event, Frame, FrameResult
+from maskwatch.types import CLASS_NAMES, NO_TRACK, UNDECIDED, Event, Frame, FrameResult
 
 WITH_MASK = CLASS_NAMES.index("with_mask")
 
@@ -45,8 +50,12 @@ class StrideControl:
         self._observed = 0
         self._lower_votes = 0
 
-    def should_detect(self) -> bool:
-        """True when this frame gets the detector (always the first frame)."""
+    def should_detect(self, index: int | None = None) -> bool:
+        """True when this frame gets the detector. A fixed stride follows the frame ``index`` (every Nth frame of the
+        input, so a file analysed in chunks detects on the same frames as in one run); otherwise, and without an
+        index, every Nth frame from the first."""
+        if index is not None and not self.auto:
+            return index % self.every == 0
         if self._since % self.every == 0:
             self._since = 1
             return True
@@ -105,6 +114,7 @@ class Monitor:
         policy: AlertPolicy | None = None,
         stride: StrideControl | None = None,
         *,
+        life: LifeMeter | None = None,
         timeline_step_s: float = 0.5,
         max_records: int = 50_000,
         max_timeline: int = 20_000,
@@ -113,6 +123,8 @@ class Monitor:
         self.tracker = tracker
         self.policy = policy
         self.stride = stride or StrideControl()
+        self.life = life
+        self.camera = CameraMotion() if life is not None else None
         self.timeline_step_s = timeline_step_s
         # bounded, so a run of weeks keeps a flat memory: counts stay exact, records keep the latest
         self.people: deque[PersonRecord] = deque(maxlen=max_records)
@@ -127,14 +139,15 @@ class Monitor:
         self._next_sample = 0.0
         self._in_view = 0
         self._unmasked_ended = 0
+        self._people_total = 0
 
     def __call__(self, frame: Frame) -> FrameResult:
-        detected = self.stride.should_detect()
+        detected = self.stride.should_detect(frame.index)
         return self._track(frame, self.pipeline(frame) if detected else None)
 
     def process_batch(self, frames: list[Frame]) -> list[FrameResult]:
         """:meth:`__call__` for frames in order, the detector's frames run as one batch (GPU, consumer behind)."""
-        detect = [self.stride.should_detect() for _ in frames]
+        detect = [self.stride.should_detect(f.index) for f in frames]
         chosen = [f for f, d in zip(frames, detect, strict=True) if d]
         found = iter(self.pipeline.process_batch(chosen))
         return [self._track(f, next(found) if d else None) for f, d in zip(frames, detect, strict=True)]
@@ -147,13 +160,24 @@ class Monitor:
         timings: dict[str, float] = dict(result.timings_ms) if result is not None else {}
         t0 = time.perf_counter()
         if result is not None:
-            step = self.tracker.update(result.faces, frame.index, t)
+            matrix, gray = np.eye(2, 3), None
+            if self.camera is not None:
+                image = frame.image
+                gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
+                matrix = self.camera.update(gray)
+            image = frame.image if self.tracker.reid else None
+            step = self.tracker.update(result.faces, frame.index, t, image=image, cut=matrix is None)
+            if self.life is not None:
+                self.life.observe(gray, self.tracker.tracks, frame.index, matrix)
         else:
             step = self.tracker.predict(frame.index, t)
+        if self.life is None:
+            for track in self.tracker.tracks:
+                track.live = True
         events = self._decide(frame.index, t, step)
         timings["track_ms"] = (time.perf_counter() - t0) * 1e3
         self._sample(t, step)
-        self._in_view = len(step.faces)
+        self._in_view = int((step.faces.track_id != NO_TRACK).sum())
         self._last_index, self._last_ts = frame.index, t
         return FrameResult(
             frame=frame, faces=step.faces, timings_ms=timings, detected=result is not None, events=events
@@ -166,6 +190,11 @@ class Monitor:
     def _decide(self, frame_index: int, t: float, step: TrackStep) -> list[Event]:
         alive = self.tracker.tracks
         for track in alive:
+            if not track.live:
+                continue
+            if not track.counted:
+                track.counted = True
+                self._people_total += 1
             if track.label != UNDECIDED and CLASS_NAMES[track.label] in ("without_mask", "mask_weared_incorrect"):
                 self._unmasked.add(track.track_id)
         events = self.policy.step(frame_index, t, alive, step.ended) if self.policy is not None else []
@@ -174,7 +203,15 @@ class Monitor:
         return events
 
     def _record(self, tracks: Iterable[Track]) -> None:
+        short = self.life is None or self._last_ts < self.life.static_after_s  # the input so far: too short to tell
         for track in tracks:
+            if not track.counted and (track.static or not short):  # never showed life (a poster): not a person
+                continue
+            if not track.counted:  # a very short input: every face it shows counts
+                track.counted = True
+                self._people_total += 1
+                if track.label != UNDECIDED and CLASS_NAMES[track.label] in ("without_mask", "mask_weared_incorrect"):
+                    self._unmasked.add(track.track_id)
             alerts = self.policy.alerts_by_track.get(track.track_id, 0) if self.policy is not None else 0
             self._final_labels["undecided" if track.label == UNDECIDED else CLASS_NAMES[track.label]] += 1
             unmasked = track.track_id in self._unmasked
@@ -199,7 +236,7 @@ class Monitor:
         if len(self.timeline) >= self.max_timeline:  # halve the resolution instead of growing
             self.timeline = self.timeline[::2]
             self.timeline_step_s *= 2
-        ids = step.faces.class_id
+        ids = step.faces.class_id[step.faces.track_id != NO_TRACK]
         self.timeline.append(
             TimelinePoint(
                 t_s=t,
@@ -226,7 +263,9 @@ class Monitor:
         counts = {name: 0 for name in CLASS_NAMES} | {"undecided": 0}
         for label, n in self._final_labels.items():
             counts[label] += n
-        for track in self.tracker.tracks:
+        for track in self.tracker.tracks + self.tracker.dormant:  # gone for a moment: still counted by label
+            if not track.counted:
+                continue
             counts["undecided" if track.label == UNDECIDED else CLASS_NAMES[track.label]] += 1
         return counts
 
@@ -235,7 +274,7 @@ class Monitor:
         counts = self.label_counts()
         return {
             "people_now": self._in_view,
-            "people_total": self.tracker.confirmed_total,
+            "people_total": self._people_total,
             "unmasked_total": self._unmasked_ended + len(self._unmasked),
             "alerts": self.policy.alerts if self.policy is not None else 0,
             "compliance": compliance(counts["with_mask"], counts["without_mask"], counts["mask_weared_incorrect"]),

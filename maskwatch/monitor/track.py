@@ -6,6 +6,13 @@ al., ByteTrack, 2022); matching is an optimal assignment on ``1 - IoU`` with an 
 confirmed track (a person with an id) after ``min_hits`` consecutive matches; a confirmed track survives
 ``max_lost`` frames without detections, so short occlusions keep their id. Confident matches vote on the label;
 the decided label only changes when another class wins the vote window.
+
+Re-identification: with an image, faces get an appearance signature (:mod:`maskwatch.monitor.reid`; computed for
+new candidates, every 4th match of a person, and after a cut).
+A confirmed track lost for longer than ``max_lost`` frames becomes *dormant* and is remembered for
+``reid_max_gap_s`` seconds; a new candidate whose signature matches a lost or dormant track (``reid_similarity``)
+when it would be confirmed takes that track's id, votes and history instead of a new id, so a person who is
+occluded, crosses someone, leaves and comes back, or survives a cut stays one person.
 """
 
 from __future__ import annotations
@@ -16,9 +23,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from maskwatch.metrics import box_iou
+from maskwatch.monitor.reid import appearance, similarity
 from maskwatch.types import CLASS_NAMES, NO_TRACK, UNDECIDED, FaceDetections
 
-TENTATIVE, TRACKED, LOST = "tentative", "tracked", "lost"
+TENTATIVE, TRACKED, LOST, DORMANT = "tentative", "tracked", "lost", "dormant"
 _STD_POS = 1.0 / 20.0  # position noise per pixel of box height (as in SORT/ByteTrack)
 _STD_VEL = 1.0 / 160.0  # velocity noise per pixel of box height
 _NUM_CLASSES = len(CLASS_NAMES)
@@ -71,18 +79,25 @@ def _area(xyxy: np.ndarray) -> np.ndarray:
 
 
 def _match(
-    tracks_xyxy: np.ndarray, dets_xyxy: np.ndarray, min_iou: float, max_scale: float = 2.0
+    tracks_xyxy: np.ndarray,
+    dets_xyxy: np.ndarray,
+    min_iou: float,
+    max_scale: float = 2.0,
+    allowed: np.ndarray | None = None,
 ) -> list[tuple[int, int]]:
     """Optimal track-detection pairs with IoU >= ``min_iou`` whose areas differ by at most ``max_scale`` times.
 
     A gated pair costs as much as leaving both unmatched. The scale gate keeps a face that appears where a
     different-sized one was lost a moment ago (the next person at a door, a scene cut) from inheriting its id.
+    ``allowed`` (tracks x detections, bool) gates pairs further (after a cut: only faces that look alike).
     """
     if len(tracks_xyxy) == 0 or len(dets_xyxy) == 0:
         return []
     iou = box_iou(tracks_xyxy, dets_xyxy)
     ratio = _area(tracks_xyxy)[:, None] / np.maximum(_area(dets_xyxy)[None, :], 1e-6)
     ok = (iou >= min_iou) & (ratio <= max_scale) & (ratio >= 1.0 / max_scale)
+    if allowed is not None:
+        ok &= allowed
     cost = np.where(ok, 1.0 - iou, 1.0 - min_iou + 1e-6)
     return [(t, d) for t, d in linear_assignment(cost) if ok[t, d]]
 
@@ -151,6 +166,17 @@ class Track:
     mean: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
     cov: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
     votes: deque = field(default_factory=deque, repr=False)
+    feature: np.ndarray | None = field(default=None, repr=False)  # appearance signature (reid)
+    anchor: np.ndarray | None = field(default=None, repr=False)  # where a face fixed in the scene would be now
+    seen_box: np.ndarray | None = field(default=None, repr=False)  # the box on the last detector frame seen
+    seen_frame: int = -1
+    drift: np.ndarray = field(default_factory=lambda: np.zeros(2), repr=False)  # moved against the scene (px)
+    flow_points: np.ndarray | None = field(default=None, repr=False)  # face points followed by optical flow
+    steps: deque = field(default_factory=lambda: deque(maxlen=5), repr=False)  # recent drift steps (px)
+    life: float = 0.0  # largest evidence of life seen (1: enough)
+    live: bool = False  # has shown life (moved in the scene): a person
+    static: bool = False  # no life for tracking.static_after_s: a poster, a screen
+    counted: bool = False  # counted as a person (the monitor counts a track once it has shown life)
 
     @property
     def duration_s(self) -> float:
@@ -203,6 +229,8 @@ class FaceTracker:
         vote_window: int = 15,
         vote_threshold: float = 0.6,
         min_votes: int = 3,
+        reid_max_gap_s: float = 0.0,
+        reid_similarity: float = 0.8,
     ) -> None:
         self.high_score = high_score
         self.low_score = low_score
@@ -214,8 +242,14 @@ class FaceTracker:
         self.vote_window = max(int(vote_window), 1)
         self.vote_threshold = vote_threshold
         self.min_votes = max(int(min_votes), 1)
+        self.reid_max_gap_s = reid_max_gap_s
+        self.reid_similarity = reid_similarity
         self.confirmed_total = 0
         self._alive: list[Track] = []  # tentative and confirmed, in creation order
+        self._dormant: list[Track] = []  # confirmed, lost beyond max_lost, kept for re-identification
+        self._features: dict[int, np.ndarray | None] = {}  # this update's detections' signatures, as computed
+        self._image: np.ndarray | None = None
+        self._boxes: np.ndarray = np.zeros((0, 4), np.float32)
         self._frame: int | None = None
 
     @property
@@ -223,16 +257,38 @@ class FaceTracker:
         """Confirmed tracks still alive (tracked or lost)."""
         return [t for t in self._alive if t.confirmed]
 
-    def update(self, faces: FaceDetections, frame_index: int, ts: float) -> TrackStep:
-        """Detections of one frame (with classifier output in class_id/class_prob, possibly UNDECIDED) -> tracks."""
+    @property
+    def dormant(self) -> list[Track]:
+        """Confirmed tracks lost beyond ``max_lost`` that are still remembered for re-identification."""
+        return list(self._dormant)
+
+    @property
+    def reid(self) -> bool:
+        """Whether lost people are re-identified by appearance (needs images passed to :meth:`update`)."""
+        return self.reid_max_gap_s > 0
+
+    def update(
+        self, faces: FaceDetections, frame_index: int, ts: float, image: np.ndarray | None = None, cut: bool = False
+    ) -> TrackStep:
+        """Detections of one frame (with classifier output in class_id/class_prob, possibly UNDECIDED) -> tracks.
+
+        ``image`` (the frame, BGR) gives every detection an appearance signature for re-identification. ``cut``:
+        the picture changed completely since the last update (a cut, black frames): positions say nothing, so a
+        track only continues on a face that looks like it (``reid_similarity``).
+        """
         self._advance(frame_index)
+        self._features = {}
+        self._image = image if self.reid else None
+        self._boxes = faces.xyxy
         scores = faces.det_score
         high = np.flatnonzero(scores >= self.high_score)
         low = np.flatnonzero((scores >= self.low_score) & (scores < self.high_score))
         matched: dict[int, int] = {}  # id(track) -> detection index
 
         pool = list(self._alive)
-        pairs = _match(np.array([t.xyxy for t in pool]), faces.xyxy[high], self.match_iou)
+        pairs = _match(
+            np.array([t.xyxy for t in pool]), faces.xyxy[high], self.match_iou, allowed=self._alike(pool, high, cut)
+        )
         for t, d in pairs:
             self._hit(pool[t], faces, int(high[d]), frame_index, ts, vote=True)
             matched[id(pool[t])] = int(high[d])
@@ -240,7 +296,9 @@ class FaceTracker:
         unmatched_high = [int(i) for i in high if int(i) not in taken]
 
         pool = [t for t in self._alive if t.state == TRACKED and id(t) not in matched]
-        pairs = _match(np.array([t.xyxy for t in pool]), faces.xyxy[low], self.low_match_iou)
+        pairs = _match(
+            np.array([t.xyxy for t in pool]), faces.xyxy[low], self.low_match_iou, allowed=self._alike(pool, low, cut)
+        )
         for t, d in pairs:
             self._hit(pool[t], faces, int(low[d]), frame_index, ts, vote=False)
             matched[id(pool[t])] = int(low[d])
@@ -253,12 +311,17 @@ class FaceTracker:
                 track.state = LOST
                 survivors.append(track)
         self._alive = survivors
-        ended = self._drop_expired(frame_index)
+        ended = self._drop_expired(frame_index, ts)
 
         for d in unmatched_high:
             if scores[d] >= self.new_track_score:
                 track = self._start(faces, d, frame_index, ts)
                 matched[id(track)] = d
+        for track in list(self._alive):
+            if track.state == TENTATIVE and track.hits >= self.min_hits:
+                kept = self._confirm(track, frame_index)
+                if kept is not track:
+                    matched[id(kept)] = matched.pop(id(track))
 
         rows = [(t, matched[id(t)]) for t in self._alive if t.confirmed and id(t) in matched]
         rows.sort(key=lambda row: row[0].track_id)
@@ -268,7 +331,7 @@ class FaceTracker:
         """A frame on which the detector did not run: advance every track's motion model and return the
         confirmed tracks that are being tracked (not lost) at their predicted boxes."""
         self._advance(frame_index)
-        ended = self._drop_expired(frame_index)
+        ended = self._drop_expired(frame_index, ts)
         rows = sorted((t for t in self._alive if t.state == TRACKED), key=lambda t: t.track_id)
         return TrackStep(self._rows([(t, None) for t in rows], None), ended, self._tentative())
 
@@ -277,10 +340,10 @@ class FaceTracker:
 
         Ids keep counting (and ``confirmed_total`` keeps its value) if the tracker is used again.
         """
-        ended = self.tracks
+        ended = self.tracks + self._dormant
         for track in ended:
             track.xyxy = track.det_xyxy.copy()
-        self._alive = []
+        self._alive, self._dormant = [], []
         self._frame = None
         return ended
 
@@ -304,9 +367,9 @@ class FaceTracker:
         track.hits += 1
         if vote and faces.class_id[d] != UNDECIDED:
             track.vote(faces.class_id[d], faces.class_prob[d], threshold=self.vote_threshold, min_votes=self.min_votes)
-        if track.state == TENTATIVE:
-            self._maybe_confirm(track)
-        else:
+        if vote and (track.state == TENTATIVE or (not track.static and track.hits % 4 == 0)):
+            self._learn(track, self._feature(d))
+        if track.state != TENTATIVE:
             track.state = TRACKED
 
     def _start(self, faces: FaceDetections, d: int, frame_index: int, ts: float) -> Track:
@@ -324,25 +387,77 @@ class FaceTracker:
             mean=mean,
             cov=cov,
             votes=deque(maxlen=self.vote_window),
+            feature=self._feature(d),
         )
         if faces.class_id[d] != UNDECIDED:
             track.vote(faces.class_id[d], faces.class_prob[d], threshold=self.vote_threshold, min_votes=self.min_votes)
-        self._maybe_confirm(track)
         self._alive.append(track)
         return track
 
-    def _maybe_confirm(self, track: Track) -> None:
-        if track.hits >= self.min_hits:
+    def _alike(self, pool: list[Track], dets: np.ndarray, cut: bool) -> np.ndarray | None:
+        """After a cut: which track-detection pairs look alike (an unknown signature allows nothing)."""
+        if not cut or not self.reid:
+            return None
+        return np.array(
+            [[similarity(t.feature, self._feature(d)) >= self.reid_similarity for d in dets] for t in pool], bool
+        ).reshape(len(pool), len(dets))
+
+    def _feature(self, d: int) -> np.ndarray | None:
+        """The appearance signature of this update's detection ``d`` (None without an image)."""
+        if d not in self._features:
+            image = self._image
+            self._features[d] = None if image is None else appearance(image, self._boxes[d])
+        return self._features[d]
+
+    @staticmethod
+    def _learn(track: Track, feature: np.ndarray | None) -> None:
+        """Blend a new appearance signature into the track's (a running average, renormalised)."""
+        if feature is None:
+            return
+        if track.feature is None:
+            track.feature = feature
+            return
+        blend = 0.8 * track.feature + 0.2 * feature
+        track.feature = blend / max(float(np.linalg.norm(blend)), 1e-6)
+
+    def _confirm(self, track: Track, frame_index: int) -> Track:
+        """Make a candidate a person: the lost or dormant person it looks like (that track carries on and is
+        returned), else a new id."""
+        best, best_sim = None, self.reid_similarity
+        if self.reid and track.feature is not None:
+            for old in [t for t in self._alive if t.state == LOST] + self._dormant:
+                sim = similarity(old.feature, track.feature)
+                if old.last_frame < track.first_frame and sim >= best_sim:
+                    best, best_sim = old, sim
+        if best is None:
             self.confirmed_total += 1
             track.track_id = self.confirmed_total
             track.state = TRACKED
+            return track
+        best.xyxy, best.det_xyxy = track.xyxy.copy(), track.det_xyxy.copy()
+        best.mean, best.cov, best.score = track.mean, track.cov, track.score
+        best.last_frame, best.last_ts = track.last_frame, track.last_ts
+        best.hits += track.hits
+        for class_id, prob in track.votes:
+            best.vote(class_id, prob, threshold=self.vote_threshold, min_votes=self.min_votes)
+        self._learn(best, track.feature)
+        best.anchor, best.seen_box, best.flow_points = None, None, None  # a new place: judged afresh
+        best.state = TRACKED
+        self._dormant = [t for t in self._dormant if t is not best]
+        self._alive = [best if t is track else t for t in self._alive if t is not best]
+        return best
 
-    def _drop_expired(self, frame_index: int) -> list[Track]:
-        """Remove confirmed tracks lost for more than ``max_lost`` frames; returns them."""
-        ended = [t for t in self._alive if t.state == LOST and frame_index - t.last_frame > self.max_lost]
-        for track in ended:
+    def _drop_expired(self, frame_index: int, ts: float) -> list[Track]:
+        """Move confirmed tracks lost for more than ``max_lost`` frames to the dormant memory; return the tracks
+        that leave for good (dormant longer than ``reid_max_gap_s``, or at once without re-identification)."""
+        expired = [t for t in self._alive if t.state == LOST and frame_index - t.last_frame > self.max_lost]
+        for track in expired:
             track.xyxy = track.det_xyxy.copy()
-        self._alive = [t for t in self._alive if not any(t is e for e in ended)]
+            track.state = DORMANT
+        self._alive = [t for t in self._alive if not any(t is e for e in expired)]
+        self._dormant += expired
+        ended = [t for t in self._dormant if not self.reid or ts - t.last_ts > self.reid_max_gap_s]
+        self._dormant = [t for t in self._dormant if not any(t is e for e in ended)]
         return ended
 
     def _tentative(self) -> int:
@@ -350,13 +465,17 @@ class FaceTracker:
 
     @staticmethod
     def _rows(rows: list[tuple[Track, int | None]], faces: FaceDetections | None) -> FaceDetections:
-        """Output rows: the matched detection's box and score when ``faces`` is given, else the track's own."""
+        """Output rows: the matched detection's box and score when ``faces`` is given, else the track's own.
+
+        A static track (a poster) is an untracked, undecided face: drawn grey, never counted as a person.
+        """
         if not rows:
             return FaceDetections.empty()
+        none = np.zeros(_NUM_CLASSES, np.float32)
         return FaceDetections(
             xyxy=np.array([t.xyxy if faces is None else faces.xyxy[d] for t, d in rows], np.float32),
             det_score=np.array([t.score for t, _ in rows], np.float32),
-            class_id=np.array([t.label for t, _ in rows], np.int64),
-            class_prob=np.array([t.mean_prob for t, _ in rows], np.float32),
-            track_id=np.array([t.track_id for t, _ in rows], np.int64),
+            class_id=np.array([UNDECIDED if t.static else t.label for t, _ in rows], np.int64),
+            class_prob=np.array([none if t.static else t.mean_prob for t, _ in rows], np.float32),
+            track_id=np.array([NO_TRACK if t.static else t.track_id for t, _ in rows], np.int64),
         )
