@@ -81,6 +81,13 @@ class CaptureConfig(_Section):
     max_backoff_s: float = Field(30.0, gt=0.0, le=3600.0, description="Longest wait between reconnect attempts.")
 
 
+def default_precision() -> str:
+    """What ``runtime.precision: auto`` means on this machine: int8 on ARM, fp32 elsewhere."""
+    import platform
+
+    return "int8" if platform.machine().lower() in ("aarch64", "arm64", "armv7l", "armv8l") else "fp32"
+
+
 class RuntimeConfig(_Section):
     engine: Literal["auto", "torch", "onnx"] = Field(
         "auto",
@@ -89,10 +96,12 @@ class RuntimeConfig(_Section):
         "Precision int8 on the CPU always runs on onnx.",
     )
     device: Literal["cpu", "cuda"] = Field("cpu", description="Where the models run (engine onnx: cpu only).")
-    precision: Literal["fp32", "int8"] = Field(
-        "int8",
-        description="Model precision; int8 runs the int8 .onnx files with ONNX Runtime on the CPU (with device "
-        "cuda, the fp32 models run on torch).",
+    precision: Literal["auto", "fp32", "int8"] = Field(
+        "auto",
+        description="Model precision: int8 (the int8 .onnx files on ONNX Runtime, CPU only), fp32, or auto: int8 on "
+        "ARM (a Raspberry Pi, where speed is the limit), fp32 elsewhere (fast enough on x86, and the int8 models "
+        "decide people on video less well; see docs/performance.md). With device cuda, fp32.",
+        validate_default=True,
     )
     threads: int = Field(
         0,
@@ -107,6 +116,11 @@ class RuntimeConfig(_Section):
         description="Frames detected together when the consumer is behind (those already queued); "
         "null = 8 on cuda, 1 on cpu.",
     )
+
+    @field_validator("precision")
+    @classmethod
+    def _resolve_precision(cls, value: str) -> str:
+        return default_precision() if value == "auto" else value
 
 
 class RenderConfig(_Section):
@@ -384,7 +398,7 @@ def render_reference() -> str:
             lines.append(f"| `{section_name}` | `{section}` | {section_field.description} |")
             continue
         for name, field in type(section).model_fields.items():
-            value = getattr(section, name)
+            value = field.default if field.validate_default else getattr(section, name)  # "auto", not this machine's
             if isinstance(value, dict):
                 value = ", ".join(f"{k}: {list(v)}" for k, v in value.items())
             lines.append(f"| `{section_name}.{name}` | `{value}` | {field.description} |")

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from maskwatch.build import build_pipeline, effective_engine, effective_precision
+from maskwatch.build import build_pipeline, effective_engine, effective_precision, with_runtime
 from maskwatch.config import load_config
 from maskwatch.errors import WeightsError
 from maskwatch.models.classifier import MaskClassifierNet
@@ -45,10 +45,17 @@ def test_folding_keeps_the_outputs_and_uses_no_quantization_api(make, shape):
     assert any(isinstance(m, nn.BatchNorm2d) for m in net.modules())  # the original is untouched
 
 
-def test_int8_runs_on_onnx_and_cuda_runs_fp32():
-    assert load_config(None).runtime.precision == "int8"
-    assert effective_engine(load_config(None)) == "onnx"
-    cuda = load_config(None, {"runtime.device": "cuda"})
+def test_int8_runs_on_onnx_and_cuda_runs_fp32(monkeypatch):
+    import platform
+
+    for machine, want in (("aarch64", "int8"), ("x86_64", "fp32")):  # precision auto: int8 on ARM, fp32 elsewhere
+        monkeypatch.setattr(platform, "machine", lambda machine=machine: machine)
+        assert load_config(None).runtime.precision == want
+        assert load_config(None, {"runtime.precision": "int8" if want == "fp32" else "fp32"}).runtime.precision != want
+    int8 = load_config(None, {"runtime.precision": "int8"})
+    assert effective_engine(int8) == "onnx"
+    assert effective_engine(with_runtime(int8, engine="torch")) == "onnx"  # int8 on the CPU always runs on onnx
+    cuda = load_config(None, {"runtime.device": "cuda", "runtime.precision": "int8"})
     assert (effective_engine(cuda), effective_precision(cuda)) == ("torch", "fp32")
     fp32 = load_config(None, {"runtime.precision": "fp32"})
     assert (effective_engine(fp32), effective_precision(fp32)) == ("onnx", "fp32")  # engine auto: onnx on the CPU
