@@ -26,7 +26,9 @@ from maskwatch.models.manifest import resolve_weights, verify
 from maskwatch.models.prep import Resized, crops_to_batch, prior_boxes, resize_longest_side
 from maskwatch.types import CLASS_NAMES, FaceDetections
 
-INSTALL_HINT = "pip install 'maskwatch[onnx]' (or: pip install onnx onnxruntime)"
+INSTALL_HINT = (
+    "pip install onnxruntime (a dependency of maskwatch; onnx for export and quantize: pip install 'maskwatch[train]')"
+)
 DETECTOR_KEYS = ("input_size", "min_sizes", "steps", "variances")
 CLASSIFIER_KEYS = ("input_size", "class_names")
 
