@@ -293,65 +293,13 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    import json
-
-    from maskwatch.commands.bench.core import report_lines, run_bench
-    from maskwatch.config import load_config
-    from maskwatch.outputs.sinks import check_writable
+    from maskwatch.commands.bench.command import bench_command
 
     for value, flag in ((args.frames, "--frames"), (args.repeats, "--repeats"), (args.runs, "--runs")):
         _positive(value, flag)
     _positive(args.batch, "--batch")
     _positive(args.seed_runs, "--seed-runs", 0)
-    if args.video is not None and not args.video.is_file():
-        raise MaskwatchError(f"--video {args.video} does not exist")
-    if args.json is not None:
-        check_writable(args.json)
-    cfg = load_config(args.config, {"runtime.engine": args.engine})
-    video = args.video
-    if video is None:
-        demo = _shared_data("videos", required=False) / "mask.mp4"
-        video = demo if demo.is_file() else None
-    if args.device is not None and args.engine == "onnx":
-        raise MaskwatchError("--device times the torch models on a device; --engine onnx runs on the CPU")
-    if args.device is not None:
-        from maskwatch.build import check_runtime, with_runtime
-        from maskwatch.commands.bench.device import device_bench, device_lines
-
-        check_runtime(with_runtime(cfg, device=args.device))
-        result = device_bench(cfg, video, device=args.device, frames=args.frames, runs=args.runs, repeats=args.repeats)
-        for line in device_lines(result):
-            print(line)
-        if args.json is not None:
-            args.json.write_text(json.dumps(result, indent=2) + "\n")
-        return EXIT_OK
-    if args.stages:
-        from maskwatch.commands.bench.core import stage_costs, stage_lines
-
-        if video is None:
-            raise MaskwatchError("--stages needs a --video")
-        result = stage_costs(cfg, video, frames=args.frames)
-        for line in stage_lines(result):
-            print(line)
-        if args.json is not None:
-            args.json.write_text(json.dumps(result, indent=2) + "\n")
-        return EXIT_OK
-    result = run_bench(
-        cfg,
-        video,
-        frames=args.frames,
-        repeats=args.repeats,
-        latency_runs=args.runs,
-        batch=args.batch,
-        seed_runs=args.seed_runs,
-        config_path=args.config,
-    )
-    for line in report_lines(result):
-        print(line)
-    if args.json is not None:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-        logger.info(f"wrote {args.json}")
-    return EXIT_OK
+    return bench_command(args)
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from maskwatch.commands.bench.core import stage_costs, stage_lines
+from maskwatch.commands.bench.stages import stage_costs, stage_lines
 from maskwatch.config import Config
 from tests.conftest import write_video
 

@@ -22,125 +22,23 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from maskwatch.metrics import box_iou
+from maskwatch.monitor.kalman import (  # noqa: F401  (linear_assignment: also imported from here)
+    box_area,
+    kf_init,
+    kf_predict,
+    kf_update,
+    linear_assignment,
+    match,
+    state_to_xyxy,
+    xyxy_to_z,
+)
 from maskwatch.monitor.reid import appearance, similarity
 from maskwatch.types import CLASS_NAMES, NO_TRACK, UNDECIDED, FaceDetections
 
 TENTATIVE, TRACKED, LOST, DORMANT = "tentative", "tracked", "lost", "dormant"
-_STD_POS = 1.0 / 20.0  # position noise per pixel of box height (as in SORT/ByteTrack)
-_STD_VEL = 1.0 / 160.0  # velocity noise per pixel of box height
+STD_POS = 1.0 / 20.0  # position noise per pixel of box height (as in SORT/ByteTrack)
+STD_VEL = 1.0 / 160.0  # velocity noise per pixel of box height
 _NUM_CLASSES = len(CLASS_NAMES)
-
-
-def linear_assignment(cost: np.ndarray) -> list[tuple[int, int]]:
-    """Minimum-cost assignment of a rectangular cost matrix (Hungarian method with potentials).
-
-    Returns ``(row, col)`` pairs sorted by row; ``min(rows, cols)`` pairs, each row and column used once.
-    """
-    cost = np.asarray(cost, np.float64)
-    if cost.size == 0:
-        return []
-    if cost.shape[0] > cost.shape[1]:
-        return sorted((r, c) for c, r in linear_assignment(cost.T))
-    n, m = cost.shape
-    u, v = np.zeros(n + 1), np.zeros(m + 1)
-    owner = np.zeros(m + 1, np.int64)  # owner[j]: 1-based row assigned to column j (0: free)
-    way = np.zeros(m + 1, np.int64)
-    for i in range(1, n + 1):
-        owner[0], j0 = i, 0
-        minv = np.full(m + 1, np.inf)
-        used = np.zeros(m + 1, bool)
-        while True:
-            used[j0] = True
-            i0 = owner[j0]
-            free = ~used[1:]
-            reduced = cost[i0 - 1] - u[i0] - v[1:]
-            better = free & (reduced < minv[1:])
-            minv[1:][better] = reduced[better]
-            way[1:][better] = j0
-            candidates = np.where(free, minv[1:], np.inf)
-            j1 = int(np.argmin(candidates)) + 1
-            delta = candidates[j1 - 1]
-            u[owner[used]] += delta
-            v[used] -= delta
-            minv[~used] -= delta
-            j0 = j1
-            if owner[j0] == 0:
-                break
-        while j0:
-            j1 = way[j0]
-            owner[j0] = owner[j1]
-            j0 = j1
-    return sorted((int(owner[j]) - 1, j - 1) for j in range(1, m + 1) if owner[j])
-
-
-def _area(xyxy: np.ndarray) -> np.ndarray:
-    return np.clip(xyxy[:, 2] - xyxy[:, 0], 0, None) * np.clip(xyxy[:, 3] - xyxy[:, 1], 0, None)
-
-
-def _match(
-    tracks_xyxy: np.ndarray,
-    dets_xyxy: np.ndarray,
-    min_iou: float,
-    max_scale: float = 2.0,
-    allowed: np.ndarray | None = None,
-) -> list[tuple[int, int]]:
-    """Optimal track-detection pairs with IoU >= ``min_iou`` whose areas differ by at most ``max_scale`` times.
-
-    A gated pair costs as much as leaving both unmatched. The scale gate keeps a face that appears where a
-    different-sized one was lost a moment ago (the next person at a door, a scene cut) from inheriting its id.
-    ``allowed`` (tracks x detections, bool) gates pairs further (after a cut: only faces that look alike).
-    """
-    if len(tracks_xyxy) == 0 or len(dets_xyxy) == 0:
-        return []
-    iou = box_iou(tracks_xyxy, dets_xyxy)
-    ratio = _area(tracks_xyxy)[:, None] / np.maximum(_area(dets_xyxy)[None, :], 1e-6)
-    ok = (iou >= min_iou) & (ratio <= max_scale) & (ratio >= 1.0 / max_scale)
-    if allowed is not None:
-        ok &= allowed
-    cost = np.where(ok, 1.0 - iou, 1.0 - min_iou + 1e-6)
-    return [(t, d) for t, d in linear_assignment(cost) if ok[t, d]]
-
-
-def _xyxy_to_z(xyxy: np.ndarray) -> np.ndarray:
-    x1, y1, x2, y2 = (float(v) for v in xyxy)
-    w, h = max(x2 - x1, 1e-3), max(y2 - y1, 1e-3)
-    return np.array([x1 + w / 2, y1 + h / 2, w / h, h])
-
-
-def _state_to_xyxy(mean: np.ndarray) -> np.ndarray:
-    """Box of a Kalman state, made valid (positive width and height)."""
-    cx, cy, aspect, h = mean[:4]
-    h = max(float(h), 1.0)
-    w = max(float(aspect) * h, 1.0)
-    return np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], np.float32)
-
-
-_F = np.eye(8)
-_F[:4, 4:] = np.eye(4)
-_H = np.eye(4, 8)
-
-
-def _kf_init(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    h = z[3]
-    mean = np.concatenate([z, np.zeros(4)])
-    std = [2 * _STD_POS * h, 2 * _STD_POS * h, 1e-2, 2 * _STD_POS * h]
-    std += [10 * _STD_VEL * h, 10 * _STD_VEL * h, 1e-5, 10 * _STD_VEL * h]
-    return mean, np.diag(np.square(std))
-
-
-def _kf_predict(mean: np.ndarray, cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    h = max(abs(mean[3]), 1.0)
-    std = [_STD_POS * h, _STD_POS * h, 1e-2, _STD_POS * h, _STD_VEL * h, _STD_VEL * h, 1e-5, _STD_VEL * h]
-    return _F @ mean, _F @ cov @ _F.T + np.diag(np.square(std))
-
-
-def _kf_update(mean: np.ndarray, cov: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    h = max(abs(mean[3]), 1.0)
-    r = np.diag(np.square([_STD_POS * h, _STD_POS * h, 1e-1, _STD_POS * h]))
-    s = _H @ cov @ _H.T + r
-    gain = np.linalg.solve(s, _H @ cov).T  # cov H^T S^-1 (S and cov symmetric)
-    return mean + gain @ (z - _H @ mean), cov - gain @ s @ gain.T
 
 
 @dataclass
@@ -286,7 +184,7 @@ class FaceTracker:
         matched: dict[int, int] = {}  # id(track) -> detection index
 
         pool = list(self._alive)
-        pairs = _match(
+        pairs = match(
             np.array([t.xyxy for t in pool]), faces.xyxy[high], self.match_iou, allowed=self._alike(pool, high, cut)
         )
         for t, d in pairs:
@@ -296,7 +194,7 @@ class FaceTracker:
         unmatched_high = [int(i) for i in high if int(i) not in taken]
 
         pool = [t for t in self._alive if t.state == TRACKED and id(t) not in matched]
-        pairs = _match(
+        pairs = match(
             np.array([t.xyxy for t in pool]), faces.xyxy[low], self.low_match_iou, allowed=self._alike(pool, low, cut)
         )
         for t, d in pairs:
@@ -354,12 +252,12 @@ class FaceTracker:
         self._frame = int(frame_index)
         for track in self._alive:
             for _ in range(steps):
-                track.mean, track.cov = _kf_predict(track.mean, track.cov)
-            track.xyxy = _state_to_xyxy(track.mean)
+                track.mean, track.cov = kf_predict(track.mean, track.cov)
+            track.xyxy = state_to_xyxy(track.mean)
 
     def _hit(self, track: Track, faces: FaceDetections, d: int, frame_index: int, ts: float, *, vote: bool) -> None:
         """Update a track with detection ``d``; a tentative one is confirmed after ``min_hits``."""
-        track.mean, track.cov = _kf_update(track.mean, track.cov, _xyxy_to_z(faces.xyxy[d]))
+        track.mean, track.cov = kf_update(track.mean, track.cov, xyxy_to_z(faces.xyxy[d]))
         track.xyxy = faces.xyxy[d].copy()
         track.det_xyxy = track.xyxy.copy()
         track.score = float(faces.det_score[d])
@@ -374,7 +272,7 @@ class FaceTracker:
 
     def _start(self, faces: FaceDetections, d: int, frame_index: int, ts: float) -> Track:
         box = faces.xyxy[d].copy()
-        mean, cov = _kf_init(_xyxy_to_z(box))
+        mean, cov = kf_init(xyxy_to_z(box))
         track = Track(
             track_id=NO_TRACK,
             xyxy=box,

@@ -295,6 +295,26 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None or b == 0 else a / b
 
 
+def model_entry(t1: dict, tb: dict, sizes: dict, usual: int, chosen: dict, engine: str) -> dict:
+    """One model's figures: latency at batch 1 (``t1``) and at its ``usual`` batch (``tb``), sizes and ratios."""
+    fp32, int8 = tb["fp32"]["median_ms"], tb["int8"]["median_ms"] if "int8" in tb else None
+    out = {
+        "fp32_ms": fp32,
+        "int8_ms": int8,
+        "fp32_bytes": sizes["fp32"],
+        "int8_bytes": sizes["int8"],
+        "latency_ratio": _ratio(int8, fp32),
+        "size_ratio": _ratio(sizes["int8"], sizes["fp32"]),
+        "usual_batch": usual,
+        "engines": chosen,
+        "batch_1": t1,
+        f"batch_{usual}": tb,
+    }
+    if engine != "onnx":
+        return out
+    return {**out, "onnx_ms": fp32, "torch_fp32_ms": tb["torch_fp32"]["median_ms"] if "torch_fp32" in tb else None}
+
+
 def run_bench(
     cfg: Config,
     video: Path | None,
@@ -308,8 +328,8 @@ def run_bench(
     """All measurements of ``maskwatch bench`` as one JSON-ready dict (see docs/performance.md).
 
     The engine is ``runtime.engine`` where the config or ``--engine`` sets it, else ONNX Runtime. fp32 figures run
-    on that engine; int8 figures on ONNX Runtime when the int8 ``.onnx`` files exist (torch's retired int8 path
-    otherwise, None without either). ``startup_s``, ``rss_mb``, ``busy_core_ratio`` and ``pipeline_fps_e2e`` time
+    on that engine; int8 figures on ONNX Runtime when the int8 ``.onnx`` files exist (None without them).
+    ``startup_s``, ``rss_mb``, ``busy_core_ratio`` and ``pipeline_fps_e2e`` time
     whole ``maskwatch run`` processes with that engine (``config_path`` is passed on to them): ``pipeline_fps_e2e``
     is the default config's fps writing an annotated video, beside ``--detect-every 1``, on a synthetic 640×480 clip
     and on the bench clip (``video`` resized to 640×480) when there is one.
@@ -352,28 +372,10 @@ def run_bench(
     seed = seed_frcnn_ms(seed_runs)
     sizes = model_bytes(cfg)
 
-    def entry(t1: dict, tb: dict, sizes: dict, usual: int) -> dict:
-        fp32, int8 = tb["fp32"]["median_ms"], tb["int8"]["median_ms"] if "int8" in tb else None
-        out = {
-            "fp32_ms": fp32,
-            "int8_ms": int8,
-            "fp32_bytes": sizes["fp32"],
-            "int8_bytes": sizes["int8"],
-            "latency_ratio": _ratio(int8, fp32),
-            "size_ratio": _ratio(sizes["int8"], sizes["fp32"]),
-            "usual_batch": usual,
-            "engines": chosen,
-            "batch_1": t1,
-            f"batch_{usual}": tb,
-        }
-        if engine != "onnx":
-            return out
-        return {**out, "onnx_ms": fp32, "torch_fp32_ms": tb["torch_fp32"]["median_ms"] if "torch_fp32" in tb else None}
-
     main_clip = "video" if "video" in e2e else "synthetic"
     return {
-        "detector": entry(det_t, det_t, sizes["detector"], 1),
-        "classifier": entry(cls_t[1], cls_t[batch], sizes["classifier"], batch),
+        "detector": model_entry(det_t, det_t, sizes["detector"], 1, chosen, engine),
+        "classifier": model_entry(cls_t[1], cls_t[batch], sizes["classifier"], batch, chosen, engine),
         "pipeline_fps": {p: statistics.median(fps[p]) if p in fps else None for p in ("fp32", "int8")},
         "pipeline_runs": fps,
         "pipeline_faces": faces_seen,
@@ -434,102 +436,4 @@ def report_lines(result: dict) -> list[str]:
         )
     if result["seed_frcnn_ms"] is not None:
         lines.append(f"seed Faster R-CNN R50-FPN at 640x480: {result['seed_frcnn_ms']:.0f} ms per frame")
-    return lines
-
-
-def stage_costs(cfg: Config, video: Path, frames: int = 200, threads: int = 1) -> dict:
-    """Per-frame cost of each stage of annotating ``video`` at its own size, as one batch worker runs it.
-
-    Stages run one after the other on the same frames with ``threads`` torch threads: decode (OpenCV), inference
-    (detect + classify, the configured precision), render (overlay), encode (the configured fourcc); medians in ms,
-    plus the bytes per frame of the input and of the annotated output (storage).
-    """
-    from maskwatch.build import effective_engine
-
-    if effective_engine(cfg) == "onnx":  # ONNX Runtime takes its intra-op threads from the config
-        runtime = cfg.runtime.model_copy(update={"threads": threads})
-        return _stage_costs(cfg.model_copy(update={"runtime": runtime}), video, frames, threads)
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        return _stage_costs(cfg, video, frames, threads)
-    finally:
-        torch.set_num_threads(previous)
-
-
-def _stage_costs(cfg: Config, video: Path, frames: int, threads: int) -> dict:
-    from maskwatch.build import build_pipeline, build_renderer, configured_precision, output_fourcc
-    from maskwatch.types import Frame
-
-    cap = cv2.VideoCapture(str(video))
-    images, decode = [], []
-    while len(images) < frames:
-        t0 = time.perf_counter()
-        ok, image = cap.read()
-        if not ok:
-            break
-        decode.append((time.perf_counter() - t0) * 1e3)
-        images.append(image)
-    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
-    cap.release()
-    if not images:
-        raise SourceError(f"cannot read frames from video {video}")
-    h, w = images[0].shape[:2]
-    pipeline = build_pipeline(cfg)
-    pipeline.warmup((w, h))
-    renderer = build_renderer(cfg)
-    infer, render, encode, results = [], [], [], []
-    for i, image in enumerate(images):
-        t0 = time.perf_counter()
-        results.append(pipeline(Frame(image=image, index=i, timestamp_s=i / fps)))
-        infer.append((time.perf_counter() - t0) * 1e3)
-    annotated = []
-    for result in results:
-        t0 = time.perf_counter()
-        annotated.append(renderer.annotate(result))
-        render.append((time.perf_counter() - t0) * 1e3)
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "out.mp4"
-        writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*output_fourcc(cfg)), fps, (w, h))
-        for image in annotated:
-            t0 = time.perf_counter()
-            writer.write(image)
-            encode.append((time.perf_counter() - t0) * 1e3)
-        writer.release()
-        out_bytes = out.stat().st_size / len(annotated)
-    cap = cv2.VideoCapture(str(video))
-    in_frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or len(images)
-    cap.release()
-    return {
-        "video": str(video),
-        "size_wh": [w, h],
-        "fps": fps,
-        "frames": len(images),
-        "threads": threads,
-        "precision": f"{'onnx ' if hasattr(pipeline.detector, 'session') else ''}"
-        f"{getattr(pipeline.detector, 'precision', configured_precision(cfg))}",
-        "faces_per_frame": sum(len(r.faces) for r in results) / len(results),
-        "decode_ms": float(np.median(decode)),
-        "infer_ms": float(np.median(infer)),
-        "render_ms": float(np.median(render)),
-        "encode_ms": float(np.median(encode)),
-        "in_bytes_per_frame": file_bytes(video) / in_frames,
-        "out_bytes_per_frame": out_bytes,
-    }
-
-
-def stage_lines(costs: dict) -> list[str]:
-    """:func:`stage_costs` as a few lines, with the share of each stage in a worker's time per frame."""
-    stages = ("decode", "infer", "render", "encode")
-    total = sum(costs[f"{s}_ms"] for s in stages)
-    w, h = costs["size_wh"]
-    lines = [f"per frame at {w}x{h}, {costs['threads']} thread(s), {costs['precision']}, {costs['frames']} frames:"]
-    for s in stages:
-        ms = costs[f"{s}_ms"]
-        lines.append(f"  {s:<7} {ms:7.2f} ms  {ms / total:5.1%}")
-    lines.append(f"  total   {total:7.2f} ms  = {1000 / total:.1f} frames/s per core")
-    kb_in, kb_out = costs["in_bytes_per_frame"] / 1e3, costs["out_bytes_per_frame"] / 1e3
-    lines.append(f"  storage {kb_in:.1f} kB in, {kb_out:.1f} kB out per frame")
     return lines

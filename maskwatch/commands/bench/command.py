@@ -1,0 +1,71 @@
+"""``maskwatch bench``: check the arguments, run the chosen measurement, print it and write its JSON."""
+
+from __future__ import annotations
+
+import argparse
+
+from loguru import logger
+
+from maskwatch.errors import MaskwatchError
+from maskwatch.media import EXIT_OK
+
+
+def bench_command(args: argparse.Namespace) -> int:
+    """``maskwatch bench``: the device figures (``--device``), the stage costs (``--stages``) or the whole bench."""
+    import json
+
+    from maskwatch.commands.bench.core import report_lines, run_bench
+    from maskwatch.config import load_config
+    from maskwatch.outputs.sinks import check_writable
+
+    if args.video is not None and not args.video.is_file():
+        raise MaskwatchError(f"--video {args.video} does not exist")
+    if args.json is not None:
+        check_writable(args.json)
+    cfg = load_config(args.config, {"runtime.engine": args.engine})
+    video = args.video
+    if video is None:
+        from maskwatch.demo import demo_folder
+
+        demo = demo_folder() / "demo.mp4"  # the clip shipped in the package
+        video = demo if demo.is_file() else None
+    if args.device is not None and args.engine == "onnx":
+        raise MaskwatchError("--device times the torch models on a device; --engine onnx runs on the CPU")
+    if args.device is not None:
+        from maskwatch.build import check_runtime, with_runtime
+        from maskwatch.commands.bench.device import device_bench, device_lines
+
+        check_runtime(with_runtime(cfg, device=args.device))
+        result = device_bench(cfg, video, device=args.device, frames=args.frames, runs=args.runs, repeats=args.repeats)
+        for line in device_lines(result):
+            print(line)
+        if args.json is not None:
+            args.json.write_text(json.dumps(result, indent=2) + "\n")
+        return EXIT_OK
+    if args.stages:
+        from maskwatch.commands.bench.stages import stage_costs, stage_lines
+
+        if video is None:
+            raise MaskwatchError("--stages needs a --video")
+        result = stage_costs(cfg, video, frames=args.frames)
+        for line in stage_lines(result):
+            print(line)
+        if args.json is not None:
+            args.json.write_text(json.dumps(result, indent=2) + "\n")
+        return EXIT_OK
+    result = run_bench(
+        cfg,
+        video,
+        frames=args.frames,
+        repeats=args.repeats,
+        latency_runs=args.runs,
+        batch=args.batch,
+        seed_runs=args.seed_runs,
+        config_path=args.config,
+    )
+    for line in report_lines(result):
+        print(line)
+    if args.json is not None:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        logger.info(f"wrote {args.json}")
+    return EXIT_OK
