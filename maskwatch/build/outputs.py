@@ -1,0 +1,145 @@
+"""The builders of a run's outputs from the config: the overlay renderer, the video / image sinks, the event log
+and webhook, and the HTTP remote view (re-exported by :mod:`maskwatch.build`)."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from maskwatch.config import Config
+from maskwatch.errors import ConfigError, OutputError
+from maskwatch.outputs.render import OverlayRenderer
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from maskwatch.capture.base import Source
+    from maskwatch.outputs.events import EventLog
+    from maskwatch.outputs.sinks import NullVideoSink, Sink, VideoSink
+    from maskwatch.serve.web import WebView
+
+
+def build_renderer(cfg: Config) -> OverlayRenderer:
+    r = cfg.render
+    return OverlayRenderer(
+        colors=dict(r.colors), thickness=r.thickness, font_scale=r.font_scale, hud=r.hud, blur_faces=r.blur_faces
+    )
+
+
+def build_event_outputs(
+    cfg: Config, events: Path | None, stack: contextlib.ExitStack, *, tracking: bool, per_source: bool = False
+):
+    """The event outputs of a run: the ``--events`` log and the webhook (fed by the log, or directly without one).
+
+    Returns (sinks, webhook or None); both are closed by ``stack``. ``per_source`` names alert snapshots
+    ``<source>_<track>_<frame>.jpg`` (several sources share the log).
+    """
+    a = cfg.alerts
+    sinks: list = []
+    webhook = None
+    if a.webhook:
+        from maskwatch.outputs.webhook import Webhook
+
+        webhook = stack.enter_context(Webhook(a.webhook, timeout_s=a.webhook_timeout_s, retries=a.webhook_retries))
+    if events is not None:
+        on_event = webhook.send if webhook is not None else None
+        sinks.append(stack.enter_context(build_event_log(cfg, events, on_event=on_event, per_source=per_source)))
+    elif webhook is not None and tracking:
+        from maskwatch.outputs.events import EventForwarder
+
+        sinks.append(EventForwarder(webhook.send))
+    return sinks, webhook
+
+
+def build_event_log(
+    cfg: Config, path: Path, *, on_event: Callable[[dict], None] | None = None, per_source: bool = False
+) -> EventLog:
+    """The ``--events`` log at ``path`` with the configured rotation, snapshots, blur and crop margin."""
+    from maskwatch.outputs.events import EventLog
+
+    a = cfg.alerts
+    return EventLog(
+        path,
+        max_bytes=a.max_bytes,
+        backups=a.backups,
+        snapshots=a.snapshots,
+        blur=cfg.render.blur_faces,
+        crop_margin=cfg.classifier.crop_margin,
+        on_event=on_event,
+        snapshot_prefix_source=per_source,
+    )
+
+
+def output_fourcc(cfg: Config) -> str:
+    """The FourCC codec of output videos (``output.fourcc``)."""
+    return cfg.output.fourcc
+
+
+def build_video_sink(cfg: Config, path: Path, fps: float) -> VideoSink:
+    """An annotated video at ``path`` with the configured codec that plays in the source's time (frames repeated
+    where a variable-frame-rate file or a live source leaves a gap longer than one frame at ``fps``)."""
+    from maskwatch.outputs.sinks import VideoSink
+
+    return VideoSink(path, fps=fps, fourcc=output_fourcc(cfg), follow_timestamps=True)
+
+
+def build_null_video_sink(cfg: Config) -> NullVideoSink:
+    """A stand-in for ``--output`` that encodes every frame as a JPEG of the configured quality and keeps nothing."""
+    from maskwatch.outputs.sinks import NullVideoSink
+
+    return NullVideoSink(cfg.output.jpeg_quality)
+
+
+def build_output_sink(cfg: Config, out: Path, source: Source) -> Sink:
+    """``--output``: annotated images (a file for one image, else a folder) or an annotated video.
+
+    Fails early, before any model loads, on an output that cannot be written or would overwrite an input.
+    """
+    from maskwatch.capture.sources import ImageFilesSource, RealtimeFileSource
+    from maskwatch.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+    from maskwatch.outputs.sinks import ImageSink, check_writable
+
+    if isinstance(source, RealtimeFileSource):
+        source = source.video
+    inputs = tuple(source.paths)
+    if isinstance(source, ImageFilesSource):
+        single = len(source.paths) == 1 and out.suffix.lower() in IMAGE_SUFFIXES
+        if not single and out.suffix.lower() in IMAGE_SUFFIXES:
+            raise OutputError(f"--output {out} must be a folder for a folder of images")
+        if not single and out.exists() and not out.is_dir():
+            raise OutputError(f"--output {out} must be a folder for a folder of images")
+        check_writable(out, inputs)
+        if not single and out.resolve() in {p.parent.resolve() for p in source.paths}:
+            raise OutputError(f"--output {out} is the input folder; annotated images would overwrite the inputs")
+        return ImageSink(out, single_file=single, jpeg_quality=cfg.output.jpeg_quality)
+    if out.suffix.lower() not in VIDEO_SUFFIXES:
+        raise OutputError(f"--output {out} must be a video file ({', '.join(VIDEO_SUFFIXES)})")
+    check_writable(out, inputs)
+    return build_video_sink(cfg, out, source.fps)
+
+
+def http_bind(cfg: Config) -> tuple[str, int] | None:
+    """The remote view's (host, port) from ``http.bind``, or None; one beyond this machine needs ``http.token``."""
+    from maskwatch.serve.bind import is_loopback, parse_bind
+
+    bind = parse_bind(cfg.http.bind) if cfg.http.bind else None
+    if bind is not None and not is_loopback(bind[0]) and not cfg.http.token:
+        raise ConfigError(f"--http on {bind[0]} serves beyond this machine: set --http-token (or MASKWATCH_HTTP_TOKEN)")
+    return bind
+
+
+def build_web_view(
+    cfg: Config, bind: tuple[str, int], status: Callable[[], dict], *, sources: list[str] | None = None
+) -> WebView:
+    """The ``--http`` remote view on ``bind`` (see :func:`http_bind`), not started; ``sources`` names a tile each."""
+    from maskwatch.serve.web import WebView
+
+    return WebView(
+        bind[0],
+        bind[1],
+        token=cfg.http.token,
+        status=status,
+        max_stream_fps=cfg.http.max_stream_fps,
+        sources=sources,
+    )
