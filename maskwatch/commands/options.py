@@ -1,10 +1,15 @@
-"""Command-line options shared by ``run`` and its many-sources form."""
+"""Command-line options shared by the commands: ``run``'s config overrides, the report prefix, and printing a
+measurement with its ``--json`` file."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
+
+from loguru import logger
 
 
 def overrides(args: argparse.Namespace) -> dict:
@@ -39,3 +44,13 @@ def report_prefix(args: argparse.Namespace) -> Path | None:
     if args.events is not None:
         return args.events.with_suffix("")
     return None
+
+
+def emit(lines: Iterable[str], result: dict, json_path: Path | None) -> int:
+    """Print a measurement's summary ``lines`` and write ``result`` to ``json_path`` (``--json``) when given; exit 0."""
+    for line in lines:
+        print(line)
+    if json_path is not None:
+        json_path.write_text(json.dumps(result, indent=2) + "\n")
+        logger.info(f"wrote {json_path}")
+    return 0

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from loguru import logger
-
+from maskwatch.commands.options import emit
 from maskwatch.errors import MaskwatchError
-from maskwatch.media import EXIT_OK
 
 
 def bench_command(args: argparse.Namespace) -> int:
     """``maskwatch bench``: the device figures (``--device``), the stage costs (``--stages``) or the whole bench."""
-    import json
 
     from maskwatch.commands.bench.core import report_lines, run_bench
     from maskwatch.config import load_config
@@ -37,22 +34,14 @@ def bench_command(args: argparse.Namespace) -> int:
 
         check_runtime(with_runtime(cfg, device=args.device))
         result = device_bench(cfg, video, device=args.device, frames=args.frames, runs=args.runs, repeats=args.repeats)
-        for line in device_lines(result):
-            print(line)
-        if args.json is not None:
-            args.json.write_text(json.dumps(result, indent=2) + "\n")
-        return EXIT_OK
+        return emit(device_lines(result), result, args.json)
     if args.stages:
         from maskwatch.commands.bench.stages import stage_costs, stage_lines
 
         if video is None:
             raise MaskwatchError("--stages needs a --video")
         result = stage_costs(cfg, video, frames=args.frames)
-        for line in stage_lines(result):
-            print(line)
-        if args.json is not None:
-            args.json.write_text(json.dumps(result, indent=2) + "\n")
-        return EXIT_OK
+        return emit(stage_lines(result), result, args.json)
     result = run_bench(
         cfg,
         video,
@@ -63,9 +52,4 @@ def bench_command(args: argparse.Namespace) -> int:
         seed_runs=args.seed_runs,
         config_path=args.config,
     )
-    for line in report_lines(result):
-        print(line)
-    if args.json is not None:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-        logger.info(f"wrote {args.json}")
-    return EXIT_OK
+    return emit(report_lines(result), result, args.json)

@@ -17,7 +17,7 @@ from loguru import logger
 
 from maskwatch.commands.eval_video.score import MOT_KEYS, PERSON_KEYS, ClipScore, PersonCounts, mot_summary, score_clip
 from maskwatch.commands.eval_video.truth import BenchmarkError, ClipTruth, find_clips, read_clip
-from maskwatch.media import EXIT_OK
+from maskwatch.commands.options import emit
 from maskwatch.types import FrameResult
 
 _ALERT_KEYS = {"labels", "min_duration_s", "cooldown_s"}
@@ -154,9 +154,4 @@ def eval_video_command(args: argparse.Namespace) -> int:
     result["settings"] = {"tracking": cfg.tracking.model_dump(), "alerts": cfg.alerts.model_dump(include=_ALERT_KEYS)}
     if all(s.accumulator is None for s in scores) and any(s.boxes for s in scores):
         logger.warning("motmetrics is not installed: no IDF1, MOTA, ID switches (pip install 'maskwatch[eval]')")
-    for line in table_lines(result):
-        print(line)
-    if args.json is not None:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-        logger.info(f"wrote {args.json}")
-    return EXIT_OK
+    return emit(table_lines(result), result, args.json)
