@@ -4,7 +4,6 @@ model files refused as the .pt files are, and a ``run`` with ``--engine onnx`` t
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,9 +23,9 @@ from maskwatch.models import retinaface as rf
 from maskwatch.models.base import Classifier, Detector
 from maskwatch.models.classifier import MaskClassifier
 from maskwatch.models.detector import load_detector
-from maskwatch.models.weights import WEIGHTS_DIRS, sha256_of, write_manifest_entry
+from maskwatch.models.weights import WEIGHTS_DIRS, write_manifest_entry
 from maskwatch.types import CLASS_NAMES, FaceDetections
-from tests.helpers import ROOT
+from tests.helpers import ROOT, mismatch, truncated, unlisted
 
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
@@ -187,23 +186,6 @@ def test_engine_flag(command: str) -> None:
 
 
 # --- bad files: the same one-line messages as the .pt files get (tests/reliability/test_model_files.py)
-def _truncated(src: Path, dst: Path) -> Path:
-    dst.write_bytes(src.read_bytes()[: src.stat().st_size * 2 // 5])
-    write_manifest_entry(dst)
-    return dst
-
-
-def _mismatch(src: Path, dst: Path) -> Path:
-    shutil.copy(src, dst)
-    (dst.parent / "SHA256SUMS").write_text(f"{sha256_of(SHIPPED / 'classifier.pt')}  {dst.name}\n")
-    return dst
-
-
-def _unlisted(src: Path, dst: Path) -> Path:
-    shutil.copy(src, dst)
-    return dst
-
-
 def _shape(message: str, path: Path) -> str:
     """A message with the file, digests and the loader's exception name taken out."""
     message = message.replace(str(path), "FILE").replace(str(path.parent), "DIR")
@@ -211,7 +193,7 @@ def _shape(message: str, path: Path) -> str:
     return re.sub(r" \(\w+\)$", "", message)
 
 
-@pytest.mark.parametrize("damage", [_truncated, _mismatch, _unlisted], ids=["truncated", "mismatch", "unlisted"])
+@pytest.mark.parametrize("damage", [truncated, mismatch, unlisted], ids=["truncated", "mismatch", "unlisted"])
 def test_bad_onnx_files_fail_like_pt_files(exported: Path, tmp_path: Path, damage) -> None:
     (tmp_path / "pt").mkdir()
     (tmp_path / "onnx").mkdir()

@@ -27,7 +27,7 @@ from maskwatch.models import retinaface as rf
 from maskwatch.models.classifier import MaskClassifierNet
 from maskwatch.models.weights import WEIGHTS_DIRS, sha256_of, write_manifest_entry
 from maskwatch.types import CLASS_NAMES
-from tests.helpers import maskwatch
+from tests.helpers import maskwatch, mismatch, truncated, unlisted
 
 pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
@@ -262,23 +262,6 @@ def test_quantize_parser_has_no_qat() -> None:
 
 
 # --- bad int8 files: the same one-line messages as the fp32 .onnx files get
-def _truncated(src: Path, dst: Path) -> Path:
-    dst.write_bytes(src.read_bytes()[: src.stat().st_size * 2 // 5])
-    write_manifest_entry(dst)
-    return dst
-
-
-def _mismatch(src: Path, dst: Path) -> Path:
-    shutil.copy(src, dst)
-    (dst.parent / "SHA256SUMS").write_text(f"{sha256_of(SHIPPED / 'classifier.pt')}  {dst.name}\n")
-    return dst
-
-
-def _unlisted(src: Path, dst: Path) -> Path:
-    shutil.copy(src, dst)
-    return dst
-
-
 def _wrong_model(src: Path, dst: Path) -> Path:
     shutil.copy(src.parent / src.name.replace("detector", "classifier"), dst)
     write_manifest_entry(dst)
@@ -291,7 +274,7 @@ def _shape(message: str, path: Path) -> str:
 
 
 @pytest.mark.parametrize(
-    "damage", [_truncated, _mismatch, _unlisted, _wrong_model], ids=["truncated", "mismatch", "unlisted", "wrong"]
+    "damage", [truncated, mismatch, unlisted, _wrong_model], ids=["truncated", "mismatch", "unlisted", "wrong"]
 )
 def test_bad_int8_files_fail_like_fp32_files(fp32: Path, int8: Path, tmp_path: Path, damage) -> None:
     (tmp_path / "a").mkdir()
