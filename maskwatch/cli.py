@@ -123,8 +123,15 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--crops", type=Path, help="classifier: extra folder of face crops (with_mask/, without_mask/)")
     tr.add_argument("--init", type=Path, help="detector: pretrained weights to start from")
     tr.add_argument(
+        "--mine-with",
+        type=Path,
+        help="classifier: RetinaFace model file that cuts training faces and finds false alarms "
+        "(default weights/detector.pt when present)",
+    )
+    tr.add_argument(
         "--arch", default="retinaface_mnet025", choices=list(DEFAULT_EPOCHS)[1:], help="detector architecture"
     )
+    tr.add_argument("--preset", default="default", help="augmentation preset: default, closeup, wide, plain")
     tr.set_defaults(func=cmd_train)
 
 
@@ -250,10 +257,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     }
     recipe = "classifier" if args.model == "classifier" else args.arch
     common["epochs"] = args.epochs if args.epochs is not None else DEFAULT_EPOCHS[recipe]
+    kind = {"classifier": "classifier", "retinaface_mnet025": "retinaface", "ultralight_rfb": "ultralight"}.get(recipe)
+    if kind is None and args.preset != "default":
+        raise MaskwatchError(f"--preset: {recipe} has no augmentation presets")
+    if kind is not None:
+        from maskwatch.train.presets import get_preset
+
+        preset = get_preset(kind, args.preset)  # an unknown name fails here, before any data is read
+        common.update({"recipe": preset} if kind == "classifier" else {"preset": args.preset})
     if args.model == "classifier":
         from maskwatch.train.classifier import train
 
-        path = train(**common, extra_crops=args.crops)
+        path = train(**common, extra_crops=args.crops, detector=args.mine_with or _shipped_detector())
     elif args.arch == "ultralight_rfb":
         from maskwatch.train.ultralight import train
 
@@ -268,6 +283,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         path = train(**common, arch=args.arch)
     logger.info(f"wrote {path}")
     return EXIT_OK
+
+
+def _shipped_detector() -> Path | None:
+    from maskwatch.models.manifest import WEIGHTS_DIRS
+
+    path = WEIGHTS_DIRS[0] / "detector.pt"
+    return path if path.is_file() else None
 
 
 def _positive(value: int, flag: str, minimum: int = 1) -> int:

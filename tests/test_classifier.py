@@ -218,7 +218,7 @@ def test_two_step_training_and_resume(tmp_path: Path) -> None:
     out = train(epochs=1, out=tmp_path / "weights" / "classifier.pt", **common)
     assert out.is_file()
     assert (tmp_path / "weights" / "SHA256SUMS").read_text().count("classifier.pt") == 1
-    ckpt = torch.load(runs / "checkpoint.pt", map_location="cpu", weights_only=True)
+    ckpt = torch.load(runs / "last.pt", map_location="cpu", weights_only=True)
     assert set(ckpt) >= {"model", "optimizer", "lr_scheduler", "args", "epoch"}
     assert ckpt["epoch"] == 0
     assert ckpt["lr_scheduler"]["last_epoch"] == 2  # two optimisation steps
@@ -227,10 +227,11 @@ def test_two_step_training_and_resume(tmp_path: Path) -> None:
     assert clf.input_size == 48
     assert clf.meta["val"]["confusion"] is not None
     assert np.asarray(clf.meta["val"]["confusion"]).sum() == 3  # the val scene's three boxes
+    assert clf.meta["history"][0]["val_non_face"]["crops"] > 0  # background boxes of the val scene
     prob = clf.classify(random_crops([(10, 10), (1, 1)]))
     np.testing.assert_allclose(prob.sum(1), 1.0, atol=1e-5)
 
-    resumed = train(epochs=2, out=tmp_path / "weights" / "classifier2.pt", resume=runs / "checkpoint.pt", **common)
-    ckpt = torch.load(runs / "checkpoint.pt", map_location="cpu", weights_only=True)
+    resumed = train(epochs=2, out=tmp_path / "weights" / "classifier2.pt", resume=runs / "last.pt", **common)
+    ckpt = torch.load(runs / "last.pt", map_location="cpu", weights_only=True)
     assert ckpt["epoch"] == 1
     assert len(MaskClassifier(resumed).meta["history"]) == 2

@@ -154,12 +154,11 @@ def test_two_step_training_run(tmp_path: Path, monkeypatch) -> None:
     kwargs = dict(split=data / "splits" / "train.txt", device="cpu", out=out, input_size=160, batch_size=2)
     path = train(data, epochs=2, val_split=data / "splits" / "val.txt", **kwargs)  # 1 batch per epoch
     assert path == out and out.is_file()
-    ckpt = torch.load(tmp_path / "runs" / "ultralight" / "checkpoint.pt", map_location="cpu", weights_only=True)
-    assert set(ckpt) == {"model", "optimizer", "lr_scheduler", "args", "epoch"} and ckpt["epoch"] == 1
+    last = tmp_path / "runs" / "ultralight" / "last.pt"
+    ckpt = torch.load(last, map_location="cpu", weights_only=True)
+    assert set(ckpt) >= {"model", "optimizer", "lr_scheduler", "args", "epoch", "history"} and ckpt["epoch"] == 1
+    assert (last.parent / "epoch_000.pt").is_file() and [h["epoch"] for h in ckpt["history"]] == [0, 1]
     det = UltraLightDetector(out, input_size=160, score_threshold=0.0)
     assert isinstance(det.detect(np.zeros((120, 160, 3), np.uint8)), FaceDetections)
-    resumed = train(data, epochs=3, resume=tmp_path / "runs" / "ultralight" / "checkpoint.pt", **kwargs)
-    assert (
-        torch.load(tmp_path / "runs" / "ultralight" / "checkpoint.pt", weights_only=True)["epoch"] == 2
-        and resumed.is_file()
-    )
+    resumed = train(data, epochs=3, resume=last, **kwargs)
+    assert torch.load(last, weights_only=True)["epoch"] == 2 and resumed.is_file()

@@ -44,9 +44,11 @@ class EvalResult:
     recall: dict[str, float]
     operating_threshold: float
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
+    non_face: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return {
+            "non_face": self.non_face,
             "map50": self.map50,
             "ap50": self.ap50,
             "face_ap50": self.face_ap50,
@@ -67,6 +69,33 @@ def predict(pipeline: FacePipeline, images: list[AnnotatedImage], progress: bool
             raise MaskwatchError(f"cannot read image {item.image_path}")
         out.append(pipeline(Frame(image, index=i, timestamp_s=0.0, name=item.image_path.name)).faces)
     return out
+
+
+def non_face_check(
+    pipeline: FacePipeline, images: list[AnnotatedImage], per_image: int = 2, seed: int = 1, progress: bool = True
+) -> dict:
+    """The classifier on background boxes of the images (sized like their faces, holding none): the share
+    labelled ``with_mask`` at probability >= 0.5, the share with any class >= 0.5, and the mean top probability."""
+    from maskwatch.data.negatives import background_boxes
+
+    rng = np.random.default_rng(seed)
+    probs = []
+    for item in tqdm(images, desc="non-face", unit="img", disable=not progress):
+        image = read_image(item.image_path)
+        if image is None:
+            raise MaskwatchError(f"cannot read image {item.image_path}")
+        boxes = background_boxes((image.shape[1], image.shape[0]), item.xyxy, per_image, rng)
+        if len(boxes):
+            probs.append(pipeline.classify(image, FaceDetections(boxes, np.ones(len(boxes)))).class_prob)
+    if not probs:
+        return {"crops": 0}
+    prob = np.concatenate(probs)
+    return {
+        "crops": len(prob),
+        "with_mask_ge_0.5": round(float((prob[:, 0] >= 0.5).mean()), 4),
+        "any_class_ge_0.5": round(float((prob.max(1) >= 0.5).mean()), 4),
+        "mean_top_prob": round(float(prob.max(1).mean()), 4),
+    }
 
 
 def confusion_matrix(images: list[AnnotatedImage], preds: list[FaceDetections], iou: float) -> np.ndarray:
@@ -201,6 +230,12 @@ def report_lines(result: EvalResult) -> list[str]:
     lines.append("  confusion (rows ground truth, columns prediction): " + " | ".join(labels))
     for label, row in zip(labels, result.confusion["matrix"], strict=True):
         lines.append(f"    {label:>22}: {row}")
+    if result.non_face.get("crops"):
+        nf = result.non_face
+        lines.append(
+            f"  non-face crops ({nf['crops']} background boxes): with_mask at p >= 0.5 {nf['with_mask_ge_0.5']:.1%}, "
+            f"any class at p >= 0.5 {nf['any_class_ge_0.5']:.1%}"
+        )
     return lines
 
 
@@ -233,6 +268,7 @@ def eval_command(args: argparse.Namespace) -> int:
     logger.info(f"evaluating {len(images)} images ({runtime_label(cfg)})")
     preds = predict(pipeline, images, progress=sys.stderr.isatty())
     result = score(images, preds, iou=args.iou, operating_threshold=operating_threshold)
+    result.non_face = non_face_check(pipeline, images, progress=sys.stderr.isatty())
     for line in report_lines(result):
         print(line)
     if args.json is not None:

@@ -7,7 +7,6 @@ warm-up and cosine decay; validation on the val split's boxes cut with the pipel
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 
@@ -25,14 +24,18 @@ from maskwatch.models.classifier import ARCH, DEFAULT_INPUT_SIZE, build_classifi
 from maskwatch.models.weights import save_model_file
 from maskwatch.train.classifier_crops import (
     MIN_TRAIN_BOX_SIDE,
+    NOT_A_FACE,
     Recipe,
     Sample,
     TrainCrops,
+    non_face_tensors,
     sample_weights,
     scan_extra_crops,
     val_tensors,
     voc_samples,
 )
+from maskwatch.train.engine import optimisation_step, save_checkpoint, seed_everything, warmup_cosine
+from maskwatch.train.engine import resume as resume_engine
 from maskwatch.types import CLASS_NAMES
 
 DEFAULT_PRETRAINED = Path(__file__).resolve().parents[3] / "shared" / "pretrained" / "mobilenetv1_x0.25_imagenet.tar"
@@ -66,6 +69,37 @@ def evaluate(net: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.dev
     return metrics_from_confusion(confusion)
 
 
+class SoftTargetLoss(nn.Module):
+    """Cross-entropy against label-smoothed one-hot targets; a :data:`NOT_A_FACE` row's target is uniform."""
+
+    def __init__(self, num_classes: int, label_smoothing: float) -> None:
+        super().__init__()
+        self.num_classes, self.smoothing = num_classes, label_smoothing
+
+    def forward(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        k = self.num_classes
+        target = torch.full_like(logits, self.smoothing / k)
+        face = y != NOT_A_FACE
+        target[face] = target[face].scatter(1, y[face].unsqueeze(1), 1.0 - self.smoothing + self.smoothing / k)
+        target[~face] = 1.0 / k
+        return -(target * torch.log_softmax(logits, dim=1)).sum(1).mean()
+
+
+@torch.inference_mode()
+def non_face_rates(net: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int = 256) -> dict:
+    """On crops holding no face: the share called ``with_mask`` at probability >= 0.5, and any class >= 0.5."""
+    net.eval()
+    if not len(x):
+        return {"crops": 0}
+    prob = torch.cat([net(x[i : i + batch_size].to(device)).softmax(1).cpu() for i in range(0, len(x), batch_size)])
+    return {
+        "crops": len(x),
+        "with_mask_ge_0.5": round(float((prob[:, 0] >= 0.5).float().mean()), 4),
+        "any_class_ge_0.5": round(float((prob.max(1).values >= 0.5).float().mean()), 4),
+        "mean_top_prob": round(float(prob.max(1).values.mean()), 4),
+    }
+
+
 def train_one_epoch(
     net: nn.Module,
     loader: DataLoader,
@@ -81,40 +115,38 @@ def train_one_epoch(
     progress = tqdm(loader, desc=f"epoch {epoch}", leave=False, dynamic_ncols=True)
     for x, y in progress:
         x, y = x.to(device), y.to(device)
-        loss = criterion(net(x), y)
-        if not torch.isfinite(loss):
-            raise MaskwatchError(f"non-finite training loss {loss.item()} in epoch {epoch}; lower the learning rate")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        total, count = total + loss.item() * len(y), count + len(y)
+        value = optimisation_step(criterion(net(x), y), optimizer, scheduler, epoch)
+        total, count = total + value * len(y), count + len(y)
         progress.set_postfix(loss=f"{total / count:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
     return total / max(count, 1)
 
 
-def warmup_cosine(warmup: int, total: int):
-    """LambdaLR factor: linear warm-up, then cosine decay to zero at ``total`` steps."""
+def training_samples(
+    data: Path, split: Path | None, extra_crops: Path | None, recipe: Recipe, seed: int, detector: Path | None
+) -> tuple[list[Sample], int]:
+    """The training crops: the scenes' annotated faces, the faces and false alarms ``detector`` finds in them,
+    random background boxes ("not a face"), then the extra crops (their number is returned too)."""
+    scenes = read_voc(data, split)
+    voc = voc_samples(scenes, MIN_TRAIN_BOX_SIDE)
+    mined: list[Sample] = []
+    if detector is not None:
+        from maskwatch.train.mining import detector_samples
 
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+        faces, false_alarms = detector_samples(scenes, detector)
+        mined = faces + false_alarms
+    if recipe.negative_share > 0 and recipe.negatives_per_scene > 0:
+        from maskwatch.train.mining import background_samples
 
-    return factor
-
-
-def training_samples(data: Path, split: Path | None, extra_crops: Path | None) -> tuple[list[Sample], int]:
-    """The training faces: the VOC boxes of ``split`` then the extra crops (their number is returned too)."""
-    voc = voc_samples(read_voc(data, split), MIN_TRAIN_BOX_SIDE)
+        mined += background_samples(scenes, recipe.negatives_per_scene, seed)
     extra = scan_extra_crops(Path(extra_crops)) if extra_crops else []
     if not voc + extra:
         raise MaskwatchError(f"no training faces in {data}" + (f" split {split}" if split else ""))
+    n_neg = sum(s.label == NOT_A_FACE for s in mined)
     logger.info(
-        f"training faces: {len(voc)} VOC boxes {np.bincount([s.label for s in voc], minlength=3).tolist()}, "
-        f"{len(extra)} extra crops"
+        f"training crops: {len(voc)} annotated faces {np.bincount([s.label for s in voc], minlength=3).tolist()}, "
+        f"{len(mined) - n_neg} detector-cut faces, {n_neg} not-a-face crops, {len(extra)} extra crops"
     )
-    return voc + extra, len(extra)
+    return voc + mined + extra, len(extra)
 
 
 def make_loader(dataset: TrainCrops, weights: torch.Tensor, batch_size: int, recipe: Recipe, generator) -> DataLoader:
@@ -134,45 +166,17 @@ def make_optimizer(net: nn.Module, recipe: Recipe, total_steps: int):
         [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=recipe.lr,
     )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, warmup_cosine(min(recipe.warmup_steps, total_steps // 5 + 1), total_steps)
-    )
-    return optimizer, scheduler
-
-
-def resume_from(resume: Path, net: nn.Module, optimizer, scheduler) -> tuple[int, list]:
-    """Load a training checkpoint into ``net``, ``optimizer`` and ``scheduler``; the next epoch and the history."""
-    ckpt = torch.load(resume, map_location="cpu", weights_only=True)
-    net.load_state_dict(ckpt["model"])
-    optimizer.load_state_dict(ckpt["optimizer"])
-    scheduler.load_state_dict(ckpt["lr_scheduler"])
-    start_epoch, history = int(ckpt["epoch"]) + 1, list(ckpt.get("history", []))
-    logger.info(f"resumed from {resume} at epoch {start_epoch}")
-    return start_epoch, history
+    return optimizer, warmup_cosine(optimizer, total_steps, recipe.warmup_steps)
 
 
 def log_epoch(epoch: int, loss: float, record: dict) -> None:
     if "val" in record:
         logger.info(
             f"epoch {epoch}: loss {loss:.4f}, val balanced acc {record['val']['balanced_accuracy']:.4f}, "
-            f"recall {record['val']['recall']}, {record['seconds']} s"
+            f"recall {record['val']['recall']}, non-face {record.get('val_non_face')}, {record['seconds']} s"
         )
     else:
         logger.info(f"epoch {epoch}: loss {loss:.4f}, {record['seconds']} s")
-
-
-def save_checkpoint(folder: Path, epoch: int, net: nn.Module, optimizer, scheduler, args: dict, history: list) -> None:
-    """``checkpoint.pt`` (the latest, for ``resume``) and ``epoch_NNN.pt`` in ``folder``."""
-    ckpt = {
-        "model": net.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "lr_scheduler": scheduler.state_dict(),
-        "args": args,
-        "epoch": epoch,
-        "history": history,
-    }
-    torch.save(ckpt, folder / "checkpoint.pt")
-    torch.save(ckpt, folder / f"epoch_{epoch:03d}.pt")
 
 
 def model_meta(input_size: int, recipe: Recipe, use_pretrained: bool, args: dict, history: list) -> dict:
@@ -208,27 +212,30 @@ def train(
     pretrained: Path | None = DEFAULT_PRETRAINED,
     recipe: Recipe | None = None,
     num_threads: int | None = None,
+    detector: Path | None = None,
 ) -> Path:
     """Train the mask classifier on VOC scenes (+ optional extra crops); write the model file ``out`` and return it.
 
-    ``checkpoint_dir`` (default ``runs/classifier`` under the working directory) gets ``checkpoint.pt`` every epoch;
+    ``checkpoint_dir`` (default ``runs/classifier`` under the working directory) gets ``last.pt`` every epoch;
     ``resume`` continues from such a file. The last epoch of the cosine schedule is shipped (not the best val
     epoch, which would overfit the val split); val metrics of every epoch go into the model file's meta.
-    ``pretrained`` is the ImageNet backbone (None or a missing file: random init).
+    ``pretrained`` is the ImageNet backbone (None or a missing file: random init). ``detector`` (a RetinaFace
+    model file) cuts extra training faces and finds false alarms in the training scenes (see ``train.mining``).
     """
     recipe = recipe or Recipe()
     if num_threads:
         torch.set_num_threads(num_threads)
         cv2.setNumThreads(num_threads)
-    torch.manual_seed(seed)
+    seed_everything(seed)
     dev = torch.device(device)
     data, out = Path(data), Path(out)
     checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else Path.cwd() / "runs" / "classifier"
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
 
-    samples, n_extra = training_samples(data, split, extra_crops)
+    samples, n_extra = training_samples(data, split, extra_crops, recipe, seed, detector)
     val_scenes = read_voc(data, val_split) if val_split else []
     val_x, val_y = val_tensors(val_scenes, input_size, recipe.margin)
+    val_bg = non_face_tensors(val_scenes, input_size, recipe.margin)
 
     use_pretrained = pretrained is not None and Path(pretrained).is_file()
     if pretrained is not None and not use_pretrained:
@@ -238,11 +245,12 @@ def train(
     sampler_gen = torch.Generator()
     loader = make_loader(dataset, sample_weights(samples, n_extra, recipe), batch_size, recipe, sampler_gen)
     optimizer, scheduler = make_optimizer(net, recipe, epochs * len(loader))
-    criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+    criterion = SoftTargetLoss(len(CLASS_NAMES), recipe.label_smoothing)
     args = {
         "data": str(data),
         "split": str(split) if split else None,
         "extra_crops": str(extra_crops) if extra_crops else None,
+        "detector": str(detector) if detector else None,
         "val_split": str(val_split) if val_split else None,
         "epochs": epochs,
         "input_size": input_size,
@@ -251,7 +259,7 @@ def train(
         "pretrained": Path(pretrained).name if use_pretrained else None,
         "recipe": {k: list(v) if isinstance(v, tuple) else v for k, v in recipe.__dict__.items()},
     }
-    start_epoch, history = resume_from(resume, net, optimizer, scheduler) if resume is not None else (0, [])
+    start_epoch, history = resume_engine(resume, net, optimizer, scheduler) if resume is not None else (0, [])
 
     for epoch in range(start_epoch, epochs):
         dataset.set_epoch(epoch)
@@ -261,6 +269,7 @@ def train(
         record = {"epoch": epoch, "train_loss": round(loss, 5), "seconds": round(time.perf_counter() - t0, 1)}
         if len(val_y):
             record["val"] = evaluate(net, val_x, val_y, dev)
+            record["val_non_face"] = non_face_rates(net, val_bg, dev)
         log_epoch(epoch, loss, record)
         history.append(record)
         save_checkpoint(checkpoint_dir, epoch, net, optimizer, scheduler, args, history)

@@ -26,6 +26,8 @@ from maskwatch.models.classifier import resize_crop
 from maskwatch.monitor.crop import DEFAULT_CROP_MARGIN, crop_face
 from maskwatch.types import CLASS_NAMES
 
+NOT_A_FACE = -1
+"""Label of a crop that holds no face (background, a detector false alarm): trained towards equal probabilities."""
 EXTRA_CLASS_FOLDERS = {"with_mask": 0, "without_mask": 1, "mask_weared_incorrect": 2}
 MIN_TRAIN_BOX_SIDE = 4.0
 """Boxes smaller than this (pixels) carry no usable face and are left out of training (not of validation)."""
@@ -37,6 +39,8 @@ class Recipe:
 
     voc_class_share: tuple[float, float, float] = (0.45, 0.35, 0.20)
     extra_share: float = 0.3
+    negative_share: float = 0.15
+    negatives_per_scene: int = 2
     samples_per_epoch: int = 6400
     lr: float = 2e-3
     weight_decay: float = 1e-2
@@ -50,11 +54,15 @@ class Recipe:
 
 @dataclass(frozen=True)
 class Sample:
-    """One training face: a VOC scene box (``box`` set) or a whole extra crop (``box`` None)."""
+    """One training crop: a scene box (``box`` set) or a whole extra crop (``box`` None).
+
+    ``label`` is a class index or :data:`NOT_A_FACE`; ``jitter`` is False for boxes a detector drew (they carry
+    its real error already)."""
 
     path: Path
     label: int
     box: tuple[float, float, float, float] | None = None
+    jitter: bool = True
 
 
 def scan_extra_crops(folder: Path) -> list[Sample]:
@@ -171,7 +179,8 @@ class TrainCrops(Dataset):
         sample, rng = self.samples[index], self.rng
         if sample.box is not None:
             image = self.cache.get(sample.path)
-            crop = crop_face(image, jitter_box(sample.box, rng, self.recipe), self.recipe.margin)
+            box = jitter_box(sample.box, rng, self.recipe) if sample.jitter else sample.box
+            crop = crop_face(image, box, self.recipe.margin)
             crop = augment(crop, rng, downscale_p=0.2)
         else:
             crop = recrop_extra(self.cache.get(sample.path, max_side=160), rng)
@@ -196,11 +205,16 @@ def val_tensors(scenes: list[AnnotatedImage], input_size: int, margin: float) ->
 
 
 def sample_weights(samples: list[Sample], n_extra: int, recipe: Recipe) -> torch.Tensor:
-    """Per-sample draw weights: VOC classes at ``voc_class_share``, extra crops at ``extra_share`` in total."""
+    """Per-sample draw weights: "not a face" crops at ``negative_share`` and extra crops at ``extra_share`` in
+    total, the rest to the scene faces with their classes at ``voc_class_share``."""
     labels = np.array([s.label for s in samples])
     is_extra = np.array([s.box is None for s in samples])
     weights = np.zeros(len(samples))
-    voc_share = 1.0 - (recipe.extra_share if n_extra else 0.0)
+    negative = labels == NOT_A_FACE
+    neg_share = recipe.negative_share if negative.any() else 0.0
+    if negative.any():
+        weights[negative] = neg_share / negative.sum()
+    voc_share = 1.0 - (recipe.extra_share if n_extra else 0.0) - neg_share
     present = [k for k in range(len(CLASS_NAMES)) if np.any((labels == k) & ~is_extra)]
     total_share = sum(recipe.voc_class_share[k] for k in present)
     for k in present:
@@ -212,3 +226,22 @@ def sample_weights(samples: list[Sample], n_extra: int, recipe: Recipe) -> torch
             sel = (labels == k) & is_extra
             weights[sel] = recipe.extra_share / len(extra_labels) / sel.sum()
     return torch.from_numpy(weights)
+
+
+def non_face_tensors(scenes: list[AnnotatedImage], input_size: int, margin: float, per_scene: int = 2, seed: int = 1):
+    """Background boxes of ``scenes`` (no face in them) cut like faces: (N, 3, S, S) inputs for the non-face check."""
+    from maskwatch.data.negatives import background_boxes
+
+    rng = np.random.default_rng(seed)
+    xs = []
+    for scene in scenes:
+        boxes = background_boxes(scene.size_wh, scene.xyxy, per_scene, rng)
+        if not len(boxes):
+            continue
+        image = cv2.imread(str(scene.image_path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise MaskwatchError(f"cannot read image {scene.image_path}")
+        xs += [resize_crop(crop_face(image, box, margin), input_size) for box in boxes]
+    if not xs:
+        return torch.zeros(0, 3, input_size, input_size)
+    return torch.from_numpy(np.stack(xs)).permute(0, 3, 1, 2).float()

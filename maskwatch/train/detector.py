@@ -1,14 +1,15 @@
 """Fine-tune the RetinaFace detector on Pascal VOC scenes (all classes count as "face").
 
-Wiring only: data and augmentation, anchor matching, MultiBox loss, the epoch loop with checkpoints, resume and a
-val face AP@0.5 after each epoch (the val split is only measured, never trained on).
+Wiring only: data and augmentation (parameters from a named preset, :mod:`maskwatch.train.presets`), anchor
+matching, MultiBox loss, and the epoch loop (schedule, checkpoints and resume from :mod:`maskwatch.train.engine`)
+with a val face AP@0.5 after each epoch (the val split is only measured, never trained on).
 """
 
 from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -33,6 +34,9 @@ from maskwatch.models.retinaface import (
     prior_boxes,
 )
 from maskwatch.models.weights import save_model_file
+from maskwatch.train.engine import optimisation_step, save_checkpoint, seed_everything, warmup_cosine
+from maskwatch.train.engine import resume as resume_checkpoint
+from maskwatch.train.presets import RetinaFacePreset, get_preset
 
 TRAIN_MIN_SIZES = (PRETRAINED_MIN_SIZES[0], PRETRAINED_MIN_SIZES[1], (128, 384))
 """Anchors used for fine-tuning a WIDER FACE checkpoint: those it decodes with (8 px anchors at stride 8 suit the many
@@ -55,9 +59,8 @@ class Settings:
     neg_pos_ratio: int = 3
     loc_weight: float = 2.0
     min_face_px: float = 2.0
-    closeup_prob: float = 0.25
-    closeup_fill: tuple[float, float] = (0.3, 0.95)
     seed: int = 0
+    augmentation: RetinaFacePreset = RetinaFacePreset()
 
 
 # --- augmentation
@@ -78,16 +81,18 @@ def photometric(image: np.ndarray, rng: random.Random) -> np.ndarray:
 
 
 def augment(image: np.ndarray, boxes: np.ndarray, rng: random.Random, s: Settings) -> tuple[np.ndarray, np.ndarray]:
-    """Scale jitter around the inference scale, a random ``crop_size`` square crop that keeps faces (by centre),
-    horizontal flip and photometric jitter. Returns (crop HxWx3 uint8, boxes (N, 4) in crop pixels)."""
+    """Scale jitter around the inference scale (or a close-up), a random ``crop_size`` square crop that keeps faces
+    (by centre), horizontal flip and photometric jitter, as ``s.augmentation`` sets them.
+    Returns (crop HxWx3 uint8, boxes (N, 4) in crop pixels)."""
+    a = s.augmentation
     h, w = image.shape[:2]
     c = s.crop_size
-    focus = _closeup_face(boxes, rng, s)
-    if focus is not None:  # a close-up: this face fills 30-95 % of the crop, as at a shop entrance
+    focus = _closeup_face(boxes, rng, a)
+    if focus is not None:  # a close-up: this face fills a share closeup_fill of the crop, as at a shop entrance
         side = max(boxes[focus, 2] - boxes[focus, 0], boxes[focus, 3] - boxes[focus, 1])
-        scale = rng.uniform(*s.closeup_fill) * c / side
+        scale = rng.uniform(*a.closeup_fill) * c / side
     else:
-        scale = s.input_size / max(h, w) * rng.uniform(0.6, 1.4)
+        scale = s.input_size / max(h, w) * rng.uniform(*a.scale_jitter)
     img = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_LINEAR)
     b = boxes * scale
     h, w = img.shape[:2]
@@ -111,18 +116,19 @@ def augment(image: np.ndarray, boxes: np.ndarray, rng: random.Random, s: Setting
     b[:, [0, 2]] = b[:, [0, 2]].clip(0, patch.shape[1])
     b[:, [1, 3]] = b[:, [1, 3]].clip(0, patch.shape[0])
     b = b[np.minimum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]) >= s.min_face_px]
-    if rng.random() < 0.5:
+    if rng.random() < a.flip_prob:
         canvas = canvas[:, ::-1]
         b = np.stack([c - b[:, 2], b[:, 1], c - b[:, 0], b[:, 3]], axis=1)
-    return photometric(np.ascontiguousarray(canvas), rng), b.astype(np.float32).reshape(-1, 4)
+    canvas = np.ascontiguousarray(canvas)
+    return photometric(canvas, rng) if a.photometric else canvas, b.astype(np.float32).reshape(-1, 4)
 
 
-def _closeup_face(boxes: np.ndarray, rng: random.Random, s: Settings) -> int | None:
-    """With probability ``closeup_prob``, the index of a face (at least 12 px) to zoom in on; else None."""
-    if len(boxes) == 0 or rng.random() >= s.closeup_prob:
+def _closeup_face(boxes: np.ndarray, rng: random.Random, a: RetinaFacePreset) -> int | None:
+    """With probability ``closeup_prob``, the index of a face (at least ``closeup_min_face`` px) to zoom in on."""
+    if len(boxes) == 0 or rng.random() >= a.closeup_prob:
         return None
     sides = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
-    candidates = np.flatnonzero(sides >= 12)
+    candidates = np.flatnonzero(sides >= a.closeup_min_face)
     return int(candidates[rng.randrange(len(candidates))]) if len(candidates) else None
 
 
@@ -200,16 +206,10 @@ def train_one_epoch(
         loss_loc, loss_cls = multibox_loss(
             loc, logits, torch.stack(labels).to(device), torch.stack(targets).to(device), s
         )
-        loss = s.loc_weight * loss_loc + loss_cls
-        if not torch.isfinite(loss):
-            raise MaskwatchError(f"non-finite loss at epoch {epoch} (loc {loss_loc.item()}, cls {loss_cls.item()})")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        total += loss.item()
+        value = optimisation_step(s.loc_weight * loss_loc + loss_cls, optimizer, scheduler, epoch)
+        total += value
         steps += 1
-        bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{scheduler.get_last_lr()[0]:.1e}")
+        bar.set_postfix(loss=f"{value:.3f}", lr=f"{scheduler.get_last_lr()[0]:.1e}")
     return total / max(steps, 1)
 
 
@@ -225,15 +225,14 @@ def evaluate(
     return ap
 
 
-def lr_schedule(warmup: int, total: int):
-    """LambdaLR factor: linear warm-up over ``warmup`` steps, cosine decay from step 0 to zero at ``total``."""
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, step / total)))
-
-    return factor
+def build_model(init: Path | None) -> tuple[RetinaFace, tuple]:
+    """The net to fine-tune (from ``init``, a raw pretrained or maskwatch model file, or random) and its anchors."""
+    if init is None:
+        return RetinaFace(), TRAIN_MIN_SIZES
+    model, init_meta = load_retinaface(init)
+    pretrained = str(init_meta.get("source", "")).startswith("pretrained:")
+    stored = tuple(tuple(m) for m in init_meta.get("min_sizes", TRAIN_MIN_SIZES))
+    return model, TRAIN_MIN_SIZES if pretrained else stored
 
 
 def load_images(items: list[AnnotatedImage]) -> list[np.ndarray]:
@@ -261,22 +260,22 @@ def train(
     lr: float = 1e-3,
     crop_size: int = 480,
     ckpt_dir: Path | None = None,
+    preset: str = "default",
 ) -> Path:
     """Fine-tune RetinaFace on ``data`` (VOC), checkpoint each epoch next to ``out``, write the model file ``out``.
 
     ``init`` is a starting weights file (raw pretrained or maskwatch model file); ``resume`` a checkpoint of this
     program. Checkpoints ``epoch_NNN.pt`` and ``last.pt`` go to ``ckpt_dir`` (default ``runs/detector``).
+    ``preset`` names the augmentation (:data:`maskwatch.train.presets.PRESETS` ``["retinaface"]``).
     The last epoch's model is written (not the best val epoch: val is for measurement only).
     """
     s = Settings(input_size=input_size, crop_size=min(crop_size, input_size), batch_size=batch_size, lr=lr, seed=seed)
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+    s = replace(s, augmentation=get_preset("retinaface", preset))
+    seed_everything(seed)
     rng = random.Random(seed)
     dev = torch.device(device)
     out = Path(out)
     ckpt_dir = Path(ckpt_dir) if ckpt_dir is not None else Path("runs") / "detector"
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
 
     items = [it for it in read_voc(data, split) if len(it.xyxy)]
     images = load_images(items)
@@ -284,28 +283,17 @@ def train(
     val_images = load_images(val_items)
     logger.info("training on {} images, measuring on {} val images", len(items), len(val_items))
 
-    if init is not None:
-        model, init_meta = load_retinaface(init)
-        pretrained = str(init_meta.get("source", "")).startswith("pretrained:")
-        stored = tuple(tuple(m) for m in init_meta.get("min_sizes", TRAIN_MIN_SIZES))
-        min_sizes = TRAIN_MIN_SIZES if pretrained else stored
-    else:
-        model, min_sizes = RetinaFace(), TRAIN_MIN_SIZES
+    model, min_sizes = build_model(init)
     model.to(dev)
     priors = prior_boxes(s.crop_size, s.crop_size, min_sizes)
     optimizer = torch.optim.SGD(model.parameters(), lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
     total_steps = max(1, epochs * math.ceil(len(items) / s.batch_size))
 
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(s.warmup_steps, total_steps))
+    scheduler = warmup_cosine(optimizer, total_steps, s.warmup_steps)
     start_epoch, history = 0, []
     if resume is not None:
-        ckpt = torch.load(resume, map_location="cpu", weights_only=True)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["lr_scheduler"])
-        start_epoch, history = int(ckpt["epoch"]) + 1, list(ckpt.get("history", []))
+        start_epoch, history = resume_checkpoint(resume, model, optimizer, scheduler)
         rng.seed(seed + start_epoch)
-        logger.info("resumed from {} at epoch {}", resume, start_epoch)
 
     args = {
         "data": str(data),
@@ -313,7 +301,8 @@ def train(
         "val_split": str(val_split),
         "init": str(init),
         "epochs": epochs,
-        **s.__dict__,
+        "preset": preset,
+        **asdict(s),
         "min_sizes": [list(m) for m in min_sizes],
     }
     for epoch in range(start_epoch, epochs):
@@ -321,16 +310,7 @@ def train(
         ap = evaluate(model, val_images, val_items, s.input_size, min_sizes) if val_items else float("nan")
         history.append({"epoch": epoch, "loss": loss, "val_face_ap50": ap})
         logger.info("epoch {}: loss {:.4f}, val face AP@0.5 {:.4f}", epoch, loss, ap)
-        ckpt = {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "lr_scheduler": scheduler.state_dict(),
-            "args": args,
-            "epoch": epoch,
-            "history": history,
-        }
-        torch.save(ckpt, ckpt_dir / f"epoch_{epoch:03d}.pt")
-        torch.save(ckpt, ckpt_dir / "last.pt")
+        save_checkpoint(ckpt_dir, epoch, model, optimizer, scheduler, args, history)
 
     meta = {
         "input_size": s.input_size,

@@ -2,12 +2,14 @@
 
 All three mask classes count as one class, face. Meant for a GPU: on 2 CPU cores the ResNet-50 variant
 takes seconds per image. The model is not shipped; it exists for comparison with the original project.
+Schedule (per-step warm-up and cosine), checkpoints (``runs/<arch>/last.pt``, ``epoch_NNN.pt``) and resume come
+from :mod:`maskwatch.train.engine`.
 """
 
 from __future__ import annotations
 
-import math
 import random
+import time
 from pathlib import Path
 
 import cv2
@@ -22,6 +24,10 @@ from maskwatch.errors import MaskwatchError
 from maskwatch.metrics import average_precision
 from maskwatch.models.frcnn import build_frcnn
 from maskwatch.models.weights import save_model_file
+from maskwatch.train.engine import optimisation_step, save_checkpoint, seed_everything, warmup_cosine
+from maskwatch.train.engine import resume as resume_checkpoint
+
+WARMUP_STEPS = 100
 
 
 class FaceScenes(Dataset):
@@ -67,6 +73,21 @@ def face_ap(model: torch.nn.Module, scenes: list[AnnotatedImage], device: torch.
     return float(average_precision(boxes, scores, [s.xyxy for s in scenes], iou=0.5)[0])
 
 
+def train_one_epoch(
+    model: torch.nn.Module, loader: DataLoader, optimizer, scheduler, device: torch.device, epoch: int
+) -> float:
+    """One pass over ``loader``; stops with an error on a non-finite loss. Returns the mean loss."""
+    model.train()
+    total, steps = 0.0, 0
+    bar = tqdm(loader, desc=f"epoch {epoch}", leave=False)
+    for images, targets in bar:
+        losses = model([i.to(device) for i in images], [{k: v.to(device) for k, v in t.items()} for t in targets])
+        value = optimisation_step(sum(losses.values()), optimizer, scheduler, epoch)
+        total, steps = total + value, steps + 1
+        bar.set_postfix(loss=f"{value:.3f}")
+    return total / max(steps, 1)
+
+
 def train(
     data: Path,
     split: Path | None,
@@ -81,22 +102,15 @@ def train(
     seed: int = 0,
     pretrained: bool = True,
 ) -> Path:
-    """Fine-tune (or train from scratch when no pretrained weights can be fetched) and write ``out``."""
-    random.seed(seed)
-    torch.manual_seed(seed)
+    """Fine-tune (or train from scratch when no pretrained weights can be fetched) and write ``out``.
+
+    Checkpoints go to ``runs/<arch>/``; ``resume`` takes one of them (``last.pt``).
+    """
+    seed_everything(seed)
     dev = torch.device(device)
     model = build_frcnn(arch, pretrained=pretrained and resume is None).to(dev)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=1e-4)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1))
-    start = 0
-    ckpt_dir = Path("runs") / arch
-    if resume is not None:
-        ckpt = torch.load(resume, map_location="cpu", weights_only=True)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["lr_scheduler"])
-        start = ckpt["epoch"] + 1
     loader = DataLoader(
         FaceScenes(read_voc(data, split), train=True),
         batch_size=batch_size,
@@ -104,32 +118,23 @@ def train(
         collate_fn=_collate,
         num_workers=0,
     )
+    scheduler = warmup_cosine(optimizer, max(1, epochs * len(loader)), WARMUP_STEPS)
+    start, history = 0, []
+    if resume is not None:
+        start, history = resume_checkpoint(resume, model, optimizer, scheduler)
+    ckpt_dir = Path("runs") / arch
+    args = {"arch": arch, "lr": lr, "epochs": epochs, "batch_size": batch_size, "seed": seed, "data": str(data)}
     val = read_voc(data, val_split) if val_split is not None else []
     for epoch in range(start, epochs):
-        model.train()
-        bar = tqdm(loader, desc=f"epoch {epoch}")
-        for images, targets in bar:
-            losses = model([i.to(dev) for i in images], [{k: v.to(dev) for k, v in t.items()} for t in targets])
-            loss = sum(losses.values())
-            if not math.isfinite(loss.item()):
-                raise MaskwatchError(f"non-finite loss {loss.item()} at epoch {epoch}; stopping")
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-        scheduler.step()
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
-        torch.save(
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "lr_scheduler": scheduler.state_dict(),
-                "args": {"arch": arch, "lr": lr, "epochs": epochs},
-                "epoch": epoch,
-            },
-            ckpt_dir / "checkpoint.pt",
-        )
+        t0 = time.monotonic()
+        record = {"epoch": epoch, "loss": train_one_epoch(model, loader, optimizer, scheduler, dev, epoch)}
         if val:
-            logger.info(f"epoch {epoch}: val face AP@0.5 {face_ap(model, val, dev):.4f}")
-    save_model_file(out, arch, model.state_dict(), {"epochs": epochs, "lr": lr, "seed": seed})
+            record["val_face_ap50"] = face_ap(model, val, dev)
+        record["seconds"] = round(time.monotonic() - t0, 1)
+        history.append(record)
+        save_checkpoint(ckpt_dir, epoch, model, optimizer, scheduler, args, history)
+        ap = f", val face AP@0.5 {record['val_face_ap50']:.4f}" if val else ""
+        logger.info(f"epoch {epoch}: loss {record['loss']:.4f}{ap}")
+    meta = {"epochs": epochs, "lr": lr, "seed": seed, "history": history}
+    save_model_file(out, arch, model.state_dict(), meta)
     return Path(out)

@@ -2,8 +2,9 @@
 
 SSD recipe: random 4:3 crops that keep faces (with zoom-out padding), scale jitter, flip and colour jitter;
 priors matched at IoU >= 0.35 plus the best prior of every face; MultiBox loss (smooth L1 + cross-entropy with
-3:1 hard-negative mining); AdamW with warm-up and cosine decay. Checkpoints ``{model, optimizer, lr_scheduler,
-args, epoch}`` go beside ``out`` every epoch; ``out`` itself is a maskwatch model file (arch ``ultralight_rfb``).
+3:1 hard-negative mining); AdamW with warm-up and cosine decay. Augmentation parameters come from a named preset
+(:mod:`maskwatch.train.presets`); schedule, checkpoints (``runs/ultralight/last.pt`` and ``epoch_NNN.pt``) and
+resume from :mod:`maskwatch.train.engine`. ``out`` is a maskwatch model file (arch ``ultralight_rfb``).
 """
 
 from __future__ import annotations
@@ -35,11 +36,22 @@ from maskwatch.models.ultralight import (
     make_priors,
 )
 from maskwatch.models.weights import save_model_file
+from maskwatch.train.engine import (
+    load_checkpoint,
+    optimisation_step,
+    save_checkpoint,
+    seed_everything,
+    warmup_cosine,
+)
+from maskwatch.train.engine import resume as resume_checkpoint
+from maskwatch.train.presets import UltraLightPreset, as_plain, get_preset
 
 MATCH_IOU = 0.35
 NEG_POS_RATIO = 3
 MIN_FACE_PX = 3.0
 """Faces whose longest side is below this many input pixels after augmentation are dropped."""
+WARMUP_STEPS = 100
+FINAL_LR_FACTOR = 0.02
 
 
 def _read(path: Path) -> np.ndarray:
@@ -52,10 +64,17 @@ def _read(path: Path) -> np.ndarray:
 class FaceScenes(Dataset):
     """VOC scenes → (raw BGR float tensor (3, H, W), boxes (K, 4) normalised xyxy) at a fixed input size."""
 
-    def __init__(self, scenes: list[AnnotatedImage], input_wh: tuple[int, int], train: bool) -> None:
+    def __init__(
+        self,
+        scenes: list[AnnotatedImage],
+        input_wh: tuple[int, int],
+        train: bool,
+        augmentation: UltraLightPreset = UltraLightPreset(),
+    ) -> None:
         self.scenes = scenes
         self.input_wh = input_wh
         self.train = train
+        self.augmentation = augmentation
         self._cache: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
@@ -73,7 +92,7 @@ class FaceScenes(Dataset):
         fit = max(w, h * aspect)  # the smallest window of the input's aspect that covers the whole image
         centres = (boxes[:, :2] + boxes[:, 2:]) / 2
         for _ in range(20):
-            cw = fit * random.uniform(0.35, 1.3)
+            cw = fit * random.uniform(*self.augmentation.window_scale)
             ch = cw / aspect
             x0 = random.uniform(min(0.0, w - cw), max(0.0, w - cw))
             y0 = random.uniform(min(0.0, h - ch), max(0.0, h - ch))
@@ -103,16 +122,16 @@ class FaceScenes(Dataset):
         boxes[:, 1::2] = boxes[:, 1::2].clip(0, ih)
         boxes = boxes[np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) >= MIN_FACE_PX]
         if self.train:
-            if random.random() < 0.5:
+            if random.random() < self.augmentation.flip_prob:
                 out = out[:, ::-1]
                 boxes[:, [0, 2]] = iw - boxes[:, [2, 0]]
-            out = _colour_jitter(out)
+            out = _colour_jitter(out) if self.augmentation.photometric else out
         tensor = torch.from_numpy(np.ascontiguousarray(out.transpose(2, 0, 1))).float()
         return tensor, torch.from_numpy(boxes / np.array([iw, ih, iw, ih], np.float32))
 
 
 def _colour_jitter(image: np.ndarray) -> np.ndarray:
-    """Random brightness, contrast and saturation on a BGR uint8 image."""
+    """Random brightness, contrast and saturation on a BGR uint8 image (left as it is one time in five)."""
     if random.random() < 0.2:
         return image
     img = image.astype(np.float32)
@@ -211,32 +230,22 @@ def face_ap(net: UltraLightNet, scenes: list[AnnotatedImage], input_size: int, d
     return average_precision(boxes, scores, [s.xyxy for s in scenes], iou=0.5)[0]
 
 
-def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up (at most 100 steps, a tenth of the run), then cosine decay to 2% of the learning rate."""
-    warmup = min(100, total_steps // 10)
-
-    def lr_factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total_steps - warmup)))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
-
-
-def resume_from(resume: Path, net: UltraLightNet, optimizer, scheduler, origin: str) -> tuple[int, str]:
-    """Load a training checkpoint into ``net``, ``optimizer`` and ``scheduler``; the next epoch and the origin."""
-    ckpt = torch.load(resume, map_location="cpu", weights_only=True)
-    net.load_state_dict(ckpt["model"])
-    optimizer.load_state_dict(ckpt["optimizer"])
-    scheduler.load_state_dict(ckpt["lr_scheduler"])
-    start = int(ckpt["epoch"]) + 1
-    logger.info("resumed from {} at epoch {}", resume, start)
-    return start, str(ckpt["args"].get("origin", origin))
+def train_loader(dataset: FaceScenes, batch_size: int, seed: int) -> DataLoader:
+    """Shuffled batches in the main process (the order set by ``seed``), the last short batch dropped if others."""
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=True,
+        collate_fn=_collate,
+        num_workers=0,
+        drop_last=len(dataset) > batch_size,
+        generator=torch.Generator().manual_seed(seed),
+    )
 
 
 def train_one_epoch(
     net: UltraLightNet, loader: DataLoader, priors: torch.Tensor, optimizer, scheduler, device: str, epoch: int
-) -> torch.Tensor:
+) -> float:
     """One pass over ``loader``; stops with an error on a non-finite loss. Returns the last batch's loss."""
     net.train()
     bar = tqdm(loader, desc=f"epoch {epoch}", leave=False)
@@ -246,13 +255,7 @@ def train_one_epoch(
         targets = torch.stack([m[1] for m in matched]).to(device)
         logits, loc = net(images.to(device))
         cls, reg = multibox_loss(logits, loc, labels, targets)
-        loss = cls + reg
-        if not math.isfinite(loss.item()):
-            raise MaskwatchError(f"non-finite loss {loss.item()} at epoch {epoch}; stopping")
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
+        loss = optimisation_step(cls + reg, optimizer, scheduler, epoch)
         bar.set_postfix(cls=f"{cls.item():.3f}", reg=f"{reg.item():.3f}")
     return loss
 
@@ -270,37 +273,31 @@ def train(
     batch_size: int = 16,
     seed: int = 0,
     lr: float = 5e-4,
+    preset: str = "default",
 ) -> Path:
     """Fine-tune a 2-class Ultra-Light RFB detector on ``data`` and write the model file ``out``.
 
-    ``input_size`` is the training input width (4:3, so 480 → 480×360); ``init`` a pretrained file to start from.
+    ``input_size`` is the training input width (4:3, so 480 → 480×360); ``init`` a pretrained file to start from;
+    ``resume`` a checkpoint (``runs/ultralight/last.pt``); ``preset`` names the augmentation.
     """
+    augmentation = get_preset("ultralight", preset)
     torch.set_num_threads(1)
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+    seed_everything(seed)
     out = Path(out)
     ckpt_dir = Path("runs") / "ultralight"
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
     input_wh = (int(input_size), int(round(input_size * 3 / 4)))
     net, origin = build_net(init)
     net.to(device)
     priors = make_priors(*input_wh)
     optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     scenes = read_voc(data, split)
-    loader = DataLoader(
-        FaceScenes(scenes, input_wh, train=True),
-        batch_size=batch_size,
-        shuffle=True,
-        collate_fn=_collate,
-        num_workers=0,
-        drop_last=len(scenes) > batch_size,
-        generator=torch.Generator().manual_seed(seed),
-    )
-    scheduler = warmup_cosine(optimizer, max(1, epochs * len(loader)))
-    start = 0
+    loader = train_loader(FaceScenes(scenes, input_wh, train=True, augmentation=augmentation), batch_size, seed)
+    total_steps = max(1, epochs * len(loader))  # warm-up: at most a tenth of the run, as the shipped model's
+    scheduler = warmup_cosine(optimizer, total_steps, min(WARMUP_STEPS, total_steps // 10), FINAL_LR_FACTOR)
+    start, history = 0, []
     if resume is not None:
-        start, origin = resume_from(resume, net, optimizer, scheduler, origin)
+        start, history = resume_checkpoint(resume, net, optimizer, scheduler)
+        origin = str((load_checkpoint(resume).get("args") or {}).get("origin", origin))
     val = read_voc(data, val_split) if val_split is not None else []
     args = {
         "data": str(data),
@@ -312,33 +309,29 @@ def train(
         "batch_size": batch_size,
         "lr": lr,
         "seed": seed,
+        "preset": preset,
+        "augmentation": as_plain(augmentation),
     }
     logger.info("training Ultra-Light RFB from {} on {} scenes at {}x{}", origin, len(scenes), *input_wh)
-    val_ap = None
     for epoch in range(start, epochs):
         t0 = time.monotonic()
         loss = train_one_epoch(net, loader, priors, optimizer, scheduler, device, epoch)
-        ckpt = {
-            "model": net.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "lr_scheduler": scheduler.state_dict(),
-            "args": args,
-            "epoch": epoch,
-        }
-        torch.save(ckpt, ckpt_dir / "checkpoint.pt")
-        torch.save(ckpt, ckpt_dir / f"checkpoint_{epoch:03d}.pt")
-        msg = f"epoch {epoch}: last loss {loss.item():.3f} ({time.monotonic() - t0:.0f} s)"
+        record = {"epoch": epoch, "loss": loss, "seconds": round(time.monotonic() - t0, 1)}
         if val:
-            val_ap = face_ap(net, val, input_size, device)
-            msg += f", val face AP@0.5 {val_ap:.4f}"
-        logger.info(msg)
+            record["val_face_ap50"] = face_ap(net, val, input_size, device)
+        history.append(record)
+        save_checkpoint(ckpt_dir, epoch, net, optimizer, scheduler, args, history)
+        ap = f", val face AP@0.5 {record['val_face_ap50']:.4f}" if val else ""
+        logger.info(f"epoch {epoch}: last loss {loss:.3f} ({record['seconds']:.0f} s){ap}")
     meta = {
         "num_classes": 2,
         "input_size": int(input_size),
         "origin": origin,
         "epochs": epochs,
         "seed": seed,
-        "val_face_ap": val_ap,
+        "preset": preset,
+        "val_face_ap": history[-1].get("val_face_ap50") if history else None,
+        "history": history,
     }
     save_model_file(out, ARCH_RFB if net.rfb else ARCH_SLIM, net.state_dict(), meta)
     return out

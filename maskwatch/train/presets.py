@@ -1,0 +1,78 @@
+"""Named augmentation presets of the trainers, chosen with ``maskwatch train --preset NAME``.
+
+Each kind of trainer has its own frozen dataclass; ``"default"`` is the recipe the shipped model was trained with.
+The mask classifier's preset is its :class:`maskwatch.train.classifier_crops.Recipe`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from maskwatch.errors import MaskwatchError
+
+
+@dataclass(frozen=True)
+class RetinaFacePreset:
+    """Augmentation of :func:`maskwatch.train.detector.augment` (RetinaFace)."""
+
+    scale_jitter: tuple[float, float] = (0.6, 1.4)
+    """Range of the random factor on the inference scale (longest side to the input size)."""
+    closeup_prob: float = 0.25
+    """Probability of a close-up: one face (at least ``closeup_min_face`` px) zoomed in to fill the crop."""
+    closeup_fill: tuple[float, float] = (0.3, 0.95)
+    """Range of the share of the crop's side that the close-up face fills."""
+    closeup_min_face: float = 12.0
+    flip_prob: float = 0.5
+    photometric: bool = True
+    """Random brightness, contrast, saturation and hue."""
+
+
+@dataclass(frozen=True)
+class UltraLightPreset:
+    """Augmentation of :class:`maskwatch.train.ultralight.FaceScenes` (Ultra-Light)."""
+
+    window_scale: tuple[float, float] = (0.35, 1.3)
+    """Range of the crop window's size, relative to the window of the input's aspect covering the whole image
+    (below 1: zoom in, above 1: zoom out with grey padding)."""
+    flip_prob: float = 0.5
+    photometric: bool = True
+    """Random brightness, contrast and saturation (on 4 images in 5)."""
+
+
+PRESETS: dict[str, dict[str, object]] = {
+    "retinaface": {
+        "default": RetinaFacePreset(),
+        "closeup": RetinaFacePreset(closeup_prob=0.5, closeup_fill=(0.4, 0.95)),
+        "wide": RetinaFacePreset(closeup_prob=0.0),
+        "plain": RetinaFacePreset(scale_jitter=(0.8, 1.25), closeup_prob=0.0, photometric=False),
+    },
+    "ultralight": {
+        "default": UltraLightPreset(),
+        "closeup": UltraLightPreset(window_scale=(0.2, 1.0)),
+        "plain": UltraLightPreset(window_scale=(0.7, 1.2), photometric=False),
+    },
+}
+"""Presets by trainer kind and name. ``closeup``: more faces filling the frame, as at a shop entrance; ``wide``: no
+close-ups (small faces in scenes, as in CCTV); ``plain``: mild geometry and no colour changes, for debugging."""
+
+
+def _kinds() -> dict[str, dict[str, object]]:
+    from maskwatch.train.classifier_crops import Recipe  # imported late: it pulls in the crop pipeline
+
+    return {**PRESETS, "classifier": {"default": Recipe()}}
+
+
+def get_preset(kind: str, name: str) -> object:
+    """The preset ``name`` of trainer ``kind`` (``retinaface``, ``ultralight`` or ``classifier``)."""
+    kinds = _kinds() if kind == "classifier" else PRESETS
+    if kind not in kinds:
+        known = ", ".join([*PRESETS, "classifier"])
+        raise MaskwatchError(f"no augmentation presets for trainer {kind!r}; known: {known}")
+    if name not in kinds[kind]:
+        raise MaskwatchError(f"unknown {kind} preset {name!r}; choose one of: {', '.join(kinds[kind])}")
+    return kinds[kind][name]
+
+
+def as_plain(preset: object) -> dict:
+    """The preset's fields as plain values (tuples as lists), for checkpoints and model files."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(preset).items()}

@@ -1,0 +1,83 @@
+"""The shipped (or given) ONNX models on data from other sources than the val split.
+
+- ``mask-crops`` (``../shared/data/mask-crops``, another dataset's face crops): the classifier's accuracy per class,
+  and the detector's any-face rate (the share of crops in which it finds at least one face at score >= 0.5);
+- the real clips (``../shared/data/videos``): for the face the detector finds on every 3rd frame, the classifier's
+  mean class probabilities and the share of each arg-max label.
+
+Run from the repository root (every crop; ``--every 4`` for a quicker look):
+
+    python tools/models_check.py [--classifier classifier.onnx classifier_int8.onnx] [--detector detector.onnx]
+                                 [--shared ../shared] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from maskwatch.models.onnx_engine import OnnxMaskClassifier, OnnxRetinaFaceDetector
+from maskwatch.monitor.crop import DEFAULT_CROP_MARGIN, crop_face
+from maskwatch.types import CLASS_NAMES
+
+
+def clip_crops(detector: OnnxRetinaFaceDetector, video: Path, every: int = 3) -> list[np.ndarray]:
+    """The largest-score face of every ``every``-th frame of ``video``, cut as ``run`` cuts it."""
+    cap = cv2.VideoCapture(str(video))
+    crops, index = [], 0
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        if index % every == 0:
+            crops += [crop_face(frame, box, DEFAULT_CROP_MARGIN) for box in detector.detect(frame).xyxy[:1]]
+        index += 1
+    cap.release()
+    return crops
+
+
+def classify(model: OnnxMaskClassifier, crops: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate([model.classify(crops[i : i + 32]) for i in range(0, len(crops), 32)])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared")
+    parser.add_argument("--classifier", nargs="+", default=["classifier.onnx", "classifier_int8.onnx"])
+    parser.add_argument("--detector", default="detector.onnx")
+    parser.add_argument("--every", type=int, default=1, help="use every Nth mask-crops image (default all)")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    models = {name: OnnxMaskClassifier(name) for name in args.classifier}
+    detector = OnnxRetinaFaceDetector(args.detector)
+    report: dict = {"mask_crops": {}, "clips": {}}
+    for name in ("with_mask", "without_mask"):
+        files = sorted((args.shared / "data" / "mask-crops" / name).glob("*"))[:: args.every]
+        crops = [c for c in (cv2.imread(str(f)) for f in files) if c is not None]
+        want = CLASS_NAMES.index(name)
+        row = {"n": len(crops)}
+        for model_name, model in models.items():
+            row[f"accuracy {model_name}"] = round(float((classify(model, crops).argmax(1) == want).mean()), 4)
+        row[f"any_face {args.detector}"] = round(float(np.mean([len(detector.detect(c)) > 0 for c in crops])), 4)
+        report["mask_crops"][name] = row
+        print(f"mask-crops {name}: {row}")
+    for video in sorted((args.shared / "data" / "videos").glob("*.mp4")):
+        crops = clip_crops(detector, video)
+        if not crops:
+            continue
+        for model_name, model in models.items():
+            probs = model.classify(crops)
+            share = np.bincount(probs.argmax(1), minlength=len(CLASS_NAMES)) / len(crops)
+            row = {"n": len(crops), "mean_p": probs.mean(0).round(3).tolist(), "argmax_share": share.round(3).tolist()}
+            report["clips"][f"{video.name} {model_name}"] = row
+            print(f"{video.name} {model_name}: {row}  ({', '.join(CLASS_NAMES)})")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
