@@ -181,3 +181,25 @@ def test_cli_refuses_an_unknown_preset_in_one_line(tmp_path: Path) -> None:
     assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr[-2000:]
     errors = [line for line in run.stderr.splitlines() if "ERROR" in line]
     assert len(errors) == 1 and "sunny" in errors[0] and "closeup" in errors[0]
+
+
+def test_scenes_with_unmasked_faces_are_drawn_more_often() -> None:
+    import random
+    from pathlib import Path
+
+    import numpy as np
+
+    from maskwatch.data.voc import AnnotatedImage
+    from maskwatch.train.detector import make_batches, scene_weights
+
+    def scene(classes):
+        return AnnotatedImage(Path("x.jpg"), np.zeros((len(classes), 4), np.float32), np.array(classes), (64, 64))
+
+    items = [scene([0]), scene([0, 1]), scene([2]), scene([])]
+    assert scene_weights(items, 3.0) == [1.0, 3.0, 1.0, 1.0]
+    once = make_batches(4, 2, random.Random(0), scene_weights(items, 1.0))
+    assert sorted(i for b in once for i in b) == [0, 1, 2, 3]  # weight 1: every scene once per epoch
+    rng = random.Random(0)
+    draws = [i for _ in range(500) for b in make_batches(4, 2, rng, scene_weights(items, 3.0)) for i in b]
+    share = draws.count(1) / len(draws)
+    assert 0.45 < share < 0.55  # 3 / 6 of the weight

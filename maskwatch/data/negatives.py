@@ -32,13 +32,26 @@ def is_background(box: np.ndarray, faces: np.ndarray, max_overlap: float = MAX_F
     return bool(len(of_face) == 0 or (of_face.max() <= max_overlap and of_box.max() <= max_overlap))
 
 
+def expand(box: np.ndarray, margin: float) -> np.ndarray:
+    """``box`` grown by ``margin`` of its width / height on each side (the region a crop with that margin holds)."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    dx, dy = (x1 - x0) * margin, (y1 - y0) * margin
+    return np.array([x0 - dx, y0 - dy, x1 + dx, y1 + dy])
+
+
 def background_boxes(
-    size: tuple[int, int], faces: np.ndarray, n: int, rng: np.random.Generator, tries: int = 50
+    size: tuple[int, int],
+    faces: np.ndarray,
+    n: int,
+    rng: np.random.Generator,
+    margin: float = 0.15,
+    tries: int = 50,
 ) -> np.ndarray:
     """Up to ``n`` background boxes (K, 4) float32 in a ``size`` = (width, height) image with ``faces`` (N, 4).
 
     Each box takes the side of a random face of the scene (x0.7-1.5; 24-96 px when there is none), a face-like
-    height/width ratio of 1.0-1.35, and a random place; boxes that overlap a face are drawn again.
+    height/width ratio of 1.0-1.35, and a random place; a box whose crop (the box grown by ``margin`` per side, as
+    the pipeline cuts it) overlaps a face is drawn again.
     """
     w, h = size
     faces = np.asarray(faces, np.float64).reshape(-1, 4)
@@ -54,6 +67,6 @@ def background_boxes(
             continue
         x0, y0 = rng.uniform(0, w - bw), rng.uniform(0, h - bh)
         box = np.array([x0, y0, x0 + bw, y0 + bh])
-        if is_background(box, faces):
+        if is_background(expand(box, margin), faces):
             out.append(box.tolist())
     return np.asarray(out, np.float32).reshape(-1, 4)

@@ -37,6 +37,7 @@ from maskwatch.models.weights import save_model_file
 from maskwatch.train.engine import optimisation_step, save_checkpoint, seed_everything, warmup_cosine
 from maskwatch.train.engine import resume as resume_checkpoint
 from maskwatch.train.presets import RetinaFacePreset, get_preset
+from maskwatch.types import CLASS_NAMES
 
 TRAIN_MIN_SIZES = (PRETRAINED_MIN_SIZES[0], PRETRAINED_MIN_SIZES[1], (128, 384))
 """Anchors used for fine-tuning a WIDER FACE checkpoint: those it decodes with (8 px anchors at stride 8 suit the many
@@ -171,10 +172,20 @@ def multibox_loss(
 
 
 # --- engine
-def make_batches(n: int, batch_size: int, rng: random.Random) -> list[list[int]]:
-    order = list(range(n))
-    rng.shuffle(order)
+def make_batches(n: int, batch_size: int, rng: random.Random, weights: list[float] | None = None) -> list[list[int]]:
+    """An epoch's batches: every scene once in random order, or ``n`` draws with replacement by ``weights``."""
+    if weights is None or len(set(weights)) <= 1:
+        order = list(range(n))
+        rng.shuffle(order)
+    else:
+        order = rng.choices(range(n), weights=weights, k=n)
     return [order[i : i + batch_size] for i in range(0, n, batch_size)]
+
+
+def scene_weights(items: list[AnnotatedImage], unmasked_weight: float) -> list[float]:
+    """Draw weight per scene: ``unmasked_weight`` for a scene with an unmasked face, 1 for the others."""
+    unmasked = CLASS_NAMES.index("without_mask")
+    return [unmasked_weight if np.any(it.class_id == unmasked) else 1.0 for it in items]
 
 
 def train_one_epoch(
@@ -192,7 +203,8 @@ def train_one_epoch(
     """One pass over the training images; raises on a non-finite loss. Returns the mean loss."""
     model.train()
     total, steps = 0.0, 0
-    bar = tqdm(make_batches(len(images), s.batch_size, rng), desc=f"epoch {epoch}", leave=False)
+    weights = scene_weights(items, s.augmentation.unmasked_weight)
+    bar = tqdm(make_batches(len(images), s.batch_size, rng, weights), desc=f"epoch {epoch}", leave=False)
     for batch in bar:
         crops, labels, targets = [], [], []
         for i in batch:

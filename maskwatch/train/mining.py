@@ -16,10 +16,11 @@ import numpy as np
 from loguru import logger
 from tqdm import tqdm
 
-from maskwatch.data.negatives import background_boxes, is_background
+from maskwatch.data.negatives import background_boxes, expand, is_background
 from maskwatch.data.voc import AnnotatedImage
 from maskwatch.errors import MaskwatchError
 from maskwatch.metrics import box_iou
+from maskwatch.monitor.crop import DEFAULT_CROP_MARGIN
 from maskwatch.train.classifier_crops import NOT_A_FACE, Sample
 
 
@@ -44,7 +45,7 @@ def detector_samples(
             if iou.shape[1] and iou[i].max() >= 0.5:
                 label = int(scene.class_id[int(iou[i].argmax())])
                 faces.append(Sample(scene.image_path, label, as_tuple, jitter=False))
-            elif is_background(box, scene.xyxy):
+            elif is_background(expand(box, DEFAULT_CROP_MARGIN), scene.xyxy):
                 false_alarms.append(Sample(scene.image_path, NOT_A_FACE, as_tuple, jitter=False))
     logger.info(f"mined {len(faces)} detector-cut faces and {len(false_alarms)} false alarms from {len(scenes)} scenes")
     return faces, false_alarms

@@ -25,6 +25,8 @@ class RetinaFacePreset:
     flip_prob: float = 0.5
     photometric: bool = True
     """Random brightness, contrast, saturation and hue."""
+    unmasked_weight: float = 1.0
+    """How much more often a scene with an unmasked face is drawn (1: every scene once per epoch)."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ PRESETS: dict[str, dict[str, object]] = {
         "default": RetinaFacePreset(),
         "closeup": RetinaFacePreset(closeup_prob=0.5, closeup_fill=(0.4, 0.95)),
         "wide": RetinaFacePreset(closeup_prob=0.0),
+        "unmasked": RetinaFacePreset(unmasked_weight=3.0),
         "plain": RetinaFacePreset(scale_jitter=(0.8, 1.25), closeup_prob=0.0, photometric=False),
     },
     "ultralight": {
@@ -53,7 +56,9 @@ PRESETS: dict[str, dict[str, object]] = {
     },
 }
 """Presets by trainer kind and name. ``closeup``: more faces filling the frame, as at a shop entrance; ``wide``: no
-close-ups (small faces in scenes, as in CCTV); ``plain``: mild geometry and no colour changes, for debugging."""
+close-ups (small faces in scenes, as in CCTV); ``unmasked``: scenes with an unmasked face drawn three times as
+often (the faces that raise alerts, and the ones found least often); ``plain``: mild geometry and no colour
+changes, for debugging."""
 
 
 def _kinds() -> dict[str, dict[str, object]]:
