@@ -39,7 +39,7 @@ class Recipe:
 
     voc_class_share: tuple[float, float, float] = (0.45, 0.35, 0.20)
     extra_share: float = 0.3
-    negative_share: float = 0.15
+    negative_share: float = 0.3
     negatives_per_scene: int = 2
     samples_per_epoch: int = 6400
     lr: float = 2e-3

@@ -64,7 +64,7 @@ changes, for debugging."""
 def _kinds() -> dict[str, dict[str, object]]:
     from maskwatch.train.classifier_crops import Recipe  # imported late: it pulls in the crop pipeline
 
-    return {**PRESETS, "classifier": {"default": Recipe()}}
+    return {**PRESETS, "classifier": {"default": Recipe(), "faces-only": Recipe(negative_share=0.0)}}
 
 
 def get_preset(kind: str, name: str) -> object:
