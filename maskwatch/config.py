@@ -205,6 +205,13 @@ class AlertsConfig(_Section):
     min_duration_s: float = Field(
         1.0, ge=0.0, le=3600.0, description="A track must be seen this long before it can raise an alert."
     )
+    min_confidence: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="A track alerts only when the classifier holds its decided label with at least this mean "
+        "probability; below it (posters, false alarms, odd masks) the face is shown but raises no alert.",
+    )
     cooldown_s: float = Field(
         300.0,
         ge=0.0,

@@ -56,6 +56,20 @@ def test_masked_person_never_alerts_and_incorrect_does():
     assert [e.event for e in events] == ["alert"] and events[0].label == "mask_weared_incorrect"
 
 
+def test_an_unsure_label_does_not_alert_until_it_is_sure():
+    policy = AlertPolicy("cam", min_duration_s=0.0, min_confidence=0.5)
+    track = FakeTrack(1, label=NOMASK, confidence=0.41)  # e.g. a poster or a false alarm: near-equal probabilities
+    assert [e for i in range(20) for e in policy.step(i, i / 10, [_seen(track, i)], [])] == []
+    track.confidence = 0.62
+    events = policy.step(20, 2.0, [_seen(track, 20)], [])
+    assert [e.event for e in events] == ["alert"]
+
+
+def _seen(track: FakeTrack, i: int) -> FakeTrack:
+    track.last_frame, track.last_ts = i, i / 10
+    return track
+
+
 def test_cooldown_needs_time_and_a_masked_spell():
     # no mask -> mask -> no mask within the cooldown: one alert, two label updates
     policy = AlertPolicy("cam", min_duration_s=0.0, cooldown_s=10.0)

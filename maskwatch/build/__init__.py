@@ -233,6 +233,7 @@ def build_monitor(
         source_name,
         alert_labels=a.labels,
         min_duration_s=a.min_duration_s,
+        min_confidence=a.min_confidence,
         cooldown_s=a.cooldown_s,
         updates=a.updates,
         ends=a.ends,

@@ -19,8 +19,15 @@ from maskwatch.types import FaceDetections
 ARCHS = ("fasterrcnn_resnet50_fpn", "fasterrcnn_mobilenet_v3_large_fpn")
 
 
-def build_frcnn(arch: str, pretrained: bool = True, num_classes: int = 2) -> torch.nn.Module:
-    """A torchvision Faster R-CNN with a ``num_classes`` head (background + face).
+DEFAULT_INPUT_SIZE = 640
+"""Side images are resized to (shorter side, capped at the longer side), as maskwatch's own detector sees them;
+torchvision's default (800 / 1333) would upscale these scenes about 2.8x in pixels."""
+
+
+def build_frcnn(
+    arch: str, pretrained: bool = True, num_classes: int = 2, input_size: int = DEFAULT_INPUT_SIZE
+) -> torch.nn.Module:
+    """A torchvision Faster R-CNN with a ``num_classes`` head (background + face) at ``input_size`` px.
 
     With ``pretrained`` the COCO weights are fetched through torchvision (cached in ``$TORCH_HOME``);
     when that fails (no network) the ImageNet backbone is tried, then random init, each with a warning.
@@ -36,7 +43,7 @@ def build_frcnn(arch: str, pretrained: bool = True, num_classes: int = 2) -> tor
     model = None
     for kwargs in attempts:
         try:
-            model = builder(**kwargs)
+            model = builder(**kwargs, min_size=input_size, max_size=input_size)
             break
         except Exception as exc:  # no network or no cache: fall back to the next starting point
             logger.warning(f"{arch} with {kwargs} unavailable ({type(exc).__name__}); falling back")
@@ -62,7 +69,8 @@ class FasterRCNNDetector(Detector):
         arch = payload.get("arch") if isinstance(payload, dict) else None
         if arch not in ARCHS or "state_dict" not in payload:
             raise WeightsError(f"weights file {weights} holds a {arch!r} model, not a Faster R-CNN")
-        self.model = build_frcnn(arch, pretrained=False)
+        meta = payload.get("meta", {})
+        self.model = build_frcnn(arch, pretrained=False, input_size=int(meta.get("input_size", 800)))
         load_state_dict_strict(self.model, payload["state_dict"], weights)
         self.model.roi_heads.nms_thresh = nms_iou
         self.model.roi_heads.score_thresh = min(score_threshold, 0.05)
@@ -70,7 +78,7 @@ class FasterRCNNDetector(Detector):
         self.device = torch.device(device)
         self.score_threshold = score_threshold
         self.max_faces = max_faces
-        self.meta = payload.get("meta", {})
+        self.meta = meta
 
     @torch.inference_mode()
     def detect(self, image_bgr: np.ndarray) -> FaceDetections:

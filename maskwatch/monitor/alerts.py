@@ -36,7 +36,8 @@ class AlertPolicy:
     """Decides which events a frame produces.
 
     - ``alert``: a track is decided one of ``alert_labels``, has been seen ``min_duration_s`` and has shown life
-      (``track.live``: moved in the scene or changed; tracks without the attribute count as live). A track alerts
+      (``track.live``: moved in the scene or changed; tracks without the attribute count as live), with a mean
+      probability of that label (``track.confidence``) of at least ``min_confidence``. A track alerts
       once; it may alert again only after ``cooldown_s`` and after having been decided masked in between. A person
       the tracker re-identifies after a gap keeps their id, so they keep their alert state too.
     - Static tracks (``track.static``: posters, screens) raise no event at all.
@@ -50,6 +51,7 @@ class AlertPolicy:
         *,
         alert_labels: Iterable[str] = ("without_mask", "mask_weared_incorrect"),
         min_duration_s: float = 1.0,
+        min_confidence: float = 0.0,
         cooldown_s: float = 300.0,
         updates: bool = True,
         ends: bool = True,
@@ -58,6 +60,7 @@ class AlertPolicy:
         self.source = source
         self.alert_ids = {CLASS_NAMES.index(name) for name in alert_labels}
         self.min_duration_s = min_duration_s
+        self.min_confidence = min_confidence
         self.cooldown_s = cooldown_s
         self.updates = updates
         self.ends = ends
@@ -85,6 +88,8 @@ class AlertPolicy:
                 continue
             if track.duration_s < self.min_duration_s or not getattr(track, "live", True):
                 continue  # seen too briefly, or not shown life yet (it may be a poster)
+            if getattr(track, "confidence", 1.0) < self.min_confidence:
+                continue  # the classifier is not sure (a false alarm, a picture, an odd mask): no alert yet
             last = self._last_alert_s.get(tid)
             if last is not None and not (self._masked_since_alert.get(tid) and ts - last >= self.cooldown_s):
                 continue

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from maskwatch.data.voc import AnnotatedImage, read_voc
 from maskwatch.errors import MaskwatchError
 from maskwatch.metrics import average_precision
-from maskwatch.models.frcnn import build_frcnn
+from maskwatch.models.frcnn import DEFAULT_INPUT_SIZE, build_frcnn
 from maskwatch.models.weights import save_model_file
 from maskwatch.train.engine import optimisation_step, save_checkpoint, seed_everything, warmup_cosine
 from maskwatch.train.engine import resume as resume_checkpoint
@@ -101,6 +101,7 @@ def train(
     lr: float = 0.01,
     seed: int = 0,
     pretrained: bool = True,
+    input_size: int = DEFAULT_INPUT_SIZE,
 ) -> Path:
     """Fine-tune (or train from scratch when no pretrained weights can be fetched) and write ``out``.
 
@@ -108,7 +109,7 @@ def train(
     """
     seed_everything(seed)
     dev = torch.device(device)
-    model = build_frcnn(arch, pretrained=pretrained and resume is None).to(dev)
+    model = build_frcnn(arch, pretrained=pretrained and resume is None, input_size=input_size).to(dev)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=1e-4)
     loader = DataLoader(
@@ -124,6 +125,7 @@ def train(
         start, history = resume_checkpoint(resume, model, optimizer, scheduler)
     ckpt_dir = Path("runs") / arch
     args = {"arch": arch, "lr": lr, "epochs": epochs, "batch_size": batch_size, "seed": seed, "data": str(data)}
+    args["input_size"] = input_size
     val = read_voc(data, val_split) if val_split is not None else []
     for epoch in range(start, epochs):
         t0 = time.monotonic()
@@ -135,6 +137,6 @@ def train(
         save_checkpoint(ckpt_dir, epoch, model, optimizer, scheduler, args, history)
         ap = f", val face AP@0.5 {record['val_face_ap50']:.4f}" if val else ""
         logger.info(f"epoch {epoch}: loss {record['loss']:.4f}{ap}")
-    meta = {"epochs": epochs, "lr": lr, "seed": seed, "history": history}
+    meta = {"epochs": epochs, "lr": lr, "seed": seed, "input_size": input_size, "history": history}
     save_model_file(out, arch, model.state_dict(), meta)
     return Path(out)
