@@ -129,11 +129,11 @@ def training_samples(
     scenes = read_voc(data, split)
     voc = voc_samples(scenes, MIN_TRAIN_BOX_SIDE)
     mined: list[Sample] = []
-    if detector is not None:
+    if detector is not None and (recipe.detector_faces or recipe.negative_share > 0):
         from maskwatch.train.mining import detector_samples
 
         faces, false_alarms = detector_samples(scenes, detector)
-        mined = faces + false_alarms
+        mined = (faces if recipe.detector_faces else []) + (false_alarms if recipe.negative_share > 0 else [])
     if recipe.negative_share > 0 and recipe.negatives_per_scene > 0:
         from maskwatch.train.mining import background_samples
 

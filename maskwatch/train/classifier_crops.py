@@ -41,6 +41,7 @@ class Recipe:
     extra_share: float = 0.3
     negative_share: float = 0.3
     negatives_per_scene: int = 2
+    detector_faces: bool = True
     samples_per_epoch: int = 6400
     lr: float = 2e-3
     weight_decay: float = 1e-2

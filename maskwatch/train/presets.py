@@ -64,7 +64,8 @@ changes, for debugging."""
 def _kinds() -> dict[str, dict[str, object]]:
     from maskwatch.train.classifier_crops import Recipe  # imported late: it pulls in the crop pipeline
 
-    return {**PRESETS, "classifier": {"default": Recipe(), "faces-only": Recipe(negative_share=0.0)}}
+    previous = Recipe(negative_share=0.0, detector_faces=False)  # no not-a-face crops, no detector-cut faces
+    return {**PRESETS, "classifier": {"default": Recipe(), "faces-only": previous}}
 
 
 def get_preset(kind: str, name: str) -> object:
