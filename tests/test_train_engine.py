@@ -203,3 +203,20 @@ def test_scenes_with_unmasked_faces_are_drawn_more_often() -> None:
     draws = [i for _ in range(500) for b in make_batches(4, 2, rng, scene_weights(items, 3.0)) for i in b]
     share = draws.count(1) / len(draws)
     assert 0.45 < share < 0.55  # 3 / 6 of the weight
+
+
+def test_small_faces_get_at_least_k_anchors_without_stealing() -> None:
+    import torch
+
+    from maskwatch.train.detector import TRAIN_MIN_SIZES, match, prior_boxes
+
+    priors = prior_boxes(480, 480, TRAIN_MIN_SIZES)
+    tiny = torch.tensor([[101.0, 103.0, 109.0, 113.0]]) / 480
+    big = torch.tensor([[200.0, 200.0, 300.0, 320.0]]) / 480
+    plain, _ = match(tiny, priors, 0.35)
+    compensated, _ = match(tiny, priors, 0.35, min_matches=3)
+    assert int(plain.sum()) == 1 and int(compensated.sum()) == 3
+    both_plain, _ = match(torch.cat([tiny, big]), priors, 0.35)
+    both, _ = match(torch.cat([tiny, big]), priors, 0.35, min_matches=3)
+    assert bool((both >= both_plain).all())  # only adds positives; the big face keeps all of its own
+    assert int(both.sum()) == int(both_plain.sum()) + 2

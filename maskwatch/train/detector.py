@@ -138,9 +138,15 @@ def point_form(priors: torch.Tensor) -> torch.Tensor:
     return torch.cat([priors[:, :2] - priors[:, 2:] / 2, priors[:, :2] + priors[:, 2:] / 2], dim=1)
 
 
-def match(gt_xyxy: torch.Tensor, priors: torch.Tensor, pos_iou: float) -> tuple[torch.Tensor, torch.Tensor]:
+def match(
+    gt_xyxy: torch.Tensor, priors: torch.Tensor, pos_iou: float, min_matches: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Assign faces (normalised xyxy) to priors: IoU >= ``pos_iou``, plus each face's best prior.
-    Returns (labels (P,) 0/1, loc targets (P, 4))."""
+
+    ``min_matches`` > 0: a face with fewer positive priors than that also takes its next-best priors (IoU >= 0.1,
+    not already taken) up to that number, as S3FD's scale-compensation matching does, so that small faces, which
+    overlap few anchors well, get as many training signals as large ones. Returns (labels (P,) 0/1, loc targets
+    (P, 4))."""
     n_priors = len(priors)
     if len(gt_xyxy) == 0:
         return torch.zeros(n_priors, dtype=torch.long), torch.zeros(n_priors, 4)
@@ -149,8 +155,25 @@ def match(gt_xyxy: torch.Tensor, priors: torch.Tensor, pos_iou: float) -> tuple[
     best_prior = iou.argmax(1)
     best_gt_iou[best_prior] = 2.0
     best_gt[best_prior] = torch.arange(len(gt_xyxy))
+    if min_matches > 0:
+        _compensate(iou, best_gt_iou, best_gt, pos_iou, min_matches)
     labels = (best_gt_iou >= pos_iou).long()
     return labels, encode_boxes(gt_xyxy[best_gt], priors)
+
+
+def _compensate(iou: torch.Tensor, best_gt_iou: torch.Tensor, best_gt: torch.Tensor, pos_iou: float, k: int) -> None:
+    """Give each face with fewer than ``k`` positive priors its next-best free priors (IoU >= 0.1), in place."""
+    positive = best_gt_iou >= pos_iou
+    counts = torch.bincount(best_gt[positive], minlength=len(iou))
+    top_iou, top_idx = iou.topk(min(k, iou.shape[1]), dim=1)
+    for g in torch.nonzero(counts < k).flatten().tolist():
+        missing = k - int(counts[g])
+        for v, p in zip(top_iou[g].tolist(), top_idx[g].tolist(), strict=True):
+            if missing == 0 or v < 0.1:
+                break
+            if not positive[p]:
+                best_gt_iou[p], best_gt[p], positive[p] = 2.0, g, True
+                missing -= 1
 
 
 def multibox_loss(
@@ -209,7 +232,9 @@ def train_one_epoch(
         crops, labels, targets = [], [], []
         for i in batch:
             crop, boxes = augment(images[i], items[i].xyxy, rng, s)
-            lab, tgt = match(torch.from_numpy(boxes) / s.crop_size, priors, s.pos_iou)
+            lab, tgt = match(
+                torch.from_numpy(boxes) / s.crop_size, priors, s.pos_iou, s.augmentation.small_face_matches
+            )
             crops.append(torch.from_numpy(crop).permute(2, 0, 1))
             labels.append(lab)
             targets.append(tgt)
