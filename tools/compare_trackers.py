@@ -7,6 +7,7 @@ video benchmark, every tracker fed the same every-frame detections and scored by
 2. ``track`` (run by step 1 in a subprocess with ``--library-python``, the venv holding ``trackers``): each library
    tracker with its default parameters and the clip's ``frameRate``; output as ``--detections`` records
    (``--cache/tracks/TRACKER/CLIP.jsonl``). Detections the tracker leaves without an id (-1) are dropped.
+   ``NAME@T`` (e.g. ``sort@0.5``) feeds that tracker only the detections scoring at least T.
 3. Scoring (main venv): ``score_clip`` / ``mot_summary`` of ``maskwatch.commands.eval_video.score``, so IDF1, MOTA
    and ID switches match ``maskwatch eval-video``'s (IoU >= 0.5; static faces and hidden faces are ignore regions).
    maskwatch's own rows come from ``eval-video --json`` files given with ``--maskwatch LABEL=JSON``.
@@ -111,15 +112,16 @@ def track(cache: Path, names: list[str]) -> dict[str, dict[str, float]]:
         frame_of, xyxy, score = cached["frame"], cached["xyxy"], cached["score"]
         fps, count = float(cached["fps"]), int(cached["frames"])
         for name in names:
-            tracker = classes[name](frame_rate=fps)
-            needs_frame = name == "botsort"  # camera motion compensation reads the image; the others warn on one
+            kind, _, floor = name.partition("@")  # "sort@0.5": SORT fed only the detections scoring >= 0.5
+            tracker = classes[kind](frame_rate=fps)
+            needs_frame = kind == "botsort"  # camera motion compensation reads the image; the others warn on one
             cap = cv2.VideoCapture(str(cached["video"])) if needs_frame else None
             out = cache / "tracks" / name
             out.mkdir(parents=True, exist_ok=True)
             t0, records = time.perf_counter(), []
             for index in range(count):
                 image = cap.read()[1] if cap is not None else None
-                sel = frame_of == index
+                sel = (frame_of == index) & (score >= float(floor or 0))
                 dets = sv.Detections(
                     xyxy=xyxy[sel].astype(np.float32).reshape(-1, 4),
                     confidence=score[sel].astype(np.float32),
