@@ -17,7 +17,8 @@ Usage::
     printf 'tracking:\\n  detect_every: 1\\n' > de1.yaml
     maskwatch eval-video --data bench-video --json mw4.json
     maskwatch eval-video --data bench-video --config de1.yaml --json mw1.json
-    python tools/compare_trackers.py --data bench-video --library-python /work/exp/trk/venv/bin/python \\
+    python3 -m venv trk && trk/bin/pip install trackers==2.6.1   # a separate venv: it pulls supervision, scipy
+    python tools/compare_trackers.py --data bench-video --library-python trk/bin/python \\
         --maskwatch maskwatch_de4=mw4.json --maskwatch maskwatch_de1=mw1.json --json compare.json
 """
 
