@@ -76,7 +76,7 @@ def non_face_check(
 ) -> dict:
     """The classifier on background boxes of the images (sized like their faces, holding none): the share
     labelled ``with_mask`` at probability >= 0.5, the share with any class >= 0.5, and the mean top probability."""
-    from maskwatch.data.negatives import background_boxes
+    from maskwatch.data.negatives import background_boxes, non_face_rates
 
     rng = np.random.default_rng(seed)
     probs = []
@@ -89,13 +89,7 @@ def non_face_check(
             probs.append(pipeline.classify(image, FaceDetections(boxes, np.ones(len(boxes)))).class_prob)
     if not probs:
         return {"crops": 0}
-    prob = np.concatenate(probs)
-    return {
-        "crops": len(prob),
-        "with_mask_ge_0.5": round(float((prob[:, 0] >= 0.5).mean()), 4),
-        "any_class_ge_0.5": round(float((prob.max(1) >= 0.5).mean()), 4),
-        "mean_top_prob": round(float(prob.max(1).mean()), 4),
-    }
+    return non_face_rates(np.concatenate(probs))
 
 
 def confusion_matrix(images: list[AnnotatedImage], preds: list[FaceDetections], iou: float) -> np.ndarray:

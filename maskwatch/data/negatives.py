@@ -14,6 +14,20 @@ MAX_FACE_OVERLAP = 0.2
 MIN_SIDE = 12.0
 
 
+def non_face_rates(prob: np.ndarray) -> dict:
+    """Class probabilities (N, 3) of crops holding no face -> the share called ``with_mask`` at p >= 0.5, the share
+    with any class at p >= 0.5, and the mean top probability (what ``eval`` and training report)."""
+    prob = np.asarray(prob, np.float64).reshape(-1, 3)
+    if not len(prob):
+        return {"crops": 0}
+    return {
+        "crops": len(prob),
+        "with_mask_ge_0.5": round(float((prob[:, 0] >= 0.5).mean()), 4),
+        "any_class_ge_0.5": round(float((prob.max(1) >= 0.5).mean()), 4),
+        "mean_top_prob": round(float(prob.max(1).mean()), 4),
+    }
+
+
 def overlap_shares(box: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Intersection of ``box`` with each face as a share of the face's area and of the box's area."""
     if len(faces) == 0:

@@ -18,6 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader, WeightedRandomSampler
 from tqdm import tqdm
 
+from maskwatch.data.negatives import non_face_rates as summarise_non_face
 from maskwatch.data.voc import read_voc
 from maskwatch.errors import MaskwatchError
 from maskwatch.models.classifier import ARCH, DEFAULT_INPUT_SIZE, build_classifier_net
@@ -92,12 +93,7 @@ def non_face_rates(net: nn.Module, x: torch.Tensor, device: torch.device, batch_
     if not len(x):
         return {"crops": 0}
     prob = torch.cat([net(x[i : i + batch_size].to(device)).softmax(1).cpu() for i in range(0, len(x), batch_size)])
-    return {
-        "crops": len(x),
-        "with_mask_ge_0.5": round(float((prob[:, 0] >= 0.5).float().mean()), 4),
-        "any_class_ge_0.5": round(float((prob.max(1).values >= 0.5).float().mean()), 4),
-        "mean_top_prob": round(float(prob.max(1).values.mean()), 4),
-    }
+    return summarise_non_face(prob.numpy())
 
 
 def train_one_epoch(
