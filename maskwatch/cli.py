@@ -131,7 +131,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     tr.add_argument(
         "--arch", default="retinaface_mnet025", choices=list(DEFAULT_EPOCHS)[1:], help="detector architecture"
     )
-    tr.add_argument("--preset", default="default", help="augmentation preset: default, closeup, wide, plain")
+    tr.add_argument(
+        "--preset", default="default", help="augmentation preset (maskwatch/train/presets.py; a wrong name lists them)"
+    )
     tr.set_defaults(func=cmd_train)
 
 

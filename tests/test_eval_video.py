@@ -237,9 +237,11 @@ def test_run_clip_in_process_with_fake_models(tmp_path):
     produced = run_clip(cfg, FacePipeline(FakeDetector(), FakeClassifier()), truth)
     assert isinstance(produced, RecordSink) and len(produced.records) == 40
     records = [produced.records[i] for i in sorted(produced.records)]
-    score = score_clip(truth, records, produced.events).to_json()
+    assert produced.people_counted == 1  # the monitor's people_total
+    score = score_clip(truth, records, produced.events, produced.people_counted).to_json()
     assert score["alert_recall"] == 1.0 and score["duplicate_alerts_per_person"] == 0.0
     assert score["label_accuracy"] == 1.0
+    assert score["people_true"] == 1 and score["people_counted"] == 1
     if score["idf1"] is not None:
         assert score["id_switches"] == 0 and score["idf1"] > 0.9
 

@@ -10,7 +10,7 @@ from maskwatch.monitor.monitor import Monitor
 from maskwatch.monitor.pipeline import FacePipeline
 from maskwatch.monitor.static import CameraMotion, LifeMeter
 from maskwatch.monitor.track import FaceTracker
-from maskwatch.types import NO_TRACK, Frame
+from maskwatch.types import NO_TRACK, FaceDetections, Frame
 from tests.conftest import FakeClassifier, FakeDetector
 
 
@@ -117,3 +117,61 @@ def test_the_builder_follows_the_config():
     off = config_from_dict({"tracking": {"static_after_s": 0, "reid_max_gap_s": 0}})
     monitor = build_monitor(off, pipeline, source_name="cam", fps=25.0, live=True)
     assert monitor.life is None and not monitor.tracker.reid
+
+
+class BlobDetector(FakeDetector):
+    """One face per bright blob (connected bright pixels), so that several faces can be in view."""
+
+    def detect(self, image_bgr: np.ndarray) -> FaceDetections:
+        mask = (image_bgr.mean(axis=2) > 128).astype(np.uint8)
+        n, _, stats, _ = cv2.connectedComponentsWithStats(mask)
+        boxes = [[x, y, x + w, y + h] for x, y, w, h, area in stats[1:n] if area >= 50]
+        return FaceDetections(xyxy=np.array(boxes, np.float32).reshape(-1, 4), det_score=np.full(len(boxes), 0.9))
+
+
+def _blob_monitor() -> Monitor:
+    return Monitor(
+        FacePipeline(BlobDetector(), FakeClassifier()),
+        FaceTracker(min_hits=2, min_votes=2, hold_unmoved_s=0.5),
+        AlertPolicy("test", min_duration_s=0.3),
+        life=LifeMeter(static_after_s=1.0),
+    )
+
+
+def test_a_passer_by_in_front_of_a_poster_does_not_bring_it_to_life():
+    # fixed camera; a poster; a person walks past above it and their (darker) body sweeps over it
+    background = _texture(240, 320, 0, 100, seed=1)
+    poster = _texture(50, 40, 150, 255, seed=2)
+    face = _texture(40, 34, 150, 255, seed=3)
+    body = _texture(140, 44, 40, 120, seed=4)
+    monitor, results = _blob_monitor(), []
+    for i in range(50):  # 5 s at 10 fps, 6 px per frame from left to right
+        image = background.copy()
+        image[130:180, 140:180] = poster
+        x = 10 + 6 * i
+        if x + 39 < 320:
+            image[100:240, x - 5 : x + 39] = body[:, : min(44, 320 - x + 5)]
+            image[60:100, x : x + 34] = face
+        results.append(monitor(Frame(image=image, index=i, timestamp_s=i / 10)))
+    monitor.finish()
+    alerts = [e for e in monitor.events if e.event == "alert"]
+    assert len(alerts) == 1  # the walker, once
+    assert monitor.snapshot()["people_total"] == 1 and len(monitor.people) == 1
+    last = results[-1]  # the walker has gone: only the poster is in view, grey and untracked
+    assert len(last.faces) == 1 and last.faces.track_id[0] == NO_TRACK
+
+
+def test_a_poster_seen_through_a_zoom_stays_static():
+    scene = _texture(240, 320, 0, 100, seed=1)
+    scene[50:150, 130:190] = 220  # a poster whose corners (the flow's points) are all in its top quarter,
+    scene[50:75, 130:190] = _texture(25, 60, 150, 255, seed=2)  # far from its centre
+    monitor, results = _blob_monitor(), []
+    for i in range(40):  # zoom 1.0 -> 1.8 about the picture's centre over 4 s
+        s = 1.0 + 0.02 * i
+        matrix = np.array([[s, 0, 160 * (1 - s)], [0, s, 120 * (1 - s)]], np.float32)
+        view = cv2.warpAffine(scene, matrix, (320, 240), flags=cv2.INTER_LINEAR)
+        results.append(monitor(Frame(image=view, index=i, timestamp_s=i / 10)))
+    monitor.finish()
+    assert all(len(r.faces) == 1 for r in results[5:])
+    assert all(r.faces.track_id[0] == NO_TRACK for r in results[-20:])
+    assert monitor.snapshot()["people_total"] == 0 and not monitor.events

@@ -302,3 +302,21 @@ def test_a_different_sized_face_in_the_same_place_is_a_new_person():
     for i in range(10, 35):
         tracker.update(FaceDetections.empty(), i, i / 25)
     assert tracker.update(small, 35, 35 / 25).faces.track_id.tolist() == [1]
+
+
+@pytest.mark.parametrize("hold", [0.0, 1.0])
+def test_a_lost_track_that_never_moved_is_held_where_it_was(hold: float) -> None:
+    # a face still for 2 s (a poster), whose box then slides as someone walks in front of it, then hidden
+    tracker = FaceTracker(min_hits=2, hold_unmoved_s=hold)
+    for f in range(30):
+        box = np.array([[100 + 4 * max(0, f - 20), 100, 160, 180]], np.float32)  # the last 10 frames: sliding
+        tracker.update(FaceDetections(xyxy=box, det_score=[0.9]), f, f / 10)
+    last = tracker.tracks[0].det_xyxy.copy()
+    for f in range(30, 45):
+        tracker.update(FaceDetections.empty(), f, f / 10)
+    (track,) = tracker.tracks
+    assert track.state == "lost" and not track.live
+    if hold:  # held at its last box
+        np.testing.assert_allclose(track.xyxy, last, atol=1e-3)
+    else:  # coasting on the velocity the slide gave it
+        assert track.xyxy[0] - last[0] > 5

@@ -211,6 +211,7 @@ def build_tracker(cfg: Config, *, frame_count: int | None = None):
         min_votes=min_votes,
         reid_max_gap_s=t.reid_max_gap_s,
         reid_similarity=t.reid_similarity,
+        hold_unmoved_s=1.0 if t.static_after_s > 0 else 0.0,  # posters (no life yet) do not coast when lost
     )
 
 

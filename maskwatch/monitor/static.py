@@ -80,6 +80,20 @@ def _overlaps(box: np.ndarray, others: list[np.ndarray]) -> bool:
     return False
 
 
+def person_region(box: np.ndarray) -> np.ndarray:
+    """Where a person whose face is ``box`` covers the picture: the head around it and the body below."""
+    x1, y1, x2, y2 = np.asarray(box, np.float64)
+    w, h = x2 - x1, y2 - y1
+    return np.array([x1 - 0.5 * w, y1 - 0.5 * h, x2 + 0.5 * w, y2 + 2.0 * h])
+
+
+def _at_edge(box: np.ndarray, width: int, height: int) -> bool:
+    """Whether ``box`` comes within a tenth of its size of the frame's border (a face cut off there: its box's
+    size and centre say little about its motion)."""
+    mx, my = max(2.0, 0.1 * (box[2] - box[0])), max(2.0, 0.1 * (box[3] - box[1]))
+    return bool(box[0] <= mx or box[1] <= my or box[2] >= width - mx or box[3] >= height - my)
+
+
 class LifeMeter:
     """Marks tracks that show life (they move in the scene) and tracks that are static (they never did).
 
@@ -107,19 +121,30 @@ class LifeMeter:
     def observe(self, gray: np.ndarray, tracks, frame_index: int, matrix: np.ndarray | None) -> None:
         """Update ``tracks`` (those seen on ``frame_index``) from the frame ``gray`` (one channel, full size);
         ``matrix`` is the camera motion since the last call. Live tracks are left alone (life is for good)."""
+        # people already seen to move: where they pass in front of a face, that face's motion is theirs
+        passers = [person_region(t.xyxy) for t in tracks if t.live and t.state == "tracked"]
         tracks = [t for t in tracks if not t.live]
         for track in tracks:  # unknown camera motion (a cut, a scene without texture): anchors stay where they are
             if track.anchor is not None and matrix is not None:
                 track.anchor = warp_boxes(track.anchor, matrix)[0]
         seen = [t for t in tracks if t.last_frame == frame_index]
+        h, w = gray.shape[:2]
+        clear = [
+            t
+            for t in seen
+            if not _at_edge(np.asarray(t.det_xyxy, np.float64), w, h) and not _overlaps(t.det_xyxy, passers)
+        ]
         if matrix is not None:
-            self._drift(gray, seen, matrix)
+            self._drift(gray, clear, matrix)
         self._prev_gray, self._prev_frame = gray, frame_index
         for track in seen:
             box = np.asarray(track.det_xyxy, np.float64)
             track.seen_box, track.seen_frame = box.copy(), frame_index
             if track.anchor is None:
                 track.anchor = box.copy()
+            if track not in clear:  # cut off by the border, or behind a passer-by: no evidence either way
+                track.static = not track.live and track.last_ts - track.first_ts >= self.static_after_s
+                continue
             height = max(float(box[3] - box[1]), 1.0)
             track.life = max(track.life, float(np.hypot(*track.drift)) / height / self.drift_frac)
             track.life = max(track.life, self._moved(track.anchor, box) / self.move_frac)
@@ -155,16 +180,21 @@ class LifeMeter:
                     track.flow_points = None
                     continue
                 pts = found.reshape(-1, 2) + (a, b)
-            shift = (boxes[i][:2] + boxes[i][2:] - track.seen_box[:2] - track.seen_box[2:]) / 2
+            # start the search where a fixed face would be (the camera's motion at it): a poster is found there
+            # at once, and a jump of the detector's box (to a neighbouring face) cannot lead the flow astray
+            centre = (track.seen_box[:2] + track.seen_box[2:]) / 2
+            shift = (centre @ camera[:, :2].T + camera[:, 2]) - centre
             # one window around the face in both frames (the optical flow works on these crops only)
-            pad = 8 + int(np.abs(shift).max())
+            moved = (boxes[i][:2] + boxes[i][2:]) / 2 - centre  # where the detector says the face went
+            pad = 8 + int(max(np.abs(shift).max(), np.abs(moved).max()))
             ra, rb, rc, rd = max(a - pad, 0), max(b - pad, 0), min(c + pad, w), min(d + pad, h)
             p0 = (pts - (ra, rb)).astype(np.float32)
+            fixed = (pts @ camera[:, :2].T + camera[:, 2] - (ra, rb)).astype(np.float32)  # each point, if fixed
             p1, status, _ = cv2.calcOpticalFlowPyrLK(
                 prev[rb:rd, ra:rc],
                 gray[rb:rd, ra:rc],
                 p0.reshape(-1, 1, 2),
-                (p0 + shift).astype(np.float32).reshape(-1, 1, 2),
+                fixed.reshape(-1, 1, 2).copy(),  # OpenCV writes the result into this array
                 winSize=(9, 9),
                 maxLevel=1,
                 flags=cv2.OPTFLOW_USE_INITIAL_FLOW,
@@ -174,11 +204,11 @@ class LifeMeter:
             track.flow_points = p1 + (ra, rb) if len(p1) >= 6 else None
             if len(p1) < 6:
                 continue
-            # the face's own motion at its centre (the median point motion: robust to a few lost points)
-            centre = (track.seen_box[:2] + track.seen_box[2:]) / 2
-            moves = np.sort(p1 - p0[ok], axis=0)
-            face_shift = moves[len(moves) // 2]
-            step = face_shift - ((centre @ camera[:, :2].T + camera[:, 2]) - centre)
+            # how far the face moved against the scene: each point's motion minus the camera's motion at that
+            # point (a zoom moves points apart: compared at the face's centre alone, a fixed face would drift),
+            # the median over points (robust to a few lost ones)
+            residual = np.sort(p1 - fixed[ok], axis=0)
+            step = residual[len(residual) // 2].astype(np.float64)
             track.drift = track.drift + step
             track.steps.append(float(np.hypot(*step)))
 

@@ -129,6 +129,7 @@ class FaceTracker:
         min_votes: int = 3,
         reid_max_gap_s: float = 0.0,
         reid_similarity: float = 0.8,
+        hold_unmoved_s: float = 0.0,
     ) -> None:
         self.high_score = high_score
         self.low_score = low_score
@@ -142,6 +143,7 @@ class FaceTracker:
         self.min_votes = max(int(min_votes), 1)
         self.reid_max_gap_s = reid_max_gap_s
         self.reid_similarity = reid_similarity
+        self.hold_unmoved_s = hold_unmoved_s
         self.confirmed_total = 0
         self._alive: list[Track] = []  # tentative and confirmed, in creation order
         self._dormant: list[Track] = []  # confirmed, lost beyond max_lost, kept for re-identification
@@ -206,6 +208,12 @@ class FaceTracker:
             if id(track) in matched:
                 survivors.append(track)
             elif track.state != TENTATIVE:  # a tentative candidate that misses is dropped
+                if self._holds(track):
+                    # followed for a while and never seen to move in the scene (a poster behind a passer-by?): hold
+                    # it where it was last seen rather than extrapolate a velocity that the occluder gave its box
+                    # onto the passer-by's face
+                    track.mean = np.concatenate([xyxy_to_z(track.det_xyxy), np.zeros(4)])
+                    track.xyxy = track.det_xyxy.copy()
                 track.state = LOST
                 survivors.append(track)
         self._alive = survivors
@@ -291,6 +299,12 @@ class FaceTracker:
             track.vote(faces.class_id[d], faces.class_prob[d], threshold=self.vote_threshold, min_votes=self.min_votes)
         self._alive.append(track)
         return track
+
+    def _holds(self, track: Track) -> bool:
+        """Whether ``track``, lost now, stays where it was last seen: with ``hold_unmoved_s`` > 0, a track followed
+        that long that has not shown life (``track.live``, set by the monitor's life meter)."""
+        held = self.hold_unmoved_s > 0 and track.state == TRACKED and not track.live
+        return held and track.last_ts - track.first_ts >= self.hold_unmoved_s
 
     def _alike(self, pool: list[Track], dets: np.ndarray, cut: bool) -> np.ndarray | None:
         """After a cut: which track-detection pairs look alike (an unknown signature allows nothing)."""

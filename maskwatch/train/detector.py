@@ -124,6 +124,17 @@ def augment(image: np.ndarray, boxes: np.ndarray, rng: random.Random, s: Setting
     return photometric(canvas, rng) if a.photometric else canvas, b.astype(np.float32).reshape(-1, 4)
 
 
+def blank_frame(size: int, rng: random.Random) -> np.ndarray:
+    """An empty ``size`` x ``size`` frame: a flat colour (dark in half the draws), a soft gradient and sensor noise."""
+    level = rng.uniform(0, 40) if rng.random() < 0.5 else rng.uniform(0, 255)
+    colour = np.clip(level + np.array([rng.uniform(-10, 10) for _ in range(3)]), 0, 255)
+    ramp = np.linspace(-1.0, 1.0, size, dtype=np.float32) * rng.uniform(0, 20)
+    ramp = ramp[None, :] if rng.random() < 0.5 else ramp[:, None]
+    img = np.broadcast_to(colour[None, None, :].astype(np.float32) + ramp[..., None], (size, size, 3))
+    noise = np.random.default_rng(rng.getrandbits(32)).normal(0.0, rng.uniform(0, 6), img.shape)
+    return np.clip(img + noise, 0, 255).astype(np.uint8)
+
+
 def _closeup_face(boxes: np.ndarray, rng: random.Random, a: RetinaFacePreset) -> int | None:
     """With probability ``closeup_prob``, the index of a face (at least ``closeup_min_face`` px) to zoom in on."""
     if len(boxes) == 0 or rng.random() >= a.closeup_prob:
@@ -232,6 +243,8 @@ def train_one_epoch(
         crops, labels, targets = [], [], []
         for i in batch:
             crop, boxes = augment(images[i], items[i].xyxy, rng, s)
+            if s.augmentation.blank_prob and rng.random() < s.augmentation.blank_prob:
+                crop, boxes = blank_frame(s.crop_size, rng), np.zeros((0, 4), np.float32)
             lab, tgt = match(
                 torch.from_numpy(boxes) / s.crop_size, priors, s.pos_iou, s.augmentation.small_face_matches
             )

@@ -29,6 +29,9 @@ class RetinaFacePreset:
     """How much more often a scene with an unmasked face is drawn (1: every scene once per epoch)."""
     small_face_matches: int = 0
     """At least this many anchors per face in training (S3FD's scale compensation; 0: IoU threshold + best)."""
+    blank_prob: float = 0.0
+    """Probability that a training crop is replaced by an empty frame (a flat, mostly dark colour with noise and a
+    soft gradient: a covered lens, a night scene, a fade), which must give no face."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,7 @@ PRESETS: dict[str, dict[str, object]] = {
         "closeup": RetinaFacePreset(closeup_prob=0.5, closeup_fill=(0.4, 0.95)),
         "wide": RetinaFacePreset(closeup_prob=0.0),
         "unmasked": RetinaFacePreset(unmasked_weight=3.0),
-        "small": RetinaFacePreset(small_face_matches=5),
+        "small": RetinaFacePreset(small_face_matches=5, blank_prob=0.05),
         "plain": RetinaFacePreset(scale_jitter=(0.8, 1.25), closeup_prob=0.0, photometric=False),
     },
     "ultralight": {
@@ -61,7 +64,8 @@ PRESETS: dict[str, dict[str, object]] = {
 """Presets by trainer kind and name. ``closeup``: more faces filling the frame, as at a shop entrance; ``wide``: no
 close-ups (small faces in scenes, as in CCTV); ``unmasked``: scenes with an unmasked face drawn three times as
 often (the faces that raise alerts, and the ones found least often); ``small``: at least 5 anchors per face in
-training, so that small faces get as many training signals as large ones; ``plain``: mild geometry and no colour
+training, so that small faces get as many training signals as large ones, and 5 % empty frames (a detector
+trained to find faint faces otherwise also finds one in a black frame); ``plain``: mild geometry and no colour
 changes, for debugging."""
 
 

@@ -33,6 +33,7 @@ class RecordSink:
     def __init__(self) -> None:
         self.records: dict[int, dict] = {}
         self.events: list[dict] = []
+        self.people_counted = 0  # the monitor's people_total at the end of the clip
 
     def write(self, result: FrameResult, annotated) -> None:
         self.records.setdefault(result.frame_index, result.to_json())  # the end-of-input result repeats a frame
@@ -65,6 +66,7 @@ def run_clip(cfg, pipeline, truth: ClipTruth) -> RecordSink:
         )
         settings = run_settings(cfg) | {"status_interval_s": 1e9, "summary_interval_s": 1e9}
         run(source, monitor, [sink], None, progress=False, **settings)
+        sink.people_counted = int(monitor.snapshot()["people_total"])
     finally:
         source.close()
     return sink
@@ -100,7 +102,7 @@ def _cell(value: Any) -> str:
 def table_lines(result: dict[str, Any]) -> list[str]:
     """The results as a fixed-width table: one row per clip and the overall row."""
     heads = ["clip", "frames", "IDF1", "MOTA", "IDsw", "label acc", "alert rec", "dup/pers", "false/pers"]
-    heads += ["static al", "t->alert s"]
+    heads += ["static al", "t->alert s", "people", "counted"]
     keys = ["frames", *MOT_KEYS, *PERSON_KEYS]
     rows = [[name, *(_cell(clip[k]) for k in keys)] for name, clip in result["clips"].items()]
     rows.append(["OVERALL", *(_cell(result[k]) for k in keys)])
@@ -140,7 +142,7 @@ def eval_video_command(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         produced = run_clip(cfg, pipeline, truth)
         records = [produced.records[i] for i in sorted(produced.records)]
-        scores.append(score_clip(truth, records, produced.events))
+        scores.append(score_clip(truth, records, produced.events, produced.people_counted))
         if args.keep is not None:
             _write_jsonl(args.keep / f"{truth.name}.detections.jsonl", records)
             _write_jsonl(args.keep / f"{truth.name}.events.jsonl", produced.events)

@@ -37,6 +37,8 @@ PERSON_KEYS = (
     "false_alerts_per_person",
     "static_face_alerts",
     "median_time_to_alert_s",
+    "people_true",
+    "people_counted",
 )
 
 
@@ -69,6 +71,10 @@ class PersonCounts:
     static_face_alerts: int = 0
     unmatched_alerts: int = 0
     alerts: int = 0
+    people_true: int = 0
+    """People in the truth (faces that move; static faces are not people)."""
+    people_counted: int = 0
+    """People maskwatch counted (the ``people_total`` of its summary and report)."""
     times_to_alert_s: list[float] = field(default_factory=list)
 
     def add(self, other: PersonCounts) -> None:
@@ -86,6 +92,8 @@ class PersonCounts:
             "false_alerts_per_person": ratio(self.false_alerts, self.masked),
             "static_face_alerts": self.static_face_alerts,
             "median_time_to_alert_s": round(statistics.median(times), 2) if times else None,
+            "people_true": self.people_true,
+            "people_counted": self.people_counted,
         }
 
 
@@ -243,8 +251,9 @@ def mot_summary(accumulators: list, names: list[str]) -> dict[str, dict[str, flo
     return {name: row(name) for name in [*names, "OVERALL"]}
 
 
-def score_clip(truth: ClipTruth, records: list[dict], events: list[dict]) -> ClipScore:
-    """Score one clip from its detections records and events (see the module docstring)."""
+def score_clip(truth: ClipTruth, records: list[dict], events: list[dict], people_counted: int = 0) -> ClipScore:
+    """Score one clip from its detections records and events (see the module docstring); ``people_counted`` is
+    how many people maskwatch counted on it."""
     hyps = _hypotheses(records)
     assoc = _Associations()
     acc = None
@@ -252,7 +261,8 @@ def score_clip(truth: ClipTruth, records: list[dict], events: list[dict]) -> Cli
         acc = _mot_accumulator(truth, hyps, assoc)
     else:
         _time_associations(truth, hyps, assoc)
-    counts = PersonCounts()
+    counts = PersonCounts(people_counted=people_counted)
+    counts.people_true = len({s.person for s in truth.spells if s.kind != STATIC})
     spells = label_spells(truth.spells)
     for spell in spells:
         shown = Counter(
