@@ -2,7 +2,9 @@
 
 Each track carries a constant-velocity Kalman filter on ``(cx, cy, w/h, h)``. Every detection update first matches
 the confident detections to all alive tracks, then the low-score ones to the tracks still being tracked (Zhang et
-al., ByteTrack, 2022); matching is an optimal assignment on ``1 - IoU`` with an IoU gate. A candidate becomes a
+al., ByteTrack, 2022); matching is an optimal assignment on ``1 - IoU`` with an IoU gate, and what is left of the
+tracks seen last time and the confident detections is matched again on boxes widened by half their size (a face
+that moved more than its size between detector frames: Yang et al., C-BIoU, 2023). A candidate becomes a
 confirmed track (a person with an id) after ``min_hits`` consecutive matches; a confirmed track survives
 ``max_lost`` frames without detections, so short occlusions keep their id. Confident matches vote on the label;
 the decided label only changes when another class wins the vote window.
@@ -36,6 +38,17 @@ from maskwatch.monitor.reid import appearance, similarity
 from maskwatch.types import CLASS_NAMES, NO_TRACK, UNDECIDED, FaceDetections
 
 TENTATIVE, TRACKED, LOST, DORMANT = "tentative", "tracked", "lost", "dormant"
+BUFFER = 0.5
+"""Second matching pass: boxes widened by this share of their width and height on every side."""
+
+
+def buffered(xyxy: np.ndarray, b: float) -> np.ndarray:
+    """Boxes (N, 4) widened by ``b`` times their width and height on every side."""
+    xyxy = np.asarray(xyxy, np.float32).reshape(-1, 4)
+    pad = np.concatenate([xyxy[:, 2:] - xyxy[:, :2]] * 2, axis=1) * b
+    return xyxy + pad * np.array([-1, -1, 1, 1], np.float32)
+
+
 STD_POS = 1.0 / 20.0  # position noise per pixel of box height (as in SORT/ByteTrack)
 STD_VEL = 1.0 / 160.0  # velocity noise per pixel of box height
 _NUM_CLASSES = len(CLASS_NAMES)
@@ -193,6 +206,22 @@ class FaceTracker:
             self._hit(pool[t], faces, int(high[d]), frame_index, ts, vote=True)
             matched[id(pool[t])] = int(high[d])
         taken = {int(high[d]) for _, d in pairs}
+        # faces that moved by more than their size since the last detector frame (a fast walker, a wide stride,
+        # a candidate with no velocity yet): the same matching on boxes widened by half their size on every side,
+        # for the tracks seen last time and the detections left over (buffered IoU, Yang et al., C-BIoU, 2023)
+        pool = [t for t in self._alive if t.state != LOST and id(t) not in matched]
+        free = np.array([int(i) for i in high if int(i) not in taken], np.int64)
+        if pool and len(free):
+            pairs = match(
+                buffered(np.array([t.xyxy for t in pool]), BUFFER),
+                buffered(faces.xyxy[free], BUFFER),
+                self.match_iou,
+                allowed=self._alike(pool, free, cut),
+            )
+            for t, d in pairs:
+                self._hit(pool[t], faces, int(free[d]), frame_index, ts, vote=True)
+                matched[id(pool[t])] = int(free[d])
+                taken.add(int(free[d]))
         unmatched_high = [int(i) for i in high if int(i) not in taken]
 
         pool = [t for t in self._alive if t.state == TRACKED and id(t) not in matched]
