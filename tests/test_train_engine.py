@@ -220,3 +220,14 @@ def test_small_faces_get_at_least_k_anchors_without_stealing() -> None:
     both, _ = match(torch.cat([tiny, big]), priors, 0.35, min_matches=3)
     assert bool((both >= both_plain).all())  # only adds positives; the big face keeps all of its own
     assert int(both.sum()) == int(both_plain.sum()) + 2
+
+
+def test_empty_frames_are_flat_mostly_dark_and_repeatable() -> None:
+    from maskwatch.train.detector import blank_frame
+
+    frames = [blank_frame(64, random.Random(seed)) for seed in range(40)]
+    assert all(f.shape == (64, 64, 3) and f.dtype == np.uint8 for f in frames)
+    assert all(float(f.std()) < 20 for f in frames)  # no structure beyond a soft ramp and sensor noise
+    assert sum(float(f.mean()) < 50 for f in frames) >= 15  # dark in about half the draws (a night, a lens cap)
+    assert np.array_equal(blank_frame(64, random.Random(3)), frames[3])
+    assert get_preset("retinaface", "small").blank_prob > 0 and RetinaFacePreset().blank_prob == 0
