@@ -15,7 +15,7 @@ from maskwatch.media import EXIT_ERROR, EXIT_OK, EXIT_SIGNAL
 
 DEFAULT_EPOCHS = {
     "classifier": 20,
-    "retinaface_mnet025": 10,
+    "retinaface_mnet025": 20,
     "ultralight_rfb": 8,
     "fasterrcnn_resnet50_fpn": 10,
     "fasterrcnn_mobilenet_v3_large_fpn": 10,

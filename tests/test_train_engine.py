@@ -152,7 +152,8 @@ def test_seed_everything_repeats_the_draws() -> None:
 
 
 def test_presets_by_name() -> None:
-    assert get_preset("retinaface", "default") == RetinaFacePreset()
+    assert get_preset("retinaface", "v1") == RetinaFacePreset()
+    assert get_preset("retinaface", "default") == get_preset("retinaface", "small")
     assert get_preset("ultralight", "default") == UltraLightPreset()
     assert get_preset("retinaface", "wide").closeup_prob == 0.0
     assert as_plain(RetinaFacePreset())["closeup_fill"] == [0.3, 0.95]
@@ -230,4 +231,4 @@ def test_empty_frames_are_flat_mostly_dark_and_repeatable() -> None:
     assert all(float(f.std()) < 20 for f in frames)  # no structure beyond a soft ramp and sensor noise
     assert sum(float(f.mean()) < 50 for f in frames) >= 15  # dark in about half the draws (a night, a lens cap)
     assert np.array_equal(blank_frame(64, random.Random(3)), frames[3])
-    assert get_preset("retinaface", "small").blank_prob > 0 and RetinaFacePreset().blank_prob == 0
+    assert get_preset("retinaface", "small").blank_prob > 0 and get_preset("retinaface", "v1").blank_prob == 0

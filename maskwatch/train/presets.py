@@ -48,7 +48,8 @@ class UltraLightPreset:
 
 PRESETS: dict[str, dict[str, object]] = {
     "retinaface": {
-        "default": RetinaFacePreset(),
+        "default": RetinaFacePreset(small_face_matches=5, blank_prob=0.05),
+        "v1": RetinaFacePreset(),
         "closeup": RetinaFacePreset(closeup_prob=0.5, closeup_fill=(0.4, 0.95)),
         "wide": RetinaFacePreset(closeup_prob=0.0),
         "unmasked": RetinaFacePreset(unmasked_weight=3.0),
@@ -61,12 +62,13 @@ PRESETS: dict[str, dict[str, object]] = {
         "plain": UltraLightPreset(window_scale=(0.7, 1.2), photometric=False),
     },
 }
-"""Presets by trainer kind and name. ``closeup``: more faces filling the frame, as at a shop entrance; ``wide``: no
-close-ups (small faces in scenes, as in CCTV); ``unmasked``: scenes with an unmasked face drawn three times as
-often (the faces that raise alerts, and the ones found least often); ``small``: at least 5 anchors per face in
-training, so that small faces get as many training signals as large ones, and 5 % empty frames (a detector
-trained to find faint faces otherwise also finds one in a black frame); ``plain``: mild geometry and no colour
-changes, for debugging."""
+"""Presets by trainer kind and name. RetinaFace's ``default`` is the shipped detector's recipe (the same as
+``small``); ``v1`` the previous one (no scale compensation, no empty frames). ``closeup``: more faces filling the
+frame, as at a shop entrance; ``wide``: no close-ups (small faces in scenes, as in CCTV); ``unmasked``: scenes with
+an unmasked face drawn three times as often (the faces that raise alerts, and the ones found least often);
+``small``: at least 5 anchors per face in training, so that small faces get as many training signals as large
+ones, and 5 % empty frames (a detector trained to find faint faces otherwise also finds one in a black frame);
+``plain``: mild geometry and no colour changes, for debugging."""
 
 
 def _kinds() -> dict[str, dict[str, object]]:
