@@ -57,6 +57,13 @@ def box_area(xyxy: np.ndarray) -> np.ndarray:
     return np.clip(xyxy[:, 2] - xyxy[:, 0], 0, None) * np.clip(xyxy[:, 3] - xyxy[:, 1], 0, None)
 
 
+def buffered(xyxy: np.ndarray, b: float) -> np.ndarray:
+    """Boxes (N, 4) widened by ``b`` times their width and height on every side."""
+    xyxy = np.asarray(xyxy, np.float32).reshape(-1, 4)
+    pad = np.concatenate([xyxy[:, 2:] - xyxy[:, :2]] * 2, axis=1) * b
+    return xyxy + pad * np.array([-1, -1, 1, 1], np.float32)
+
+
 def match(
     tracks_xyxy: np.ndarray,
     dets_xyxy: np.ndarray,

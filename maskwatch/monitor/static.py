@@ -18,6 +18,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from maskwatch.monitor.track import TRACKED
+
 
 class CameraMotion:
     """The camera's motion between consecutive :meth:`update` calls, as a 2x3 similarity transform in pixels.
@@ -122,37 +124,37 @@ class LifeMeter:
         """Update ``tracks`` (those seen on ``frame_index``) from the frame ``gray`` (one channel, full size);
         ``matrix`` is the camera motion since the last call. Live tracks are left alone (life is for good)."""
         # people already seen to move: where they pass in front of a face, that face's motion is theirs
-        passers = [person_region(t.xyxy) for t in tracks if t.live and t.state == "tracked"]
+        passers = [person_region(t.xyxy) for t in tracks if t.live and t.state == TRACKED]
         tracks = [t for t in tracks if not t.live]
         for track in tracks:  # unknown camera motion (a cut, a scene without texture): anchors stay where they are
             if track.anchor is not None and matrix is not None:
                 track.anchor = warp_boxes(track.anchor, matrix)[0]
         seen = [t for t in tracks if t.last_frame == frame_index]
         h, w = gray.shape[:2]
-        clear = [
-            t
-            for t in seen
-            if not _at_edge(np.asarray(t.det_xyxy, np.float64), w, h) and not _overlaps(t.det_xyxy, passers)
-        ]
+        # cut off by the border, or behind a passer-by: no evidence either way
+        clear = [t for t in seen if not _at_edge(t.det_xyxy, w, h) and not _overlaps(t.det_xyxy, passers)]
         if matrix is not None:
             self._drift(gray, clear, matrix)
         self._prev_gray, self._prev_frame = gray, frame_index
+        clear_ids = {id(t) for t in clear}
         for track in seen:
             box = np.asarray(track.det_xyxy, np.float64)
             track.seen_box, track.seen_frame = box.copy(), frame_index
             if track.anchor is None:
                 track.anchor = box.copy()
-            if track not in clear:  # cut off by the border, or behind a passer-by: no evidence either way
-                track.static = not track.live and track.last_ts - track.first_ts >= self.static_after_s
-                continue
-            height = max(float(box[3] - box[1]), 1.0)
-            track.life = max(track.life, float(np.hypot(*track.drift)) / height / self.drift_frac)
-            track.life = max(track.life, self._moved(track.anchor, box) / self.move_frac)
-            if len(track.steps) == track.steps.maxlen:  # steadily moving, if only a little (a person in place)
-                track.life = max(track.life, sorted(track.steps)[len(track.steps) // 2] / self.step_px)
-            if track.life >= 1.0:
-                track.live = True
+            if id(track) in clear_ids:
+                self._weigh(track, box)
             track.static = not track.live and track.last_ts - track.first_ts >= self.static_after_s
+
+    def _weigh(self, track, box: np.ndarray) -> None:
+        """Raise ``track.life`` from its drift, its box's distance from the anchor and its recent steps."""
+        height = max(float(box[3] - box[1]), 1.0)
+        track.life = max(track.life, float(np.hypot(*track.drift)) / height / self.drift_frac)
+        track.life = max(track.life, self._moved(track.anchor, box) / self.move_frac)
+        if len(track.steps) == track.steps.maxlen:  # steadily moving, if only a little (a person in place)
+            track.life = max(track.life, sorted(track.steps)[len(track.steps) // 2] / self.step_px)
+        if track.life >= 1.0:
+            track.live = True
 
     def _drift(self, gray: np.ndarray, tracks, camera: np.ndarray) -> None:
         """Add to each track seen on the previous detector frame too how far its face moved against the scene."""

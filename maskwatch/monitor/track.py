@@ -26,6 +26,7 @@ import numpy as np
 
 from maskwatch.monitor.kalman import (  # noqa: F401  (linear_assignment: also imported from here)
     box_area,
+    buffered,
     kf_init,
     kf_predict,
     kf_update,
@@ -40,15 +41,6 @@ from maskwatch.types import CLASS_NAMES, NO_TRACK, UNDECIDED, FaceDetections
 TENTATIVE, TRACKED, LOST, DORMANT = "tentative", "tracked", "lost", "dormant"
 BUFFER = 0.5
 """Second matching pass: boxes widened by this share of their width and height on every side."""
-
-
-def buffered(xyxy: np.ndarray, b: float) -> np.ndarray:
-    """Boxes (N, 4) widened by ``b`` times their width and height on every side."""
-    xyxy = np.asarray(xyxy, np.float32).reshape(-1, 4)
-    pad = np.concatenate([xyxy[:, 2:] - xyxy[:, :2]] * 2, axis=1) * b
-    return xyxy + pad * np.array([-1, -1, 1, 1], np.float32)
-
-
 STD_POS = 1.0 / 20.0  # position noise per pixel of box height (as in SORT/ByteTrack)
 STD_VEL = 1.0 / 160.0  # velocity noise per pixel of box height
 _NUM_CLASSES = len(CLASS_NAMES)
@@ -202,10 +194,7 @@ class FaceTracker:
         pairs = match(
             np.array([t.xyxy for t in pool]), faces.xyxy[high], self.match_iou, allowed=self._alike(pool, high, cut)
         )
-        for t, d in pairs:
-            self._hit(pool[t], faces, int(high[d]), frame_index, ts, vote=True)
-            matched[id(pool[t])] = int(high[d])
-        taken = {int(high[d]) for _, d in pairs}
+        taken = self._take(pairs, pool, high, faces, frame_index, ts, matched, vote=True)
         # faces that moved by more than their size since the last detector frame (a fast walker, a wide stride,
         # a candidate with no velocity yet): the same matching on boxes widened by half their size on every side,
         # for the tracks seen last time and the detections left over (buffered IoU, Yang et al., C-BIoU, 2023)
@@ -218,19 +207,14 @@ class FaceTracker:
                 self.match_iou,
                 allowed=self._alike(pool, free, cut),
             )
-            for t, d in pairs:
-                self._hit(pool[t], faces, int(free[d]), frame_index, ts, vote=True)
-                matched[id(pool[t])] = int(free[d])
-                taken.add(int(free[d]))
+            taken |= self._take(pairs, pool, free, faces, frame_index, ts, matched, vote=True)
         unmatched_high = [int(i) for i in high if int(i) not in taken]
 
         pool = [t for t in self._alive if t.state == TRACKED and id(t) not in matched]
         pairs = match(
             np.array([t.xyxy for t in pool]), faces.xyxy[low], self.low_match_iou, allowed=self._alike(pool, low, cut)
         )
-        for t, d in pairs:
-            self._hit(pool[t], faces, int(low[d]), frame_index, ts, vote=False)
-            matched[id(pool[t])] = int(low[d])
+        self._take(pairs, pool, low, faces, frame_index, ts, matched, vote=False)
 
         survivors = []
         for track in self._alive:
@@ -328,6 +312,14 @@ class FaceTracker:
             track.vote(faces.class_id[d], faces.class_prob[d], threshold=self.vote_threshold, min_votes=self.min_votes)
         self._alive.append(track)
         return track
+
+    def _take(self, pairs, pool, dets, faces, frame_index, ts, matched, *, vote: bool) -> set[int]:
+        """Update each paired track with its detection (``pairs`` index ``pool`` and ``dets``), record it in
+        ``matched``; returns the detection indices taken."""
+        for t, d in pairs:
+            self._hit(pool[t], faces, int(dets[d]), frame_index, ts, vote=vote)
+            matched[id(pool[t])] = int(dets[d])
+        return {int(dets[d]) for _, d in pairs}
 
     def _holds(self, track: Track) -> bool:
         """Whether ``track``, lost now, stays where it was last seen: with ``hold_unmoved_s`` > 0, a track followed
