@@ -10,7 +10,7 @@ from pathlib import Path
 from loguru import logger
 
 from maskwatch import __version__
-from maskwatch.errors import MaskwatchError
+from maskwatch.errors import MaskwatchError, require
 from maskwatch.media import EXIT_ERROR, EXIT_OK, EXIT_SIGNAL
 
 DEFAULT_EPOCHS = {
@@ -370,6 +370,7 @@ def cmd_soak(args: argparse.Namespace) -> int:
     from maskwatch.config import load_config
 
     validate(args.minutes, args.interval_s, args.warmup_s)
+    require("matplotlib")  # the plot is written at the end: say so before the soak, not after it
     video = resolve_video(args.video)
     cfg = load_config(args.config, {})
     result = soak(

@@ -22,3 +22,12 @@ class WeightsError(MaskwatchError):
 
 class OutputError(MaskwatchError):
     """An output cannot be written."""
+
+
+def require(*modules: str) -> None:
+    """Fail before any work starts when an optional package a command will need is not installed: the import's
+    :class:`ModuleNotFoundError`, which the CLI reports as one line naming the extra to install."""
+    from importlib import import_module
+
+    for name in modules:
+        import_module(name)

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.conftest import write_video
 from tests.helpers import ROOT
 
 MISSING = 'raise ModuleNotFoundError("No module named {name!r}", name={name!r})\n'
@@ -60,3 +61,49 @@ def test_commands_that_need_torch_say_how_to_install_it(no_torch_env: dict[str, 
     assert done.returncode != 0
     assert "Traceback" not in done.stderr, done.stderr[-2000:]
     assert "pip install 'maskwatch[train]'" in done.stderr, done.stderr[-2000:]
+
+
+BATCH_TASKS = """
+import sys
+from pathlib import Path
+
+from maskwatch.commands.batch.chunks import Chunk
+from maskwatch.commands.batch.tasks import analyse_task, finish_task, stitch_task
+
+video, out = sys.argv[1], sys.argv[2]
+part = analyse_task(video, out, "clip", Chunk(index=0, start=0, stop=None, warm=0), None, None)
+done = finish_task(video, out, "clip", stitch_task(video, out, "clip", [part]), 0.0)
+print(done["frames"])
+"""
+
+
+def test_batch_tasks_need_no_torch(no_torch_env: dict[str, str], tmp_path: Path) -> None:
+    """The work ``maskwatch batch`` hands its Ray workers (analyse, stitch, finish) runs on the lean install."""
+    video, out = tmp_path / "clip.mp4", tmp_path / "out"
+    out.mkdir()
+    write_video(video, frames=8)
+    done = subprocess.run([sys.executable, "-c", BATCH_TASKS, str(video), str(out)], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT, env=no_torch_env)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-1] == "8"
+    assert (out / "clip.annotated.mp4").stat().st_size > 0 and (out / "clip.done.json").exists()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["eval", "--data", "no-such-dataset", "--plots", "plots"],
+        ["soak", "--video", "no-such-video.mp4", "--minutes", "1", "--out", "soak-out"],
+    ],
+)
+def test_a_missing_plotting_package_is_named_before_the_work(tmp_path: Path, argv: list[str]) -> None:
+    """``eval --plots`` and ``soak`` draw at the end: without matplotlib they say so at once, not after the work."""
+    shadow = tmp_path / "shadow" / "matplotlib"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text(MISSING.format(name="matplotlib"))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(shadow.parent), str(ROOT)])}
+    done = subprocess.run([sys.executable, "-m", "maskwatch", *argv], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path, env=env)  # fmt: skip
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    assert "pip install 'maskwatch[train]' (matplotlib" in done.stderr, done.stderr[-2000:]

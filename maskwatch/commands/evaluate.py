@@ -22,7 +22,7 @@ from tqdm import tqdm
 from maskwatch import metrics
 from maskwatch.capture.images import read_image
 from maskwatch.data.voc import AnnotatedImage
-from maskwatch.errors import MaskwatchError
+from maskwatch.errors import MaskwatchError, require
 from maskwatch.metrics import average_precision, match_image
 from maskwatch.monitor.pipeline import FacePipeline
 from maskwatch.types import CLASS_NAMES, UNDECIDED, FaceDetections, Frame
@@ -246,6 +246,8 @@ def eval_command(args: argparse.Namespace) -> int:
     from maskwatch.media import EXIT_OK
     from maskwatch.outputs.sinks import check_writable
 
+    if args.plots is not None:
+        require("matplotlib")
     if not 0.0 < args.iou < 1.0:
         raise MaskwatchError(f"--iou must be between 0 and 1, got {args.iou}")
     if not 0.0 < args.score_threshold < 1.0:

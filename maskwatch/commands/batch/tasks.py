@@ -37,12 +37,13 @@ def _config(config: str | None, precision: str | None):
 def _models(config: str | None, precision: str | None):
     key = (config, precision)
     if key not in _PIPELINES:
-        import torch
+        from maskwatch.build import build_pipeline, effective_engine
 
-        from maskwatch.build import build_pipeline
-
-        torch.set_num_threads(1)
         cfg = _config(config, precision)
+        if effective_engine(cfg) == "torch" and not cfg.runtime.threads:
+            import torch  # the torch engine only: the lean install (ONNX Runtime, one thread a session) has no torch
+
+            torch.set_num_threads(1)  # Ray runs one task per core
         pipeline = build_pipeline(cfg)
         pipeline.warmup()
         _PIPELINES[key] = (cfg, pipeline)
