@@ -16,7 +16,6 @@ from maskwatch.media import EXIT_ERROR, EXIT_OK, EXIT_SIGNAL
 DEFAULT_EPOCHS = {
     "classifier": 20,
     "retinaface_mnet025": 20,
-    "ultralight_rfb": 8,
     "fasterrcnn_resnet50_fpn": 10,
     "fasterrcnn_mobilenet_v3_large_fpn": 10,
 }
@@ -121,7 +120,13 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--out", type=Path, help="model file to write (default: weights/detector.pt or classifier.pt)")
     tr.add_argument("--resume", type=Path, help="checkpoint to resume from")
     tr.add_argument("--crops", type=Path, help="classifier: extra folder of face crops (with_mask/, without_mask/)")
-    tr.add_argument("--init", type=Path, help="detector: pretrained weights to start from")
+    tr.add_argument(
+        "--init",
+        type=Path,
+        help="pretrained weights to start from: the detector needs them (e.g. WIDER FACE "
+        "retinaface_mobilenet0.25.pth); the classifier's ImageNet backbone (mobilenetv1_x0.25_imagenet.tar) is "
+        "optional (random init without it)",
+    )
     tr.add_argument(
         "--mine-with",
         type=Path,
@@ -143,7 +148,7 @@ def _add_quantize(sub: argparse._SubParsersAction) -> None:
     qu.add_argument(
         "--out", type=Path, help="folder for detector_int8.onnx and classifier_int8.onnx (default weights/)"
     )
-    qu.add_argument("--data", type=Path, help="Pascal VOC folder (default ../shared/data/facemask-voc)")
+    qu.add_argument("--data", required=True, type=Path, help="Pascal VOC folder to calibrate on")
     qu.add_argument("--split", type=Path, help="stems to calibrate on (default DATA/splits/train.txt)")
     qu.add_argument(
         "--detector", default="detector.onnx", help="fp32 detector: .onnx file, or .pt model file exported first"
@@ -259,7 +264,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     }
     recipe = "classifier" if args.model == "classifier" else args.arch
     common["epochs"] = args.epochs if args.epochs is not None else DEFAULT_EPOCHS[recipe]
-    kind = {"classifier": "classifier", "retinaface_mnet025": "retinaface", "ultralight_rfb": "ultralight"}.get(recipe)
+    kind = {"classifier": "classifier", "retinaface_mnet025": "retinaface"}.get(recipe)
     if kind is None and args.preset != "default":
         raise MaskwatchError(f"--preset: {recipe} has no augmentation presets")
     if kind is not None:
@@ -270,15 +275,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.model == "classifier":
         from maskwatch.train.classifier import train
 
-        path = train(**common, extra_crops=args.crops, detector=args.mine_with or _shipped_detector())
-    elif args.arch == "ultralight_rfb":
-        from maskwatch.train.ultralight import train
-
-        path = train(**common, init=args.init or _pretrained("ultralight_rfb_320.pth"))
+        path = train(
+            **common,
+            extra_crops=args.crops,
+            detector=args.mine_with or _shipped_detector(),
+            pretrained=None if args.init is None else _init(args.init),
+        )
     elif args.arch == "retinaface_mnet025":
         from maskwatch.train.detector import train
 
-        path = train(**common, init=args.init or _pretrained("retinaface_mobilenet0.25.pth"))
+        path = train(**common, init=_init(args.init))
     else:
         from maskwatch.train.frcnn import train
 
@@ -305,11 +311,10 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     from maskwatch.models.manifest import WEIGHTS_DIRS
 
     _positive(args.calib, "--calib")
-    data = args.data or _shared_data("facemask-voc")
-    split = args.split or _default_split(data, "train.txt")
+    split = args.split or _default_split(args.data, "train.txt")
     out = args.out or WEIGHTS_DIRS[0]
     paths = quantize_files(
-        data, split, out, n_images=args.calib, detector_weights=args.detector, classifier_weights=args.classifier
+        args.data, split, out, n_images=args.calib, detector_weights=args.detector, classifier_weights=args.classifier
     )
     for path in paths.values():
         logger.info(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
@@ -392,20 +397,16 @@ def cmd_soak(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _shared_data(name: str, required: bool = True) -> Path:
-    """A data folder from ../shared/data beside the checkout (pass --data elsewhere)."""
-    path = Path(__file__).resolve().parents[2] / "shared" / "data" / name
-    if required and not path.exists():
-        raise MaskwatchError(f"no dataset at {path}; pass --data PATH")
-    return path
-
-
-def _pretrained(name: str) -> Path:
-    """A WIDER FACE starting point from ../shared/pretrained beside the checkout (pass --init elsewhere)."""
-    path = Path(__file__).resolve().parents[2] / "shared" / "pretrained" / name
-    if not path.is_file():
-        raise MaskwatchError(f"pretrained starting point {name} not found at {path}; pass --init PATH")
-    return path
+def _init(path: Path | None) -> Path:
+    """The detector's starting weights: ``--init``, which must name a file."""
+    if path is None:
+        raise MaskwatchError(
+            "train detector needs --init PATH: the pretrained weights to start from "
+            "(e.g. the WIDER FACE retinaface_mobilenet0.25.pth)"
+        )
+    if not Path(path).is_file():
+        raise MaskwatchError(f"--init {path} does not exist")
+    return Path(path)
 
 
 def _default_split(data: Path, name: str) -> Path | None:

@@ -18,7 +18,8 @@ from maskwatch.models.classifier import (
     build_classifier_net,
     crops_to_tensor,
 )
-from maskwatch.models.weights import save_model_file, write_manifest_entry
+from maskwatch.models.manifest import write_manifest_entry
+from maskwatch.models.weights import save_model_file
 from maskwatch.monitor.crop import DEFAULT_CROP_MARGIN, crop_bounds, crop_face
 from maskwatch.train.classifier import Recipe, metrics_from_confusion, train
 from maskwatch.types import CLASS_NAMES

@@ -16,7 +16,8 @@ from maskwatch.commands.export import export_all, export_classifier, export_dete
 from maskwatch.errors import MaskwatchError, OutputError, WeightsError
 from maskwatch.models import classifier as clf
 from maskwatch.models import retinaface as rf
-from maskwatch.models.weights import read_manifest, save_model_file, sha256_of
+from maskwatch.models.manifest import read_manifest, sha256_of
+from maskwatch.models.weights import save_model_file
 from maskwatch.types import CLASS_NAMES
 
 pytest.importorskip("onnx")

@@ -23,7 +23,7 @@ from maskwatch.models import retinaface as rf
 from maskwatch.models.base import Classifier, Detector
 from maskwatch.models.classifier import MaskClassifier
 from maskwatch.models.detector import load_detector
-from maskwatch.models.weights import WEIGHTS_DIRS, write_manifest_entry
+from maskwatch.models.manifest import WEIGHTS_DIRS, write_manifest_entry
 from maskwatch.types import CLASS_NAMES, FaceDetections
 from tests.helpers import ROOT, mismatch, truncated, unlisted
 

@@ -25,7 +25,7 @@ from maskwatch.config import load_config
 from maskwatch.errors import ConfigError, MaskwatchError, WeightsError
 from maskwatch.models import retinaface as rf
 from maskwatch.models.classifier import MaskClassifierNet
-from maskwatch.models.weights import WEIGHTS_DIRS, sha256_of, write_manifest_entry
+from maskwatch.models.manifest import WEIGHTS_DIRS, sha256_of, write_manifest_entry
 from maskwatch.types import CLASS_NAMES
 from tests.helpers import maskwatch, mismatch, truncated, unlisted
 

@@ -64,7 +64,8 @@ def test_int8_runs_on_onnx_and_cuda_runs_fp32(monkeypatch):
 
 
 def test_torch_engine_refuses_int8_model_files(tmp_path):
-    from maskwatch.models.weights import save_model_file, write_manifest_entry
+    from maskwatch.models.manifest import write_manifest_entry
+    from maskwatch.models.weights import save_model_file
 
     path = tmp_path / "old_int8.pt"
     save_model_file(path, "retinaface_mnet025", {}, {"precision": "int8"})
@@ -79,8 +80,8 @@ def test_quantize_command_exports_pt_files_first(tmp_path):
     """``maskwatch quantize`` from the shipped .pt files on a tiny synthetic VOC set: int8 ONNX files that load."""
     pytest.importorskip("onnxruntime")
     from maskwatch.cli import main
+    from maskwatch.models.manifest import sha256_of
     from maskwatch.models.onnx_engine import OnnxMaskClassifier, OnnxRetinaFaceDetector
-    from maskwatch.models.weights import sha256_of
     from tests.test_evaluate import ITEMS, _write_voc
 
     _write_voc(tmp_path / "voc", ITEMS)

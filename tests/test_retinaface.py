@@ -12,6 +12,7 @@ import torch
 
 from maskwatch.errors import WeightsError
 from maskwatch.models.base import Detector
+from maskwatch.models.manifest import read_manifest, write_manifest_entry
 from maskwatch.models.retinaface import (
     ARCH,
     RetinaFace,
@@ -22,7 +23,7 @@ from maskwatch.models.retinaface import (
     load_retinaface,
     prior_boxes,
 )
-from maskwatch.models.weights import load_model_file, read_manifest, save_model_file, write_manifest_entry
+from maskwatch.models.weights import load_model_file, save_model_file
 from maskwatch.train.detector import Settings, augment, match, multibox_loss, train
 from maskwatch.types import FaceDetections
 

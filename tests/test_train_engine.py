@@ -21,7 +21,7 @@ from maskwatch.train.engine import (
     seed_everything,
     warmup_cosine,
 )
-from maskwatch.train.presets import PRESETS, RetinaFacePreset, UltraLightPreset, as_plain, get_preset
+from maskwatch.train.presets import PRESETS, RetinaFacePreset, as_plain, get_preset
 from tests.helpers import maskwatch
 
 
@@ -154,7 +154,6 @@ def test_seed_everything_repeats_the_draws() -> None:
 def test_presets_by_name() -> None:
     assert get_preset("retinaface", "v1") == RetinaFacePreset()
     assert get_preset("retinaface", "default") == get_preset("retinaface", "small")
-    assert get_preset("ultralight", "default") == UltraLightPreset()
     assert get_preset("retinaface", "wide").closeup_prob == 0.0
     assert as_plain(RetinaFacePreset())["closeup_fill"] == [0.3, 0.95]
     with pytest.raises(MaskwatchError) as caught:

@@ -4,14 +4,8 @@ import pytest
 import torch
 
 from maskwatch.errors import WeightsError
-from maskwatch.models.weights import (
-    load_checked,
-    load_model_file,
-    load_state_dict_strict,
-    save_model_file,
-    sha256_of,
-    write_manifest_entry,
-)
+from maskwatch.models.manifest import sha256_of, write_manifest_entry
+from maskwatch.models.weights import load_checked, load_model_file, load_state_dict_strict, save_model_file
 
 
 def test_roundtrip_and_manifest(tmp_path):
@@ -84,7 +78,7 @@ def test_shipped_weights_match_manifest_and_load():
 
     from maskwatch.models.classifier import MaskClassifier
     from maskwatch.models.detector import identify, load_detector
-    from maskwatch.models.weights import WEIGHTS_DIRS, read_manifest
+    from maskwatch.models.manifest import WEIGHTS_DIRS, read_manifest
 
     folder = WEIGHTS_DIRS[0]
     manifest = read_manifest(folder)

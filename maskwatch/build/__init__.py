@@ -159,13 +159,14 @@ def build_onnx_models(cfg: Config) -> tuple[Detector, Classifier]:
     """The ONNX Runtime detector and classifier at the configured precision (``*.onnx_weights``, or
     ``*.onnx_int8_weights`` with int8), each with ``runtime.threads`` intra-op threads (0: one); torch is not
     imported. A file whose own precision is not the requested one is a :class:`ConfigError`."""
-    from maskwatch.models.onnx_engine import OnnxMaskClassifier, OnnxRetinaFaceDetector
+    from maskwatch.models.onnx_engine import OnnxMaskClassifier
+    from maskwatch.models.registry import load_onnx_detector
 
     threads = onnx_threads(cfg)
     det, cls = cfg.detector, cfg.classifier
     precision = cfg.runtime.precision
     int8 = precision == "int8"
-    detector = OnnxRetinaFaceDetector(
+    detector = load_onnx_detector(
         det.onnx_int8_weights if int8 else det.onnx_weights,
         input_size=det.input_size,
         score_threshold=det.score_threshold,

@@ -28,9 +28,10 @@ from maskwatch import __version__
 from maskwatch.errors import MaskwatchError, OutputError, WeightsError
 from maskwatch.models import classifier as clf
 from maskwatch.models import retinaface as rf
-from maskwatch.models.detector import DEFAULT_INPUT_SIZE, identify
+from maskwatch.models.detector import identify
+from maskwatch.models.manifest import MANIFEST_NAME, verify, write_manifest_entry
 from maskwatch.models.onnx_engine import require as _require
-from maskwatch.models.weights import MANIFEST_NAME, verify, write_manifest_entry
+from maskwatch.models.registry import backend, exportable_detectors
 from maskwatch.monitor.crop import DEFAULT_CROP_MARGIN
 from maskwatch.types import CLASS_NAMES
 
@@ -108,7 +109,7 @@ def detector_metadata(min_sizes: Sequence[Sequence[int]] | None = None, input_si
     return {
         "format": FORMAT,
         "arch": rf.ARCH,
-        "input_size": int(input_size or DEFAULT_INPUT_SIZE[rf.ARCH]),
+        "input_size": int(input_size or backend(rf.ARCH).input_size),
         "min_sizes": [[int(v) for v in level] for level in (min_sizes or rf.MIN_SIZES)],
         "steps": list(rf.STEPS),
         "variances": list(rf.VARIANCES),
@@ -187,7 +188,7 @@ def _detector_card(meta: dict, source: Path) -> dict:
             "logits": [1, "priors", 2],
             "landmarks": [1, "priors", 10],
         },
-        "input_size": int(meta.get("input_size") or DEFAULT_INPUT_SIZE[rf.ARCH]),
+        "input_size": int(meta.get("input_size") or backend(rf.ARCH).input_size),
         "min_sizes": min_sizes,
         "steps": list(rf.STEPS),
         "variances": list(rf.VARIANCES),
@@ -224,7 +225,7 @@ def export_detector_file(weights: str | Path, out_dir: str | Path, opset: int = 
     ``SHA256SUMS``; return its path."""
     _require("onnx")
     out = _writable_dir(out_dir)
-    det_path, _, _ = _fp32_model_meta(weights, (rf.ARCH,), "detectors")
+    det_path, _, _ = _fp32_model_meta(weights, exportable_detectors(), "detectors")
     detector, det_meta = rf.load_retinaface(det_path)
     card = _detector_card(det_meta, det_path)
     meta = detector_metadata(card["min_sizes"], card["input_size"])
@@ -255,7 +256,7 @@ def export_all(
     ``SHA256SUMS`` (so the ONNX engine loads them verified); return the written paths."""
     _require("onnx")
     out = _writable_dir(out_dir)
-    det_path, _, _ = _fp32_model_meta(detector_weights, (rf.ARCH,), "detectors")
+    det_path, _, _ = _fp32_model_meta(detector_weights, exportable_detectors(), "detectors")
     cls_path, _, _ = _fp32_model_meta(classifier_weights, (clf.ARCH,), "classifiers")
     detector, det_meta = rf.load_retinaface(det_path)
     classifier = clf.MaskClassifier(cls_path)

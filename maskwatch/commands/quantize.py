@@ -86,8 +86,9 @@ def quantize_files(
     """Calibrate on ``n_images`` training scenes (and the faces in them) and write both int8 ONNX files to
     ``out_dir``, listed in its SHA256SUMS. Returns ``{"detector": path, "classifier": path}``."""
     from maskwatch.models.manifest import sha256_of, write_manifest_entry
-    from maskwatch.models.onnx_engine import OnnxMaskClassifier, OnnxRetinaFaceDetector
+    from maskwatch.models.onnx_engine import OnnxMaskClassifier
     from maskwatch.models.onnx_quant import classifier_inputs, detector_inputs, quantize_onnx
+    from maskwatch.models.registry import load_onnx_detector
     from maskwatch.monitor.crop import DEFAULT_CROP_MARGIN
 
     out = Path(out_dir).expanduser()
@@ -96,7 +97,7 @@ def quantize_files(
     with tempfile.TemporaryDirectory(prefix="maskwatch-quantize-") as tmp:
         det_src = fp32_onnx(detector_weights, "detector", Path(tmp))
         cls_src = fp32_onnx(classifier_weights, "classifier", Path(tmp))
-        detector = OnnxRetinaFaceDetector(det_src)  # verified against SHA256SUMS; prepares frames as at run time
+        detector = load_onnx_detector(det_src)  # verified against SHA256SUMS; prepares frames as at run time
         classifier = OnnxMaskClassifier(cls_src)
         for model, src in ((detector, det_src), (classifier, cls_src)):
             if model.precision != "fp32":

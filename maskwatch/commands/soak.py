@@ -24,12 +24,12 @@ from loguru import logger
 from maskwatch.capture.base import RawFrame, Source
 from maskwatch.capture.producer import Producer
 from maskwatch.capture.sources import VideoFileSource
+from maskwatch.demo import demo_folder
 from maskwatch.errors import MaskwatchError, OutputError
 from maskwatch.monitor.base import FrameProcessor
 from maskwatch.outputs.render import OverlayRenderer
 from maskwatch.outputs.sinks import Sink
 
-DEFAULT_VIDEO = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos" / "mask.mp4"
 RSS_LIMIT_PCT = 5.0
 FPS_P10_RATIO = 0.7
 
@@ -49,11 +49,12 @@ def validate(minutes: float, interval_s: float, warmup_s: float) -> None:
 
 
 def resolve_video(video: Path | None) -> Path:
-    """``video``, else the demo clip beside the checkout (as ``bench`` finds it); a clear error when neither."""
+    """``video``, else the demo clip shipped with maskwatch; a clear error when neither is there."""
     if video is None:
-        if not DEFAULT_VIDEO.is_file():
-            raise MaskwatchError(f"no demo video at {DEFAULT_VIDEO}; pass --video PATH")
-        return DEFAULT_VIDEO
+        path = demo_folder() / "demo.mp4"
+        if not path.is_file():
+            raise MaskwatchError(f"no demo clip in this install ({path}); pass --video PATH")
+        return path
     if not Path(video).is_file():
         raise MaskwatchError(f"--video {video} does not exist")
     return Path(video)

@@ -6,10 +6,9 @@ from pathlib import Path
 
 from maskwatch.errors import WeightsError
 from maskwatch.models.base import Detector
-from maskwatch.models.weights import load_checked, verify
-
-DEFAULT_INPUT_SIZE = {"ultralight_rfb": 480, "ultralight_slim": 480, "retinaface_mnet025": 640}
-"""Input size (longest side) used when neither the config nor the model file gives one."""
+from maskwatch.models.manifest import verify
+from maskwatch.models.registry import arch_of_raw, backend, load_class
+from maskwatch.models.weights import load_checked
 
 
 def identify(weights: str | Path) -> tuple[str, dict]:
@@ -19,11 +18,9 @@ def identify(weights: str | Path) -> tuple[str, dict]:
         raise WeightsError(f"weights file {weights} does not hold a model")
     if "arch" in payload and "state_dict" in payload:
         return str(payload["arch"]), dict(payload.get("meta") or {})
-    keys = [str(k).removeprefix("module.") for k in payload]
-    if any(k.startswith("ClassHead.") for k in keys):
-        return "retinaface_mnet025", {}
-    if any(k.startswith("classification_headers.") for k in keys):
-        return ("ultralight_rfb" if any(".branch0." in k for k in keys) else "ultralight_slim"), {}
+    arch = arch_of_raw([str(k).removeprefix("module.") for k in payload])
+    if arch is not None:
+        return arch, {}
     raise WeightsError(f"weights file {weights} is not a face detector maskwatch knows")
 
 
@@ -42,22 +39,11 @@ def load_detector(
     """
     path = verify(weights)
     arch, meta = identify(path)
+    chosen = backend(arch, path)
     try:
-        size = int(input_size or meta.get("input_size") or DEFAULT_INPUT_SIZE.get(arch, 640))
+        size = int(input_size or meta.get("input_size") or chosen.input_size)
     except (TypeError, ValueError):
         bad = repr(meta.get("input_size"))[:40]
         raise WeightsError(f"weights file {path} has an invalid input_size {bad}") from None
     common = {"score_threshold": score_threshold, "nms_iou": nms_iou, "max_faces": max_faces, "device": device}
-    if arch.startswith("ultralight_"):
-        from maskwatch.models.ultralight import UltraLightDetector
-
-        return UltraLightDetector(path, input_size=size, **common)
-    if arch == "retinaface_mnet025":
-        from maskwatch.models.retinaface import RetinaFaceDetector
-
-        return RetinaFaceDetector(path, input_size=size, **common)
-    if arch.startswith("fasterrcnn_"):
-        from maskwatch.models.frcnn import FasterRCNNDetector
-
-        return FasterRCNNDetector(path, **common)
-    raise WeightsError(f"weights file {path} holds a {arch!r} model, which is not a face detector")
+    return load_class(chosen.torch_detector)(path, input_size=size, **common)

@@ -17,6 +17,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 from loguru import logger
@@ -29,6 +30,8 @@ from maskwatch.types import CLASS_NAMES, FaceDetections
 INSTALL_HINT = (
     "pip install onnxruntime (a dependency of maskwatch; onnx for export and quantize: pip install 'maskwatch[train]')"
 )
+ARCH = "retinaface_mnet025"
+"""The detector architecture this module runs (see :mod:`maskwatch.models.registry`)."""
 DETECTOR_KEYS = ("input_size", "min_sizes", "steps", "variances")
 CLASSIFIER_KEYS = ("input_size", "class_names")
 
@@ -87,6 +90,18 @@ def read_metadata(session, path: Path, keys: Sequence[str], arch: str) -> dict:
         if key == "arch" and meta["arch"] != arch:
             raise WeightsError(f"weights file {path} holds a {str(meta['arch'])[:40]!r} model, expected {arch!r}")
     return meta
+
+
+def read_arch(session, path: Path) -> str:
+    """The file's ``arch`` metadata (which backend runs it)."""
+    raw = session.get_modelmeta().custom_metadata_map.get("arch")
+    try:
+        arch = json.loads(raw) if raw is not None else None
+    except ValueError:
+        arch = None
+    if not isinstance(arch, str):
+        raise WeightsError(f"weights file {path} lacks maskwatch's 'arch' metadata: write it with `maskwatch export`")
+    return arch
 
 
 def read_precision(session, path: Path) -> str:
@@ -153,9 +168,10 @@ class OnnxRetinaFaceDetector:
         max_faces: int = 200,
         pre_nms_top_k: int = 2000,
         threads: int = 1,
+        opened: tuple[Any, Path] | None = None,
     ) -> None:
-        self.session, path = open_session(weights, threads)
-        self.meta = read_metadata(self.session, path, DETECTOR_KEYS, "retinaface_mnet025")
+        self.session, path = opened if opened is not None else open_session(weights, threads)
+        self.meta = read_metadata(self.session, path, DETECTOR_KEYS, ARCH)
         self.precision = read_precision(self.session, path)
         try:
             self.input_size = int(input_size or self.meta["input_size"])

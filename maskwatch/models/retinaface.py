@@ -22,16 +22,11 @@ from torchvision.ops import nms
 
 from maskwatch.errors import WeightsError
 from maskwatch.models.fuse import fused_copy
+from maskwatch.models.manifest import verify
 from maskwatch.models.mobilenet import MobileNetV1x025
 from maskwatch.models.prep import Resized, resize_longest_side
 from maskwatch.models.prep import prior_boxes as numpy_prior_boxes
-from maskwatch.models.weights import (
-    load_checked,
-    load_model_file,
-    load_state_dict_strict,
-    refuse_torch_int8,
-    verify,
-)
+from maskwatch.models.weights import load_checked, load_model_file, load_state_dict_strict, refuse_torch_int8
 from maskwatch.types import FaceDetections
 
 ARCH = "retinaface_mnet025"

@@ -1,7 +1,7 @@
 """Verified loading of model files.
 
 Every model file must be listed, with its sha256, in a ``SHA256SUMS`` file in the same folder
-(the ``sha256sum`` format; the check itself is torch-free, in :mod:`maskwatch.models.manifest`, re-exported here).
+(the ``sha256sum`` format; the check itself is torch-free, in :mod:`maskwatch.models.manifest`).
 Files are loaded with ``torch.load(weights_only=True)``, so a pickle that would run code is refused.
 """
 
@@ -14,15 +14,7 @@ from pathlib import Path
 import torch
 
 from maskwatch.errors import WeightsError
-from maskwatch.models.manifest import (  # noqa: F401  (the old import path of the manifest helpers)
-    MANIFEST_NAME,
-    WEIGHTS_DIRS,
-    read_manifest,
-    resolve_weights,
-    sha256_of,
-    verify,
-    write_manifest_entry,
-)
+from maskwatch.models.manifest import verify, write_manifest_entry
 
 
 def load_checked(path: str | Path) -> dict:

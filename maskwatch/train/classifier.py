@@ -42,8 +42,6 @@ from maskwatch.types import CLASS_NAMES
 TRAIN_INPUT_SIZE = 112
 """Crop side the shipped classifier is trained at (stored as ``meta.input_size``): 112 px, up from 80, labels the
 masks worn wrongly and the unmasked faces better at 0.2 ms more per 4 crops (see weights/README.md)."""
-DEFAULT_PRETRAINED = Path(__file__).resolve().parents[3] / "shared" / "pretrained" / "mobilenetv1_x0.25_imagenet.tar"
-"""The ImageNet backbone, if the checkout sits beside ``shared/``; training falls back to random init without it."""
 
 
 def metrics_from_confusion(confusion: np.ndarray) -> dict:
@@ -208,7 +206,7 @@ def train(
     batch_size: int = 64,
     seed: int = 0,
     checkpoint_dir: Path | None = None,
-    pretrained: Path | None = DEFAULT_PRETRAINED,
+    pretrained: Path | None = None,
     recipe: Recipe | None = None,
     num_threads: int | None = None,
     detector: Path | None = None,

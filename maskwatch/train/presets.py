@@ -34,18 +34,6 @@ class RetinaFacePreset:
     soft gradient: a covered lens, a night scene, a fade), which must give no face."""
 
 
-@dataclass(frozen=True)
-class UltraLightPreset:
-    """Augmentation of :class:`maskwatch.train.ultralight.FaceScenes` (Ultra-Light)."""
-
-    window_scale: tuple[float, float] = (0.35, 1.3)
-    """Range of the crop window's size, relative to the window of the input's aspect covering the whole image
-    (below 1: zoom in, above 1: zoom out with grey padding)."""
-    flip_prob: float = 0.5
-    photometric: bool = True
-    """Random brightness, contrast and saturation (on 4 images in 5)."""
-
-
 PRESETS: dict[str, dict[str, object]] = {
     "retinaface": {
         "default": RetinaFacePreset(small_face_matches=5, blank_prob=0.05),
@@ -55,11 +43,6 @@ PRESETS: dict[str, dict[str, object]] = {
         "unmasked": RetinaFacePreset(unmasked_weight=3.0),
         "small": RetinaFacePreset(small_face_matches=5, blank_prob=0.05),
         "plain": RetinaFacePreset(scale_jitter=(0.8, 1.25), closeup_prob=0.0, photometric=False),
-    },
-    "ultralight": {
-        "default": UltraLightPreset(),
-        "closeup": UltraLightPreset(window_scale=(0.2, 1.0)),
-        "plain": UltraLightPreset(window_scale=(0.7, 1.2), photometric=False),
     },
 }
 """Presets by trainer kind and name. RetinaFace's ``default`` is the shipped detector's recipe (the same as
@@ -79,7 +62,7 @@ def _kinds() -> dict[str, dict[str, object]]:
 
 
 def get_preset(kind: str, name: str) -> object:
-    """The preset ``name`` of trainer ``kind`` (``retinaface``, ``ultralight`` or ``classifier``)."""
+    """The preset ``name`` of trainer ``kind`` (``retinaface`` or ``classifier``)."""
     kinds = _kinds() if kind == "classifier" else PRESETS
     if kind not in kinds:
         known = ", ".join([*PRESETS, "classifier"])

@@ -20,7 +20,8 @@ import pytest
 import torch
 import torchvision
 
-from maskwatch.models.weights import WEIGHTS_DIRS, load_checked, save_model_file, sha256_of, write_manifest_entry
+from maskwatch.models.manifest import WEIGHTS_DIRS, sha256_of, write_manifest_entry
+from maskwatch.models.weights import load_checked, save_model_file
 from tests.reliability.test_bad_input import ForkedCli, snapshot, user_error_problems
 
 AREA = "model files"

@@ -12,6 +12,7 @@ import pytest
 
 from maskwatch.commands import soak as soak_mod
 from maskwatch.config import load_config
+from maskwatch.demo import demo_path
 from maskwatch.errors import MaskwatchError
 from maskwatch.monitor.pipeline import FacePipeline
 from tests.conftest import FakeClassifier, FakeDetector, write_video
@@ -156,8 +157,12 @@ def test_cli_soak_user_errors(tmp_path, args, fragment, record):
     assert ok, proc.stderr
 
 
+def test_the_default_video_is_the_shipped_demo_clip():
+    assert soak_mod.resolve_video(None) == demo_path()
+
+
 def test_no_default_video_asks_for_video(tmp_path, monkeypatch, record):
-    monkeypatch.setattr(soak_mod, "DEFAULT_VIDEO", tmp_path / "nowhere" / "mask.mp4")
+    monkeypatch.setattr(soak_mod, "demo_folder", lambda: tmp_path / "nowhere")
     with pytest.raises(MaskwatchError) as info:
         soak_mod.resolve_video(None)
     ok = "--video" in str(info.value)

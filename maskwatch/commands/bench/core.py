@@ -175,14 +175,15 @@ def load_models(cfg: Config, engine: str, precision: str):
     d = cfg.detector
     if engine == "onnx":
         from maskwatch.build import onnx_threads
-        from maskwatch.models.onnx_engine import OnnxMaskClassifier, OnnxRetinaFaceDetector
+        from maskwatch.models.onnx_engine import OnnxMaskClassifier
+        from maskwatch.models.registry import load_onnx_detector
 
         files = onnx_int8_files(cfg) if precision == "int8" else (d.onnx_weights, cfg.classifier.onnx_weights)
         if files is None:
             raise MaskwatchError("no int8 ONNX model files to time (make them with `maskwatch quantize`)")
         threads = onnx_threads(cfg)
         kw = {"score_threshold": d.score_threshold, "nms_iou": d.nms_iou, "max_faces": d.max_faces}
-        det = OnnxRetinaFaceDetector(files[0], input_size=d.input_size, threads=threads, **kw)
+        det = load_onnx_detector(files[0], input_size=d.input_size, threads=threads, **kw)
         cls = OnnxMaskClassifier(files[1], threads=threads)
     else:
         from maskwatch.models.classifier import MaskClassifier
