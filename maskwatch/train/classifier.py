@@ -22,7 +22,8 @@ from maskwatch.data.negatives import non_face_rates as summarise_non_face
 from maskwatch.data.voc import read_voc
 from maskwatch.errors import MaskwatchError
 from maskwatch.models.classifier import ARCH, build_classifier_net
-from maskwatch.models.weights import save_model_file
+from maskwatch.models.efficientnet_lite import TEACHER_ARCH, TeacherClassifierNet, build_teacher_net
+from maskwatch.models.weights import load_model_file, load_state_dict_strict, save_model_file
 from maskwatch.train.classifier_crops import (
     MIN_TRAIN_BOX_SIDE,
     NOT_A_FACE,
@@ -97,6 +98,20 @@ def non_face_rates(net: nn.Module, x: torch.Tensor, device: torch.device, batch_
     return summarise_non_face(prob.numpy())
 
 
+class DistillationLoss(nn.Module):
+    """``(1 - alpha)`` times the label loss plus ``alpha`` times the KL divergence from the teacher's softened
+    probabilities (temperature ``temperature``, scaled by its square as in Hinton et al. 2015)."""
+
+    def __init__(self, label_loss: nn.Module, alpha: float, temperature: float) -> None:
+        super().__init__()
+        self.label_loss, self.alpha, self.t = label_loss, alpha, temperature
+
+    def forward(self, logits: torch.Tensor, y: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+        soft = torch.softmax(teacher_logits / self.t, dim=1)
+        kl = (soft * (torch.log(soft.clamp(min=1e-8)) - torch.log_softmax(logits / self.t, dim=1))).sum(1).mean()
+        return (1 - self.alpha) * self.label_loss(logits, y) + self.alpha * self.t**2 * kl
+
+
 def train_one_epoch(
     net: nn.Module,
     loader: DataLoader,
@@ -105,14 +120,22 @@ def train_one_epoch(
     criterion: nn.Module,
     device: torch.device,
     epoch: int,
+    teacher: nn.Module | None = None,
 ) -> float:
-    """One pass over ``loader``; stops with an error on a non-finite loss. Returns the mean loss."""
+    """One pass over ``loader`` (with ``teacher``: ``criterion`` also takes its logits on the same crops); stops
+    with an error on a non-finite loss. Returns the mean loss."""
     net.train()
     total, count = 0.0, 0
     progress = tqdm(loader, desc=f"epoch {epoch}", leave=False, dynamic_ncols=True)
     for x, y in progress:
         x, y = x.to(device), y.to(device)
-        value = optimisation_step(criterion(net(x), y), optimizer, scheduler, epoch)
+        if teacher is not None:
+            with torch.no_grad():
+                teacher_logits = teacher(x)
+            loss = criterion(net(x), y, teacher_logits)
+        else:
+            loss = criterion(net(x), y)
+        value = optimisation_step(loss, optimizer, scheduler, epoch)
         total, count = total + value * len(y), count + len(y)
         progress.set_postfix(loss=f"{total / count:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
     return total / max(count, 1)
@@ -178,19 +201,39 @@ def log_epoch(epoch: int, loss: float, record: dict) -> None:
 
 def model_meta(input_size: int, recipe: Recipe, use_pretrained: bool, args: dict, history: list) -> dict:
     """The model file's meta: input contract, backbone, training arguments and every epoch's metrics."""
+    if args.get("arch") == "efficientnet_lite0":
+        backbone, init = "EfficientNet-Lite0", "ImageNet (efficientnet_lite0_imagenet.pth)"
+    else:
+        backbone, init = "MobileNetV1 x0.25", "ImageNet (mobilenetv1_x0.25_imagenet.tar)"
     return {
         "input_size": input_size,
         "class_names": list(CLASS_NAMES),
         "crop_margin": recipe.margin,
         "resize": "plain",
         "input": "raw BGR 0..255 NCHW float; normalisation inside the model",
-        "backbone": "MobileNetV1 x0.25",
-        "backbone_init": "ImageNet (mobilenetv1_x0.25_imagenet.tar)" if use_pretrained else "random",
+        "backbone": backbone,
+        "backbone_init": init if use_pretrained else "random",
         "training": args,
         "shipped_epoch": args["epochs"] - 1,
         "history": history,
         "val": history[-1].get("val") if history else None,
     }
+
+
+def _build_net(arch: str, pretrained: Path | None) -> nn.Module:
+    if arch == "efficientnet_lite0":
+        return build_teacher_net(len(CLASS_NAMES), pretrained)
+    if arch != "mobilenet":
+        raise MaskwatchError(f"unknown classifier arch {arch!r}; choose mobilenet or efficientnet_lite0")
+    return build_classifier_net(len(CLASS_NAMES), pretrained)
+
+
+def load_teacher(path: Path, device: torch.device) -> nn.Module:
+    """A trained EfficientNet-Lite0 classifier (``--arch efficientnet_lite0``) in eval mode, for distillation."""
+    state, _ = load_model_file(path, TEACHER_ARCH)
+    net = TeacherClassifierNet(len(CLASS_NAMES))
+    load_state_dict_strict(net, state, path)
+    return net.eval().to(device)
 
 
 def train(
@@ -210,6 +253,9 @@ def train(
     recipe: Recipe | None = None,
     num_threads: int | None = None,
     detector: Path | None = None,
+    arch: str = "mobilenet",
+    teacher: Path | None = None,
+    distill: tuple[float, float] = (0.5, 2.0),
 ) -> Path:
     """Train the mask classifier on VOC scenes (+ optional extra crops); write the model file ``out`` and return it.
 
@@ -218,6 +264,8 @@ def train(
     epoch, which would overfit the val split); val metrics of every epoch go into the model file's meta.
     ``pretrained`` is the ImageNet backbone (None or a missing file: random init). ``detector`` (a RetinaFace
     model file) cuts extra training faces and finds false alarms in the training scenes (see ``train.mining``).
+    ``arch`` is ``mobilenet`` (the shipped classifier) or ``efficientnet_lite0`` (a teacher); ``teacher`` a
+    teacher's model file to distil from, with ``distill`` = (weight of its soft targets, temperature).
     """
     recipe = recipe or Recipe()
     if num_threads:
@@ -237,12 +285,15 @@ def train(
     use_pretrained = pretrained is not None and Path(pretrained).is_file()
     if pretrained is not None and not use_pretrained:
         logger.warning(f"pretrained backbone {pretrained} not found; starting from random init")
-    net = build_classifier_net(len(CLASS_NAMES), pretrained if use_pretrained else None).to(dev)
+    net = _build_net(arch, pretrained if use_pretrained else None).to(dev)
+    teacher_net = load_teacher(teacher, dev) if teacher is not None else None
     dataset = TrainCrops(samples, input_size, recipe, seed)
     sampler_gen = torch.Generator()
     loader = make_loader(dataset, sample_weights(samples, n_extra, recipe), batch_size, recipe, sampler_gen)
     optimizer, scheduler = make_optimizer(net, recipe, epochs * len(loader))
-    criterion = SoftTargetLoss(len(CLASS_NAMES), recipe.label_smoothing)
+    criterion: nn.Module = SoftTargetLoss(len(CLASS_NAMES), recipe.label_smoothing)
+    if teacher_net is not None:
+        criterion = DistillationLoss(criterion, *distill)
     args = {
         "data": str(data),
         "split": str(split) if split else None,
@@ -254,6 +305,9 @@ def train(
         "batch_size": batch_size,
         "seed": seed,
         "pretrained": Path(pretrained).name if use_pretrained else None,
+        "arch": arch,
+        "teacher": str(teacher) if teacher else None,
+        "distill": list(distill) if teacher else None,
         "recipe": {k: list(v) if isinstance(v, tuple) else v for k, v in recipe.__dict__.items()},
     }
     start_epoch, history = resume_engine(resume, net, optimizer, scheduler) if resume is not None else (0, [])
@@ -262,7 +316,7 @@ def train(
         dataset.set_epoch(epoch)
         sampler_gen.manual_seed(seed * 1000 + epoch)
         t0 = time.perf_counter()
-        loss = train_one_epoch(net, loader, optimizer, scheduler, criterion, dev, epoch)
+        loss = train_one_epoch(net, loader, optimizer, scheduler, criterion, dev, epoch, teacher_net)
         record = {"epoch": epoch, "train_loss": round(loss, 5), "seconds": round(time.perf_counter() - t0, 1)}
         if len(val_y):
             record["val"] = evaluate(net, val_x, val_y, dev)
@@ -272,6 +326,6 @@ def train(
         save_checkpoint(checkpoint_dir, epoch, net, optimizer, scheduler, args, history)
 
     meta = model_meta(input_size, recipe, use_pretrained, args, history)
-    digest = save_model_file(out, ARCH, net.state_dict(), meta)
+    digest = save_model_file(out, TEACHER_ARCH if arch == "efficientnet_lite0" else ARCH, net.state_dict(), meta)
     logger.info(f"wrote {out} (sha256 {digest[:12]}…)")
     return out

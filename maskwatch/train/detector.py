@@ -85,10 +85,21 @@ def augment(image: np.ndarray, boxes: np.ndarray, rng: random.Random, s: Setting
     """Scale jitter around the inference scale (or a close-up), a random ``crop_size`` square crop that keeps faces
     (by centre), horizontal flip and photometric jitter, as ``s.augmentation`` sets them.
     Returns (crop HxWx3 uint8, boxes (N, 4) in crop pixels)."""
+    crop, kept, _ = augment_with_ignore(image, boxes, np.zeros((0, 4), np.float32), rng, s)
+    return crop, kept
+
+
+def augment_with_ignore(
+    image: np.ndarray, boxes: np.ndarray, ignore: np.ndarray, rng: random.Random, s: Settings
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`augment` that also carries ``ignore`` regions (faces nobody annotated for sure) through the same
+    geometry. Returns (crop, boxes, ignore boxes), both in crop pixels."""
+    n_faces = len(boxes)
+    boxes = np.concatenate([boxes.reshape(-1, 4), ignore.reshape(-1, 4)]).astype(np.float32)
     a = s.augmentation
     h, w = image.shape[:2]
     c = s.crop_size
-    focus = _closeup_face(boxes, rng, a)
+    focus = _closeup_face(boxes[:n_faces], rng, a)
     if focus is not None:  # a close-up: this face fills a share closeup_fill of the crop, as at a shop entrance
         side = max(boxes[focus, 2] - boxes[focus, 0], boxes[focus, 3] - boxes[focus, 1])
         scale = rng.uniform(*a.closeup_fill) * c / side
@@ -107,21 +118,24 @@ def augment(image: np.ndarray, boxes: np.ndarray, rng: random.Random, s: Setting
             x0 = rng.randint(0, max(0, w - c))
             y0 = rng.randint(0, max(0, h - c))
         inside = (centres[:, 0] >= x0) & (centres[:, 0] < x0 + c) & (centres[:, 1] >= y0) & (centres[:, 1] < y0 + c)
-        if inside.any() or len(b) == 0 or attempt == 9:
+        if inside[:n_faces].any() or n_faces == 0 or attempt == 9:
             break
     canvas = np.empty((c, c, 3), np.uint8)
     canvas[:] = np.asarray(BGR_MEAN, np.uint8)
     patch = img[y0 : y0 + c, x0 : x0 + c]
     canvas[: patch.shape[0], : patch.shape[1]] = patch
-    b = b[inside] - np.array([x0, y0, x0, y0], np.float32)
+    is_face = np.arange(len(b)) < n_faces
+    b, is_face = b[inside] - np.array([x0, y0, x0, y0], np.float32), is_face[inside]
     b[:, [0, 2]] = b[:, [0, 2]].clip(0, patch.shape[1])
     b[:, [1, 3]] = b[:, [1, 3]].clip(0, patch.shape[0])
-    b = b[np.minimum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]) >= s.min_face_px]
+    big = np.minimum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]) >= s.min_face_px
+    b, is_face = b[big], is_face[big]
     if rng.random() < a.flip_prob:
         canvas = canvas[:, ::-1]
         b = np.stack([c - b[:, 2], b[:, 1], c - b[:, 0], b[:, 3]], axis=1)
     canvas = np.ascontiguousarray(canvas)
-    return photometric(canvas, rng) if a.photometric else canvas, b.astype(np.float32).reshape(-1, 4)
+    b = b.astype(np.float32).reshape(-1, 4)
+    return photometric(canvas, rng) if a.photometric else canvas, b[is_face], b[~is_face]
 
 
 def blank_frame(size: int, rng: random.Random) -> np.ndarray:
@@ -150,14 +164,28 @@ def point_form(priors: torch.Tensor) -> torch.Tensor:
 
 
 def match(
-    gt_xyxy: torch.Tensor, priors: torch.Tensor, pos_iou: float, min_matches: int = 0
+    gt_xyxy: torch.Tensor,
+    priors: torch.Tensor,
+    pos_iou: float,
+    min_matches: int = 0,
+    ignore_xyxy: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Assign faces (normalised xyxy) to priors: IoU >= ``pos_iou``, plus each face's best prior.
 
     ``min_matches`` > 0: a face with fewer positive priors than that also takes its next-best priors (IoU >= 0.1,
     not already taken) up to that number, as S3FD's scale-compensation matching does, so that small faces, which
-    overlap few anchors well, get as many training signals as large ones. Returns (labels (P,) 0/1, loc targets
-    (P, 4))."""
+    overlap few anchors well, get as many training signals as large ones. Priors that are not positive and overlap
+    an ``ignore_xyxy`` region (IoU >= 0.3) get label -1: no loss. Returns (labels (P,) -1/0/1, loc targets (P, 4))."""
+    labels, targets = _match_faces(gt_xyxy, priors, pos_iou, min_matches)
+    if ignore_xyxy is not None and len(ignore_xyxy):
+        near = box_iou(ignore_xyxy, point_form(priors)).max(0).values >= 0.3
+        labels[near & (labels == 0)] = -1
+    return labels, targets
+
+
+def _match_faces(
+    gt_xyxy: torch.Tensor, priors: torch.Tensor, pos_iou: float, min_matches: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     n_priors = len(priors)
     if len(gt_xyxy) == 0:
         return torch.zeros(n_priors, dtype=torch.long), torch.zeros(n_priors, 4)
@@ -194,10 +222,11 @@ def multibox_loss(
     pos = labels > 0
     n_pos = pos.sum().clamp(min=1).float()
     loss_loc = F.smooth_l1_loss(loc[pos], loc_t[pos], reduction="sum") / n_pos
-    ce = F.cross_entropy(logits.reshape(-1, 2), labels.reshape(-1), reduction="none").view_as(labels)
+    ce = F.cross_entropy(logits.reshape(-1, 2), labels.reshape(-1), reduction="none", ignore_index=-1)
+    ce = ce.view_as(labels)
     with torch.no_grad():
         mining = ce.clone()
-        mining[pos] = 0
+        mining[pos | (labels < 0)] = 0
         rank = mining.argsort(dim=1, descending=True).argsort(dim=1)
         n_neg = (s.neg_pos_ratio * pos.sum(1, keepdim=True)).clamp(min=s.neg_pos_ratio, max=labels.shape[1] - 1)
         neg = rank < n_neg
@@ -233,8 +262,10 @@ def train_one_epoch(
     rng: random.Random,
     device: torch.device,
     epoch: int,
+    ignores: list[np.ndarray] | None = None,
 ) -> float:
-    """One pass over the training images; raises on a non-finite loss. Returns the mean loss."""
+    """One pass over the training images (``ignores``: per image, regions that get no loss); raises on a
+    non-finite loss. Returns the mean loss."""
     model.train()
     total, steps = 0.0, 0
     weights = scene_weights(items, s.augmentation.unmasked_weight)
@@ -242,11 +273,18 @@ def train_one_epoch(
     for batch in bar:
         crops, labels, targets = [], [], []
         for i in batch:
-            crop, boxes = augment(images[i], items[i].xyxy, rng, s)
+            no_region = np.zeros((0, 4), np.float32)
+            crop, boxes, ignore = augment_with_ignore(
+                images[i], items[i].xyxy, ignores[i] if ignores else no_region, rng, s
+            )
             if s.augmentation.blank_prob and rng.random() < s.augmentation.blank_prob:
-                crop, boxes = blank_frame(s.crop_size, rng), np.zeros((0, 4), np.float32)
+                crop, boxes, ignore = blank_frame(s.crop_size, rng), no_region, no_region
             lab, tgt = match(
-                torch.from_numpy(boxes) / s.crop_size, priors, s.pos_iou, s.augmentation.small_face_matches
+                torch.from_numpy(boxes) / s.crop_size,
+                priors,
+                s.pos_iou,
+                s.augmentation.small_face_matches,
+                torch.from_numpy(ignore) / s.crop_size,
             )
             crops.append(torch.from_numpy(crop).permute(2, 0, 1))
             labels.append(lab)
@@ -285,6 +323,33 @@ def build_model(init: Path | None) -> tuple[RetinaFace, tuple]:
     return model, TRAIN_MIN_SIZES if pretrained else stored
 
 
+def with_pseudo_labels(
+    items: list[AnnotatedImage], pseudo: Path | None
+) -> tuple[list[AnnotatedImage], list[np.ndarray] | None]:
+    """The scenes with at least one face, each with a teacher's extra faces added (class -1: unknown) and its
+    ignore regions (None without ``pseudo``)."""
+    if pseudo is None:
+        return [it for it in items if len(it.xyxy)], None
+    from maskwatch.train.pseudo import read_pseudo_labels
+
+    labels = read_pseudo_labels(pseudo)
+    out, ignores, added = [], [], 0
+    for it in items:
+        extra = labels.get(it.image_path.stem, {})
+        boxes = extra.get("extra", np.zeros((0, 4), np.float32))
+        it = replace(
+            it,
+            xyxy=np.concatenate([it.xyxy, boxes]).astype(np.float32),
+            class_id=np.concatenate([it.class_id, np.full(len(boxes), -1, np.int64)]),
+        )
+        if len(it.xyxy):
+            out.append(it)
+            ignores.append(extra.get("ignore", np.zeros((0, 4), np.float32)))
+            added += len(boxes)
+    logger.info("pseudo-labels {}: {} extra faces, {} ignore regions", pseudo, added, sum(map(len, ignores)))
+    return out, ignores
+
+
 def load_images(items: list[AnnotatedImage]) -> list[np.ndarray]:
     images = []
     for it in items:
@@ -311,12 +376,14 @@ def train(
     crop_size: int = 480,
     ckpt_dir: Path | None = None,
     preset: str = "default",
+    pseudo: Path | None = None,
 ) -> Path:
     """Fine-tune RetinaFace on ``data`` (VOC), checkpoint each epoch next to ``out``, write the model file ``out``.
 
     ``init`` is a starting weights file (raw pretrained or maskwatch model file); ``resume`` a checkpoint of this
     program. Checkpoints ``epoch_NNN.pt`` and ``last.pt`` go to ``ckpt_dir`` (default ``runs/detector``).
-    ``preset`` names the augmentation (:data:`maskwatch.train.presets.PRESETS` ``["retinaface"]``).
+    ``preset`` names the augmentation (:data:`maskwatch.train.presets.PRESETS` ``["retinaface"]``); ``pseudo`` a
+    teacher's pseudo-labels (:mod:`maskwatch.train.pseudo`): extra faces to train on and regions to ignore.
     The last epoch's model is written (not the best val epoch: val is for measurement only).
     """
     s = Settings(input_size=input_size, crop_size=min(crop_size, input_size), batch_size=batch_size, lr=lr, seed=seed)
@@ -327,7 +394,7 @@ def train(
     out = Path(out)
     ckpt_dir = Path(ckpt_dir) if ckpt_dir is not None else Path("runs") / "detector"
 
-    items = [it for it in read_voc(data, split) if len(it.xyxy)]
+    items, ignores = with_pseudo_labels(read_voc(data, split), pseudo)
     images = load_images(items)
     val_items = read_voc(data, val_split) if val_split is not None else []
     val_images = load_images(val_items)
@@ -352,11 +419,12 @@ def train(
         "init": str(init),
         "epochs": epochs,
         "preset": preset,
+        "pseudo": str(pseudo),
         **asdict(s),
         "min_sizes": [list(m) for m in min_sizes],
     }
     for epoch in range(start_epoch, epochs):
-        loss = train_one_epoch(model, images, items, optimizer, scheduler, priors, s, rng, dev, epoch)
+        loss = train_one_epoch(model, images, items, optimizer, scheduler, priors, s, rng, dev, epoch, ignores)
         ap = evaluate(model, val_images, val_items, s.input_size, min_sizes) if val_items else float("nan")
         history.append({"epoch": epoch, "loss": loss, "val_face_ap50": ap})
         logger.info("epoch {}: loss {:.4f}, val face AP@0.5 {:.4f}", epoch, loss, ap)
