@@ -128,6 +128,16 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "optional (random init without it)",
     )
     tr.add_argument(
+        "--pseudo", type=Path, help="detector: a teacher's pseudo-labels (tools/pseudo_label.py): extra faces, ignores"
+    )
+    tr.add_argument(
+        "--backbone",
+        default="mobilenet",
+        choices=["mobilenet", "efficientnet_lite0"],
+        help="classifier: mobilenet (the shipped, real-time one) or efficientnet_lite0 (a teacher for --teacher)",
+    )
+    tr.add_argument("--teacher", type=Path, help="classifier: an efficientnet_lite0 model file to distil from")
+    tr.add_argument(
         "--mine-with",
         type=Path,
         help="classifier: RetinaFace model file that cuts training faces and finds false alarms "
@@ -280,11 +290,13 @@ def cmd_train(args: argparse.Namespace) -> int:
             extra_crops=args.crops,
             detector=args.mine_with or _shipped_detector(),
             pretrained=None if args.init is None else _init(args.init),
+            arch=args.backbone,
+            teacher=args.teacher,
         )
     elif args.arch == "retinaface_mnet025":
         from maskwatch.train.detector import train
 
-        path = train(**common, init=_init(args.init))
+        path = train(**common, init=_init(args.init), pseudo=args.pseudo)
     else:
         from maskwatch.train.frcnn import train
 
