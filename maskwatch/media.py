@@ -8,7 +8,8 @@ from __future__ import annotations
 import re
 import signal
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".jfif", ".jp2", ".avif")
+"""Names taken for images without a look inside (files with other names are told by their content)."""
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov")
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
@@ -25,4 +26,4 @@ def scrub_url(text: object) -> str:
 def is_live_spec(spec: str) -> bool:
     """True for a camera index (``0``) or a stream URL (``rtsp://…``, ``http://…``): frames on their own clock."""
     spec = str(spec).strip()
-    return spec.isdigit() or "://" in spec
+    return (spec.isascii() and spec.isdigit()) or "://" in spec

@@ -193,6 +193,8 @@ def test_unwritable_destination_is_an_output_error(tmp_path):
 class _Source:
     """What :func:`write_run_report` reads of a source."""
 
+    frames_lost = 0
+
     def __init__(self, *, finite: bool = True, truncated: bool = False, frame_count: int | None = 400) -> None:
         self.name, self.finite, self.truncated, self.frame_count = "in.mp4", finite, truncated, frame_count
 

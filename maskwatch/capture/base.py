@@ -50,6 +50,8 @@ class Source(Protocol):
     """Seconds spent disconnected so far."""
     truncated: bool = False
     """The input ended before the frame count its header announces (a truncated or damaged file); known at its end."""
+    frames_lost: int = 0
+    """Frames skipped because they could not be decoded (a damaged stretch of a file)."""
     skipped: Sequence[Path] = ()
     """Inputs that could not be read and were left out (unreadable images)."""
     paths: Sequence[Path] = ()

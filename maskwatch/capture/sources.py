@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 from pathlib import Path
 
@@ -11,68 +10,69 @@ import numpy as np
 from loguru import logger
 
 from maskwatch.capture.base import RawFrame, Source
+from maskwatch.capture.formats import IMAGE_FORMATS, OpenCVName, quiet_opencv, sniff
 from maskwatch.capture.images import read_image, to_bgr8
+from maskwatch.capture.resolve import camera_index, find_path, folder_images, unreadable_reason
 from maskwatch.errors import SourceError
 from maskwatch.media import IMAGE_SUFFIXES, is_live_spec, scrub_url
 
 
-@contextlib.contextmanager
-def quiet_opencv():
-    """Silence OpenCV's own log lines (e.g. ``[ERROR] Camera index out of range``) while a source opens.
-
-    maskwatch reports a failed open itself, as one line; OpenCV's extra lines would only add noise.
-    """
-    log = getattr(getattr(cv2, "utils", None), "logging", None)
-    if log is None:
-        yield
-        return
-    previous = log.getLogLevel()
-    log.setLogLevel(log.LOG_LEVEL_SILENT)
-    try:
-        yield
-    finally:
-        log.setLogLevel(previous)
-
-
 class VideoFileSource(Source):
-    """A video file decoded with OpenCV; fails at open if it has no decodable frame.
+    """A video file (or a finite recording served over HTTP) decoded with OpenCV; fails at open if it has no
+    decodable frame.
 
-    A file that stops decoding before the frame count its header announces (truncated, damaged) is processed up
-    to there, with a warning saying how many frames were read.
+    A damaged stretch is skipped: OpenCV decodes again after a failed read, so a failed read before the frame count
+    the header announces is retried (at most :attr:`MAX_RETRIES` times in a row) and the frames lost are counted
+    (``frames_lost``, from the container's time of the frames on either side). A file that stops decoding for good
+    before that count (truncated) is processed up to there, with a warning saying how many frames were read.
     """
 
     is_live = False
     finite = True
+    MAX_RETRIES = 3000
+    """Failed reads in a row before the video is taken to have ended (each costs microseconds at its end)."""
 
-    def __init__(self, path: Path, start: int = 0, stop: int | None = None) -> None:
-        """``start``/``stop``: read only frames ``[start, stop)`` (a chunk of a long video); indices stay absolute."""
+    def __init__(self, path: Path | str, start: int = 0, stop: int | None = None) -> None:
+        """``start``/``stop``: read only frames ``[start, stop)`` (a chunk of a long video); indices stay absolute.
+        ``path``: a file, or the URL of a recording."""
         self.path = path
-        self.paths = (path,)
-        self.name = str(path)
+        self.paths = (path,) if isinstance(path, Path) else ()
+        self.name = str(path) if isinstance(path, Path) else scrub_url(path)
         self.first_index = start
         self.stop = stop
-        no_frames = f"video {path} has no readable frames (empty, truncated or not a video)"
-        with quiet_opencv():
-            self._cap = cv2.VideoCapture(str(path))
-        if not self._cap.isOpened():
-            raise SourceError(no_frames)
-        if start > 0:
-            self._seek(start)
-        with quiet_opencv():
-            ok, first = self._cap.read()
-        if not ok or first is None:
-            message = undecodable(path, self._cap) if start == 0 else no_frames
-            self._cap.release()
-            raise SourceError(message)
+        self._alias = OpenCVName(path) if isinstance(path, Path) else None
+        self._cap = self._open()
+        first = self._first_frame(start)
         self._pending: np.ndarray | None = first
         fps = self._cap.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps) if fps and 0 < fps < 1000 else 25.0
         count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT))
         self.frame_count = count if count > 0 else None
         self.frames_read = 0
+        self.frames_lost = 0
         self.truncated = False
         self._ended = False
         self._last_ts: float | None = None
+
+    def _open(self) -> cv2.VideoCapture:
+        with quiet_opencv():
+            cap = cv2.VideoCapture(self._alias.name if self._alias else str(self.path))
+        if not cap.isOpened():
+            self._close_alias()
+            raise SourceError(f"video {self.name} has no readable frames (empty, truncated or not a video)")
+        return cap
+
+    def _first_frame(self, start: int) -> np.ndarray:
+        if start > 0:
+            self._seek(start)
+        with quiet_opencv():
+            ok, first = self._cap.read()
+        if not ok or first is None:
+            no_frames = f"video {self.name} has no readable frames (empty, truncated or not a video)"
+            message = undecodable(self.name, self._cap) if start == 0 else no_frames
+            self.close()
+            raise SourceError(message)
+        return first
 
     def _seek(self, start: int) -> None:
         """Position on frame ``start``; where the container cannot seek exactly, decode up to it instead."""
@@ -80,10 +80,10 @@ class VideoFileSource(Source):
         if int(self._cap.get(cv2.CAP_PROP_POS_FRAMES)) == start:
             return
         self._cap.release()
-        self._cap = cv2.VideoCapture(str(self.path))
+        self._cap = self._open()
         for _ in range(start):
             if not self._cap.grab():
-                raise SourceError(f"video {self.path} ends before frame {start}")
+                raise SourceError(f"video {self.name} ends before frame {start}")
 
     def read(self) -> RawFrame | None:
         if self.stop is not None and self.first_index + self.frames_read >= self.stop:
@@ -91,12 +91,38 @@ class VideoFileSource(Source):
         if self._pending is not None:
             frame, self._pending = self._pending, None
         else:
-            ok, frame = self._cap.read()
-            if not ok or frame is None:
+            frame = self._read_past_damage()
+            if frame is None:
                 self._end()
                 return None
         self.frames_read += 1
         return RawFrame(to_bgr8(frame), self.name, self._timestamp())
+
+    def _read_past_damage(self) -> np.ndarray | None:
+        """The next decodable frame; failed reads are retried while the header announces more frames."""
+        failures = 0
+        while True:
+            with quiet_opencv():
+                ok, frame = self._cap.read()
+            if ok and frame is not None:
+                if failures:
+                    self._count_lost(failures)
+                return frame
+            failures += 1
+            end = self._announced_end()
+            remaining = (end or 0) - self.first_index - self.frames_read - self.frames_lost - failures
+            if remaining < 0 or failures >= self.MAX_RETRIES:
+                return None
+
+    def _count_lost(self, failures: int) -> None:
+        """Count the frames a damaged stretch cost (by the container's clock where it has one) and say so."""
+        lost = failures
+        ms = self._cap.get(cv2.CAP_PROP_POS_MSEC)
+        if self._last_ts is not None and ms and ms / 1e3 > self._last_ts:
+            lost = max(1, round((ms / 1e3 - self._last_ts) * self.fps) - 1)
+        self.frames_lost += lost
+        at = self.first_index + self.frames_read
+        logger.warning(f"video {self.name}: damaged after frame {at}; skipped {lost} unreadable frames and went on")
 
     def _timestamp(self) -> float:
         """The container's time of the frame just read; frame index / fps where it has none (or goes backwards)."""
@@ -110,19 +136,31 @@ class VideoFileSource(Source):
         self._last_ts = ts
         return ts
 
+    def _announced_end(self) -> int | None:
+        """The index after the last frame to read: the header's frame count, or ``stop`` for a chunk."""
+        return self.frame_count if self.stop is None else min(self.stop, self.frame_count or self.stop)
+
     def _end(self) -> None:
         # Header counts can be estimates, so a shortfall of one frame is not reported.
-        end = self.frame_count if self.stop is None else min(self.stop, self.frame_count or self.stop)
-        if not self._ended and end is not None and self.frames_read < end - self.first_index - 1:
+        end = self._announced_end()
+        seen = self.frames_read + self.frames_lost
+        if not self._ended and end is not None and seen < end - self.first_index - 1:
             self.truncated = True
             logger.warning(
                 f"video {self.name} ended after {self.frames_read} of the {self.frame_count} frames its header "
                 "announces (truncated or damaged?); the frames read were processed"
             )
+        if not self._ended and self.frames_lost:
+            logger.warning(f"video {self.name}: {self.frames_lost} frames lost to damage, {self.frames_read} processed")
         self._ended = True
 
     def close(self) -> None:
         self._cap.release()
+        self._close_alias()
+
+    def _close_alias(self) -> None:
+        if self._alias is not None:
+            self._alias.close()
 
 
 class ImageFilesSource(Source):
@@ -145,7 +183,7 @@ class ImageFilesSource(Source):
             self._next += 1
             image = read_image(path)
             if image is None or image.size == 0:
-                logger.warning(f"skipping {path}: not a readable image")
+                logger.warning(f"skipping {path}: not a readable image ({unreadable_reason(path)})")
                 self.skipped.append(path)
                 continue
             return RawFrame(to_bgr8(image), path.name)
@@ -178,6 +216,9 @@ class LiveSource(Source):
             raise SourceError(f"cannot open {what}: no such device or the stream is unreachable")
         fps = self._cap.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps) if fps and 0 < fps < 1000 else 25.0
+        http = isinstance(spec, str) and spec.lower().startswith(("http://", "https://"))
+        self.recording = http and int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT)) > 0
+        """A URL of a finite recording (the container announces a frame count), not a live stream."""
 
     def read(self) -> RawFrame | None:
         ok, frame = self._cap.read()
@@ -207,6 +248,10 @@ class RealtimeFileSource(Source):
     def truncated(self) -> bool:
         return self.video.truncated
 
+    @property
+    def frames_lost(self) -> int:
+        return self.video.frames_lost
+
     def read(self) -> RawFrame | None:
         if self._start is None:
             self._start = time.monotonic()
@@ -234,11 +279,18 @@ def open_source(
     ``realtime`` plays a video file at its own fps with live-source semantics (frames dropped when behind).
     ``reconnect`` wraps cameras and streams in a :class:`~maskwatch.capture.reconnect.ReconnectingSource` that reopens
     them after ``stall_s`` seconds without frames (default ``open_timeout_s``); the first open is never retried.
+    A URL of a recording (an ``http://`` file with a frame count) is read once, as a file. An image is told by
+    its content, whatever its name says.
     """
-    spec = str(spec).strip()
-    if is_live_spec(spec):
-        target: str | int = int(spec) if spec.isdigit() else spec
+    raw = str(spec)
+    spec = raw.strip()
+    index = camera_index(spec)
+    if index is not None or is_live_spec(spec):
+        target: str | int = index if index is not None else spec
         live = LiveSource(target, open_timeout_s)
+        if live.recording:  # a file served over HTTP ends: read it once, as a file
+            live.close()
+            return _file_source(VideoFileSource(spec), realtime)
         if not reconnect:
             return live
         from maskwatch.capture.reconnect import ReconnectingSource
@@ -250,31 +302,28 @@ def open_source(
             max_backoff_s=max_backoff_s,
             first=live,
         )
-    path = Path(spec).expanduser()
+    path = find_path(raw)
     if path.is_dir():
         return _open_folder(path)
-    if not path.exists():
-        raise SourceError(f"source not found: {path}")
     if not path.is_file():
         raise SourceError(f"source {path} is not a file, folder, camera index or URL")
-    if path.suffix.lower() == ".gif" and _frame_count(path) > 1:  # an animation is a video; one frame, an image
-        video = VideoFileSource(path)
-        return RealtimeFileSource(video) if realtime else video
-    if path.suffix.lower() in IMAGE_SUFFIXES:
+    fmt = sniff(path)
+    if fmt == "GIF" and _frame_count(path) > 1:  # an animation is a video; one frame, an image
+        return _file_source(VideoFileSource(path), realtime)
+    if fmt in IMAGE_FORMATS or (fmt is None and path.suffix.lower() in IMAGE_SUFFIXES):
         if read_image(path) is None:
-            raise SourceError(f"cannot read image {path}: not a valid image file")
+            raise SourceError(f"cannot read image {path}: {unreadable_reason(path)}")
         return ImageFilesSource([path], name=str(path))
-    video = VideoFileSource(path)
+    return _file_source(VideoFileSource(path), realtime)
+
+
+def _file_source(video: VideoFileSource, realtime: bool) -> Source:
     return RealtimeFileSource(video) if realtime else video
 
 
 def _open_folder(path: Path) -> ImageFilesSource:
     """The images directly in ``path``; an error if it holds none that can be read (nothing would be written)."""
-    images = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    nested = next((p for p in path.rglob("*") if p.parent != path and p.suffix.lower() in IMAGE_SUFFIXES), None)
-    if nested is not None:
-        logger.warning(f"images in subfolders of {path} are not read (e.g. {nested.relative_to(path)}): "
-                       "run maskwatch on each folder")  # fmt: skip
+    images = folder_images(path)
     if not images:
         raise SourceError(f"folder {path} contains no images ({', '.join(IMAGE_SUFFIXES)})")
     if not any(read_image(p) is not None for p in images):  # stops at the first readable one
@@ -283,12 +332,16 @@ def _open_folder(path: Path) -> ImageFilesSource:
 
 
 def _frame_count(path: Path) -> int:
-    with quiet_opencv():
-        video = cv2.VideoCapture(str(path))
+    alias = OpenCVName(path)
     try:
-        return int(video.get(cv2.CAP_PROP_FRAME_COUNT)) if video.isOpened() else 0
+        with quiet_opencv():
+            video = cv2.VideoCapture(alias.name)
+        try:
+            return int(video.get(cv2.CAP_PROP_FRAME_COUNT)) if video.isOpened() else 0
+        finally:
+            video.release()
     finally:
-        video.release()
+        alias.close()
 
 
 def _codec_of(cap: cv2.VideoCapture) -> str:
@@ -301,7 +354,7 @@ def _codec_of(cap: cv2.VideoCapture) -> str:
 _CODEC_NAMES = {"av01": "AV1", "av1": "AV1", "vp09": "VP9", "hev1": "HEVC", "hvc1": "HEVC", "hevc": "HEVC"}
 
 
-def undecodable(path: Path, cap: cv2.VideoCapture) -> str:
+def undecodable(path: Path | str, cap: cv2.VideoCapture) -> str:
     """The error for a video that opens but yields no frame: name the codec when it is known, else say why."""
     codec = _codec_of(cap)
     if not codec:
@@ -309,6 +362,6 @@ def undecodable(path: Path, cap: cv2.VideoCapture) -> str:
     name = _CODEC_NAMES.get(codec.strip().lower(), codec.strip())
     return (
         f"video {path} uses the {name} codec (FourCC {codec.strip()}), which this OpenCV build cannot decode: "
-        f"re-encode it (e.g. ffmpeg -i {path.name} -c:v libx264 out.mp4) or use an OpenCV build whose FFmpeg has "
+        f"re-encode it (e.g. ffmpeg -i {Path(path).name} -c:v libx264 out.mp4) or use an OpenCV build whose FFmpeg has "
         + ("dav1d" if name == "AV1" else f"a {name} decoder")
     )

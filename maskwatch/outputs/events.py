@@ -116,8 +116,10 @@ class EventLog:
         try:
             folder.mkdir(exist_ok=True)
             tmp = target.with_name(f".{target.stem}.partial.jpg")
-            if crop.size == 0 or not cv2.imwrite(str(tmp), crop):
+            ok, data = cv2.imencode(".jpg", crop) if crop.size else (False, None)
+            if not ok:
                 raise OSError("image not written")
+            tmp.write_bytes(data.tobytes())  # by Python: OpenCV crashes on a folder name that is not UTF-8
             os.replace(tmp, target)
         except OSError as exc:
             logger.warning(f"snapshot of track {event.track_id} not saved: {exc}")

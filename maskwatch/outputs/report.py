@@ -54,9 +54,9 @@ def write_report(
     except OSError as exc:
         raise OutputError(f"cannot create report folder {prefix.parent}: {exc}") from exc
     text = json.dumps(report, indent=2, ensure_ascii=False, default=str) + "\n"
-    _atomic_write(json_path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    _atomic_write(json_path, lambda tmp: tmp.write_text(text, encoding="utf-8", errors="backslashreplace"))
     markdown = render_markdown(report, events)
-    _atomic_write(md_path, lambda tmp: tmp.write_text(markdown, encoding="utf-8"))
+    _atomic_write(md_path, lambda tmp: tmp.write_text(markdown, encoding="utf-8", errors="backslashreplace"))
     alert_times = _alert_times(events, summary.get("fps"))
     _atomic_write(png_path, lambda tmp: _plot(tmp, source, timeline, alert_times))
     return [json_path, md_path, png_path]
@@ -206,7 +206,7 @@ def _plot(path: Path, source: str, timeline: list[TimelinePoint], alert_times: l
     counts = np.array([[p.with_mask, p.without_mask, p.incorrect, p.undecided] for p in points], np.float64).T
     centers, share = _binned_compliance(points) if points else (np.zeros(0), np.zeros(0))
     image = compliance_chart(
-        f"maskwatch: {Path(source).name or source}",
+        f"maskwatch: {Path(source).name or source}".encode("ascii", "replace").decode(),  # OpenCV draws ASCII
         t,
         counts.reshape(4, -1),
         ("mask", "no mask", "incorrect", "undecided"),
@@ -228,12 +228,15 @@ def partial_reason(source, stats) -> str | None:
     ``interrupted``: a file (or ``--realtime`` file) stopped before its end (SIGINT/SIGTERM, the window closed); a
     camera or stream has no end, so a signal is how its run ends and its report is whole.
     ``truncated input (N of M frames)``: the file ended before the frame count its header announces.
+    ``N frames lost to damage``: a damaged stretch of the file was skipped (the frames after it were processed).
     """
     reasons = []
     if stats.stopped_early and source.finite:
         reasons.append("interrupted")
     if source.truncated:
         reasons.append(f"truncated input ({stats.frames + stats.dropped} of {source.frame_count} frames)")
+    if source.frames_lost:
+        reasons.append(f"{source.frames_lost} frames lost to damage")
     return "; ".join(reasons) or None
 
 

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from maskwatch.errors import OutputError
+from maskwatch.outputs.partial import move_into_place, partial_name, remove_stale_partials, stat_or_none
 from maskwatch.types import FrameResult
 
 
@@ -109,6 +110,9 @@ class VideoSink(_ClosingSink):
     ) -> None:
         self.path = path
         self.partial_path = partial_name(path)
+        self.final_path = path
+        """Where the video ended up (``NAME (2).SUFFIX`` when another run finished ``path`` meanwhile)."""
+        self._before = stat_or_none(path)
         self.fps = fps
         self.fourcc = fourcc
         self.min_free_bytes = min_free_bytes
@@ -128,6 +132,7 @@ class VideoSink(_ClosingSink):
         h, w = annotated.shape[:2]
         if self._writer is None:
             self._size = (w, h)
+            remove_stale_partials(self.path)
             target = str(self.partial_path)
             self._writer = cv2.VideoWriter(target, cv2.VideoWriter_fourcc(*self.fourcc), self.fps, self._size)
             if not self._writer.isOpened():
@@ -179,7 +184,7 @@ class VideoSink(_ClosingSink):
             self._writer.release()
             self._writer = None
             try:
-                os.replace(self.partial_path, self.path)
+                self.final_path = move_into_place(self.partial_path, self.path, self._before)
             except OSError as exc:
                 raise OutputError(f"cannot finish video {self.path}: {exc.strerror}") from None
 
@@ -256,11 +261,6 @@ class BackgroundSink(_ClosingSink):
 _STOP_WRITER = object()
 
 
-def partial_name(path: Path) -> Path:
-    """Where an output is written before it is complete: a hidden name beside it, with the same suffix."""
-    return path.with_name(f".{path.stem}.partial{path.suffix}")
-
-
 class ImageSink(_ClosingSink):
     """Writes annotated images: into a folder (named as the inputs) or to one file for a single image."""
 
@@ -280,15 +280,31 @@ class ImageSink(_ClosingSink):
 
     def write(self, result: FrameResult, annotated: np.ndarray) -> None:
         target = self.path if self.single_file else self.path / Path(result.frame.name).name
-        params = [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality] if target.suffix.lower() in (".jpg", ".jpeg") else []
+        data = encode_image(target, annotated, self.jpeg_quality)
         tmp = partial_name(target)
-        if not cv2.imwrite(str(tmp), annotated, params):
-            raise OutputError(f"cannot write image {target}")
-        os.replace(tmp, target)  # never leave a half-written image under the final name
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, target)  # never leave a half-written image under the final name
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise OutputError(f"cannot write image {target}: {exc.strerror}") from None
         self.frames_written += 1
 
     def close(self) -> None:
         pass
+
+
+def encode_image(target: Path, image: np.ndarray, jpeg_quality: int) -> bytes:
+    """``image`` encoded as ``target``'s suffix says, or as JPEG where OpenCV has no encoder for it (``.jfif``,
+    ``.download``, no suffix): the bytes are written by Python, so any file name works."""
+    suffix = target.suffix.lower()
+    ext = suffix if suffix.isascii() and len(suffix) > 1 and cv2.haveImageWriter("x" + suffix) else ".jpg"
+    params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality] if ext in (".jpg", ".jpeg", ".jpe") else []
+    ok, data = cv2.imencode(ext, image, params)
+    if not ok:
+        raise OutputError(f"cannot encode image {target}")
+    return data.tobytes()
 
 
 class JsonLinesSink(_ClosingSink):
