@@ -21,7 +21,8 @@ from maskwatch.errors import ConfigError, SourceError
 from maskwatch.monitor.pipeline import FacePipeline
 from maskwatch.outputs.events import EventLog
 from maskwatch.outputs.sinks import JsonLinesSink
-from maskwatch.runner.lanes import Lane, NamedSource, run_sources, status
+from maskwatch.runner.lanes import Lane, NamedSource, run_sources
+from maskwatch.runner.status import view_status
 from maskwatch.serve.metrics import prometheus_text
 from maskwatch.serve.web import WebView
 from tests.conftest import FakeClassifier, FakeDetector, count_frames, write_video
@@ -80,7 +81,9 @@ def test_sources_share_one_pipeline_one_event_log_and_one_view(tmp_path, workers
     with (
         EventLog(events, snapshots=True, snapshot_prefix_source=True) as log,
         JsonLinesSink(detections) as dets,
-        WebView(port=0, status=lambda: status(lanes, started), sources=[lane.name for lane in lanes]) as view,
+        WebView(
+            port=0, status=lambda: view_status(lanes, started, per_source=True), sources=[lane.name for lane in lanes]
+        ) as view,
     ):
         run_sources(lanes, [log, dets, view], None, workers=workers, status_interval_s=0.2)
         assert [lane.stats.frames for lane in lanes[:2]] == [30, 20]  # files: every frame
@@ -222,7 +225,7 @@ def test_run_many_sources_with_the_real_models(tmp_path):
         "run", "--config", str(cams), "--output", str(out), "--events", str(events), "--detections", str(detections)
     )
     assert proc.returncode == 0, proc.stderr
-    assert "running 2 sources" in proc.stderr and "a: done, 12 frames" in proc.stderr
+    assert "running 2 sources" in proc.stderr and "a: done: 12 frames" in proc.stderr
     assert count_frames(out / "a.mp4")[0] == 12 and count_frames(out / "back door.mp4")[0] == 8
     frames = [json.loads(line) for line in detections.read_text().splitlines()]
     assert sorted(f["source"] for f in frames) == ["a"] * 12 + ["back door"] * 8

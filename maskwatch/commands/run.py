@@ -1,4 +1,8 @@
-"""The ``run`` command: open the source, build the stages and sinks from the config, run, report."""
+"""The ``run`` command: open the sources (``--source``, or every entry of the config's ``sources:``), build the
+stages and sinks from the config, run them as lanes of one runner, report.
+
+One source is the one-lane case of several: the same checks, wiring, signals, reports and exit status.
+"""
 
 from __future__ import annotations
 
@@ -6,126 +10,144 @@ import argparse
 import contextlib
 import sys
 import threading
+import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from loguru import logger
 
 from maskwatch.build import (
-    build_event_outputs,
     build_monitor,
-    build_output_sink,
     build_pipeline,
     build_renderer,
     build_source,
-    build_web_view,
+    build_sources,
     configured_sources,
     http_bind,
+    inference_workers,
     log_level,
     run_settings,
     runtime_label,
+    source_files,
     tracking_enabled,
 )
+from maskwatch.capture.base import Source
 from maskwatch.commands.options import overrides, report_prefix
+from maskwatch.commands.run_outputs import check_outputs, output_sinks, wire_sinks
+from maskwatch.config import Config
 from maskwatch.errors import ConfigError, OutputError
 from maskwatch.media import EXIT_OK, EXIT_SIGNAL
+from maskwatch.monitor.pipeline import FacePipeline
+from maskwatch.runner.lane import Lane
 from maskwatch.runner.signals import stop_on_signals
-from maskwatch.runner.status import log_done, run_status
+from maskwatch.runner.status import log_done, view_status
 
 
 def run_command(args: argparse.Namespace, setup_logging) -> int:
     """Everything ``maskwatch run`` does; user errors raise :class:`~maskwatch.errors.MaskwatchError`."""
-    from maskwatch.capture.sources import ImageFilesSource
     from maskwatch.config import load_config
-    from maskwatch.outputs.sinks import BackgroundSink, JsonLinesSink, VideoSink, WindowSink, check_writable
-    from maskwatch.runner.single import RunStats, run
 
     cfg = load_config(args.config, overrides(args))
     if args.log_level is None:
         setup_logging(log_level(cfg))
     bind = http_bind(cfg)
     entries = configured_sources(cfg)
-    if args.source is None:
-        if not entries:
-            raise ConfigError("nothing to watch: give --source, or a config (--config) with a sources: list")
-        from maskwatch.commands.run_many import run_many_command
+    many = args.source is None
+    if many and not entries:
+        raise ConfigError("nothing to watch: give --source, or a config (--config) with a sources: list")
+    if not many:
+        from maskwatch.demo import resolve_source
 
-        return run_many_command(args, cfg, bind)
-    if entries:
-        logger.info(f"--source given: the config's {len(entries)} sources are not used")
-    from maskwatch.demo import resolve_source
-
-    args.source = resolve_source(args.source)  # "demo": the clip shipped in the package
-    inputs = (Path(args.source),)
-    for path in (args.detections, args.events):
-        if path is not None:
-            check_writable(path, inputs)
-    prefix = report_prefix(args)
-    if prefix is not None:
-        check_writable(prefix.with_name(prefix.name + ".report.json"), inputs)
-    source = build_source(cfg, args.source, realtime=args.realtime)
-    tracking = tracking_enabled(cfg) and not isinstance(source, ImageFilesSource)
+        if entries:
+            logger.info(f"--source given: the config's {len(entries)} sources are not used")
+        args.source = resolve_source(args.source)  # "demo": the clip shipped in the package
+    check_outputs(args, source_files(cfg) if many else (Path(args.source),), many=many)
+    sources = (
+        build_sources(cfg, realtime=args.realtime) if many else [build_source(cfg, args.source, realtime=args.realtime)]
+    )
+    stop = threading.Event()
     try:
-        if args.events is not None and not tracking:
-            raise OutputError("--events needs a video, camera or stream with tracking on (not images or --no-track)")
-        output = build_output_sink(cfg, args.output, source) if args.output is not None else None
-        from maskwatch.outputs.report import write_run_report
-        from maskwatch.outputs.webhook import close_webhook
-
-        pipeline = build_pipeline(cfg)
-        pipeline.warmup()
-        monitor = (
-            build_monitor(
-                cfg,
-                pipeline,
-                source_name=source.name,
-                fps=source.fps,
-                live=source.is_live,
-                frame_count=source.frame_count,
-            )
-            if tracking
-            else None
-        )
-        process = monitor if monitor is not None else pipeline
-        stats = RunStats()
-        stop = threading.Event()
-        with contextlib.ExitStack() as stack:
-            sinks = []
-            if output is not None:
-                if isinstance(output, VideoSink):  # encode on a second core, beside the next frame's detection
-                    output = BackgroundSink(output)
-                sinks.append(stack.enter_context(output))
-            if args.detections is not None:
-                sinks.append(stack.enter_context(JsonLinesSink(args.detections)))
-            event_outputs, webhook = build_event_outputs(cfg, args.events, stack, tracking=monitor is not None)
-            sinks += event_outputs
-            if bind is not None:
-                view = build_web_view(cfg, bind, status=lambda: run_status(source, stats, process))
-                sinks.append(stack.enter_context(view.start()))
-            if args.show:
-                sinks.append(stack.enter_context(WindowSink(f"maskwatch: {source.name}")))
-            received = stack.enter_context(stop_on_signals(stop))
-            logger.info(
-                f"running on {source.name} ({'live' if source.is_live else 'file'}, {runtime_label(cfg)}"
-                f"{', tracking' if monitor else ''})"
-            )
-            run(
-                source,
-                process,
-                sinks,
-                build_renderer(cfg),
-                stop=stop,
-                progress=not args.no_progress and sys.stderr.isatty(),
-                stats=stats,
-                summary=process.summary_line,
-                **run_settings(cfg),
-            )
-            close_webhook(webhook)
+        lanes, received = _run(args, cfg, bind, sources, stop, many=many)
     finally:
-        source.close()
-    log_done(source, stats)
-    if monitor is not None and prefix is not None:
-        write_run_report(prefix, source, stats, monitor)
-    if received.get("signal") is not None and not source.is_live:
-        logger.warning(f"interrupted: {stats.frames} frames processed and written; outputs finalized")
+        stop.set()
+        for source in sources:
+            source.close()
+    return _finish(args, lanes, received, many=many)
+
+
+def _run(args, cfg: Config, bind, sources: Sequence[Source], stop: threading.Event, *, many: bool):
+    """Build the stages and sinks, run every source to its end or ``stop``; returns the lanes and the signal seen."""
+    from maskwatch.capture.sources import ImageFilesSource
+    from maskwatch.outputs.webhook import close_webhook
+    from maskwatch.runner.lanes import run_sources
+
+    tracking = tracking_enabled(cfg) and not any(isinstance(s, ImageFilesSource) for s in sources)
+    if args.events is not None and not tracking:
+        raise OutputError("--events needs a video, camera or stream with tracking on (not images or --no-track)")
+    outputs = output_sinks(cfg, args, sources, many=many)
+    pipeline = build_pipeline(cfg)  # the models: only once inputs and outputs are checked
+    workers = inference_workers(cfg, len(sources), show=args.show)
+    pipeline.warmup()
+    lanes = [_lane(cfg, pipeline, source, tracking=tracking, share=-(-len(sources) // workers)) for source in sources]
+    started = time.monotonic()
+    with contextlib.ExitStack() as stack:
+        shared, webhook = wire_sinks(
+            cfg,
+            args,
+            lanes,
+            outputs,
+            stack,
+            tracking=tracking,
+            many=many,
+            view_status=lambda: view_status(lanes, started, per_source=many),
+            bind=bind,
+        )
+        received = stack.enter_context(stop_on_signals(stop))
+        logger.info(_running_line(cfg, lanes, workers, tracking=tracking, many=many))
+        progress = not args.no_progress and sys.stderr.isatty()
+        settings = run_settings(cfg)
+        run_sources(lanes, shared, build_renderer(cfg), stop=stop, workers=workers, progress=progress, **settings)
+        close_webhook(webhook)
+    return lanes, received
+
+
+def _lane(cfg: Config, pipeline: FacePipeline, source: Source, *, tracking: bool, share: int) -> Lane:
+    """One source's lane: its monitor (tracking on) or the shared pipeline."""
+    if not tracking:
+        return Lane(source.name, source, pipeline)
+    # a worker serves `share` sources: each may take 1/share of its frame interval before the detector strides
+    fps = source.fps * share if source.is_live else source.fps
+    monitor = build_monitor(
+        cfg, pipeline, source_name=source.name, fps=fps, live=source.is_live, frame_count=source.frame_count
+    )
+    return Lane(source.name, source, monitor, summary=monitor.summary_line)
+
+
+def _running_line(cfg: Config, lanes: Sequence[Lane], workers: int, *, tracking: bool, many: bool) -> str:
+    track = ", tracking" if tracking else ""
+    if not many:
+        source = lanes[0].source
+        return f"running on {source.name} ({'live' if source.is_live else 'file'}, {runtime_label(cfg)}{track})"
+    names = ", ".join(lane.name for lane in lanes)
+    return (
+        f"running {len(lanes)} sources ({names}; {runtime_label(cfg)}{track}): one shared pipeline, "
+        f"{workers} inference thread(s)"
+    )
+
+
+def _finish(args: argparse.Namespace, lanes: Sequence[Lane], received: dict, *, many: bool) -> int:
+    """Log each source's closing line, write its report (tracked runs), and say how the run ended."""
+    from maskwatch.monitor.monitor import Monitor
+    from maskwatch.outputs.report import write_run_report
+
+    prefix = report_prefix(args)
+    for lane in lanes:
+        log_done(lane.source, lane.stats, prefix=f"{lane.name}: " if many else "")
+        if isinstance(lane.process, Monitor) and prefix is not None:
+            path = prefix.with_name(f"{prefix.name}.{lane.name}") if many else prefix
+            write_run_report(path, lane.source, lane.stats, lane.process)
+    if received.get("signal") is not None and any(not lane.source.is_live for lane in lanes):
+        frames = sum(lane.stats.frames for lane in lanes)
+        logger.warning(f"interrupted: {frames} frames processed and written; outputs finalized")
         return EXIT_SIGNAL[received["signal"]]
     return EXIT_OK

@@ -143,13 +143,13 @@ class Monitor:
 
     def __call__(self, frame: Frame) -> FrameResult:
         detected = self.stride.should_detect(frame.index)
-        return self._track(frame, self.pipeline(frame) if detected else None)
+        return self._track(frame, self.pipeline(frame, self.tracker.low_score) if detected else None)
 
     def process_batch(self, frames: list[Frame]) -> list[FrameResult]:
         """:meth:`__call__` for frames in order, the detector's frames run as one batch (GPU, consumer behind)."""
         detect = [self.stride.should_detect(f.index) for f in frames]
         chosen = [f for f, d in zip(frames, detect, strict=True) if d]
-        found = iter(self.pipeline.process_batch(chosen))
+        found = iter(self.pipeline.process_batch(chosen, self.tracker.low_score))
         return [self._track(f, next(found) if d else None) for f, d in zip(frames, detect, strict=True)]
 
     def _track(self, frame: Frame, result: FrameResult | None) -> FrameResult:

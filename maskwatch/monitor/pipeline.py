@@ -17,6 +17,9 @@ class FacePipeline:
 
     A :class:`~maskwatch.monitor.base.FrameProcessor` on its own (a run without tracking): it keeps no state, so
     ``observe``, ``finish``, ``snapshot`` and ``summary_line`` have nothing to do.
+
+    ``score_threshold``: the faces it reports score at least this much, whatever the detector was built to return;
+    a caller that wants weaker faces (the tracker extends its tracks with them) passes ``min_score``.
     """
 
     def __init__(
@@ -26,17 +29,22 @@ class FacePipeline:
         crop_margin: float = 0.15,
         min_confidence: float = 0.0,
         nested_overlap: float = 0.0,
+        score_threshold: float = 0.0,
     ) -> None:
         self.detector = detector
         self.classifier = classifier
         self.crop_margin = crop_margin
         self.min_confidence = min_confidence
         self.nested_overlap = nested_overlap
+        self.score_threshold = score_threshold
 
-    def detect(self, images: list[np.ndarray]) -> list[FaceDetections]:
-        """The detector's faces per image, without a second box nested in a stronger box of the same face
-        (``nested_overlap`` of the smaller box inside the other; 0 keeps every box)."""
+    def detect(self, images: list[np.ndarray], min_score: float | None = None) -> list[FaceDetections]:
+        """The detector's faces per image scoring at least ``min_score`` (None: ``score_threshold``), without a
+        second box nested in a stronger box of the same face (``nested_overlap`` of the smaller box inside the
+        other; 0 keeps every box)."""
         found = self.detector.detect_batch(images) if len(images) > 1 else [self.detector.detect(images[0])]
+        floor = self.score_threshold if min_score is None else min_score
+        found = [f[f.det_score >= floor] if np.any(f.det_score < floor) else f for f in found]
         if self.nested_overlap <= 0:
             return found
         return [f[suppress_nested(f.xyxy, f.det_score, self.nested_overlap)] if len(f) > 1 else f for f in found]
@@ -63,7 +71,7 @@ class FacePipeline:
         self.detector.detect(image)
         self.classifier.classify([image[: max(h // 4, 1), : max(w // 4, 1)]])
 
-    def process_batch(self, frames: list[Frame]) -> list[FrameResult]:
+    def process_batch(self, frames: list[Frame], min_score: float | None = None) -> list[FrameResult]:
         """:meth:`__call__` for several frames: one detector pass (if the detector batches), one classifier batch.
 
         Each result's timings are its share of the batch's (the batch time divided by the number of frames).
@@ -72,7 +80,7 @@ class FacePipeline:
             return []
         t0 = time.perf_counter()
         images = [f.image for f in frames]
-        detections = self.detect(images)
+        detections = self.detect(images, min_score)
         t1 = time.perf_counter()
         crops = [crop for image, faces in zip(images, detections, strict=True) for crop in self.crops(image, faces)]
         prob = np.asarray(self.classifier.classify(crops), dtype=np.float32) if crops else None
@@ -85,9 +93,10 @@ class FacePipeline:
             results.append(FrameResult(frame=frame, faces=faces, timings_ms=dict(timings)))
         return results
 
-    def __call__(self, frame: Frame) -> FrameResult:
+    def __call__(self, frame: Frame, min_score: float | None = None) -> FrameResult:
+        """Detect (down to ``min_score``, None: ``score_threshold``) and classify the faces of one frame."""
         t0 = time.perf_counter()
-        faces = self.detect([frame.image])[0]
+        faces = self.detect([frame.image], min_score)[0]
         t1 = time.perf_counter()
         faces = self.classify(frame.image, faces)
         t2 = time.perf_counter()

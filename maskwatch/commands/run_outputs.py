@@ -1,0 +1,78 @@
+"""``run``'s outputs: checked before any model loads, then built per source (video, images, window) or shared by
+every source (detections, event outputs, web view). One source and several take the same checks and wiring."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from collections.abc import Sequence
+from pathlib import Path
+
+from maskwatch.build import build_event_outputs, build_output_sink, build_video_sink, build_web_view
+from maskwatch.capture.base import Source
+from maskwatch.commands.options import report_prefix
+from maskwatch.config import Config
+from maskwatch.errors import OutputError
+from maskwatch.media import VIDEO_SUFFIXES
+from maskwatch.outputs.sinks import BackgroundSink, JsonLinesSink, Sink, VideoSink, WindowSink, check_writable
+from maskwatch.runner.lane import Lane
+
+
+def check_outputs(args: argparse.Namespace, inputs: tuple[Path, ...], *, many: bool) -> None:
+    """Fail early (one line) on an output that cannot be written or would overwrite an input; with several sources,
+    ``--output`` must be a folder (one video per source)."""
+    for path in (args.detections, args.events):
+        if path is not None:
+            check_writable(path, inputs)
+    if many and args.output is not None:
+        out = args.output
+        if out.suffix.lower() in VIDEO_SUFFIXES or (out.exists() and not out.is_dir()):
+            raise OutputError(f"--output {out} must be a folder with several sources (one video per source)")
+        check_writable(out, inputs)
+    prefix = report_prefix(args)
+    if prefix is not None:
+        check_writable(prefix.with_name(prefix.name + ".report.json"), inputs)
+
+
+def output_sinks(cfg: Config, args: argparse.Namespace, sources: Sequence[Source], *, many: bool) -> list[Sink | None]:
+    """Each source's ``--output`` sink, not yet entered (None without ``--output``): one source writes the video or
+    images named; several write ``OUTPUT/<source>.mp4`` each. A video is encoded on a second core."""
+    out = args.output
+    if out is None:
+        return [None for _ in sources]
+    if many:
+        out.mkdir(exist_ok=True)
+        return [build_video_sink(cfg, out / f"{source.name}.mp4", source.fps) for source in sources]
+    sink = build_output_sink(cfg, out, sources[0])
+    return [BackgroundSink(sink) if isinstance(sink, VideoSink) else sink]
+
+
+def wire_sinks(
+    cfg: Config,
+    args: argparse.Namespace,
+    lanes: Sequence[Lane],
+    outputs: Sequence[Sink | None],
+    stack: contextlib.ExitStack,
+    *,
+    tracking: bool,
+    many: bool,
+    view_status,
+    bind: tuple[str, int] | None,
+):
+    """Enter every sink on ``stack``: each lane's output and window, and the shared detections, event outputs and
+    web view. Returns (shared sinks, webhook or None)."""
+    for lane, output in zip(lanes, outputs, strict=True):
+        if output is not None:
+            lane.sinks.append(stack.enter_context(output))
+    shared: list[Sink] = []
+    if args.detections is not None:
+        shared.append(stack.enter_context(JsonLinesSink(args.detections)))
+    event_outputs, webhook = build_event_outputs(cfg, args.events, stack, tracking=tracking, per_source=many)
+    shared += event_outputs
+    if bind is not None:
+        names = [lane.name for lane in lanes] if many else None
+        shared.append(stack.enter_context(build_web_view(cfg, bind, status=view_status, sources=names).start()))
+    if args.show:
+        for lane in lanes:
+            lane.sinks.append(stack.enter_context(WindowSink(f"maskwatch: {lane.name}")))
+    return shared, webhook
