@@ -93,6 +93,15 @@ def detector_threshold(cfg: Config) -> float:
     return cfg.detector.score_threshold
 
 
+def detector_floor(cfg: Config) -> float:
+    """The lowest score the detector is built to return: ``tracking.low_score`` with tracking on (such faces only
+    extend existing tracks), else ``detector.score_threshold``. The pipeline itself reports faces from
+    ``detector.score_threshold`` up; only a monitor asks it for weaker ones."""
+    if cfg.tracking.enabled:
+        return min(cfg.tracking.low_score, cfg.detector.score_threshold)
+    return cfg.detector.score_threshold
+
+
 def batch_frames(cfg: Config) -> int:
     """Frames the runner may detect together: ``runtime.batch_frames``, else 8 on CUDA and 1 on the CPU."""
     if cfg.runtime.batch_frames is not None:
@@ -129,6 +138,7 @@ def build_pipeline(cfg: Config) -> FacePipeline:
         crop_margin=cfg.classifier.crop_margin,
         min_confidence=cfg.classifier.min_confidence,
         nested_overlap=cfg.detector.nested_overlap,
+        score_threshold=cfg.detector.score_threshold,
     )
 
 
@@ -141,7 +151,7 @@ def build_torch_models(cfg: Config) -> tuple[Detector, Classifier]:
     detector = load_detector(
         det.weights,
         input_size=det.input_size,
-        score_threshold=det.score_threshold,
+        score_threshold=detector_floor(cfg),
         nms_iou=det.nms_iou,
         max_faces=det.max_faces,
         device=cfg.runtime.device,
@@ -169,7 +179,7 @@ def build_onnx_models(cfg: Config) -> tuple[Detector, Classifier]:
     detector = load_onnx_detector(
         det.onnx_int8_weights if int8 else det.onnx_weights,
         input_size=det.input_size,
-        score_threshold=det.score_threshold,
+        score_threshold=detector_floor(cfg),
         nms_iou=det.nms_iou,
         max_faces=det.max_faces,
         threads=threads,
@@ -221,7 +231,8 @@ def build_monitor(
 ):
     """Wrap ``pipeline`` with tracking, the alert policy and the detection stride.
 
-    The detector is set to report faces down to ``tracking.low_score``: those only extend existing tracks.
+    The monitor asks the pipeline for faces down to ``tracking.low_score`` (as far as its detector was built to
+    return, see :func:`detector_floor`): those only extend existing tracks.
     ``frame_count`` (the source's, None when unknown) lets a very short input still count the faces it shows
     (see :func:`build_tracker`).
     """
@@ -230,7 +241,6 @@ def build_monitor(
     from maskwatch.monitor.static import LifeMeter
 
     t, a = cfg.tracking, cfg.alerts
-    pipeline.detector.score_threshold = min(t.low_score, cfg.detector.score_threshold)
     policy = AlertPolicy(
         source_name,
         alert_labels=a.labels,
