@@ -344,9 +344,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from maskwatch.build import model_files
     from maskwatch.commands.export import export_all
     from maskwatch.config import load_config
+    from maskwatch.wiring import model_files
 
     files = model_files(load_config(args.config, {}))
     for path in export_all(args.out, files["detector"]["fp32"], files["classifier"]["fp32"]):
@@ -382,9 +382,9 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
 
 def cmd_soak(args: argparse.Namespace) -> int:
-    from maskwatch.build import run_settings
     from maskwatch.commands.soak import failures, report_lines, resolve_video, run_builder, soak, validate
     from maskwatch.config import load_config
+    from maskwatch.wiring import run_settings
 
     validate(args.minutes, args.interval_s, args.warmup_s)
     require("matplotlib")  # the plot is written at the end: say so before the soak, not after it

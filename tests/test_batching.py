@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from maskwatch.build import batch_frames, build_monitor
 from maskwatch.capture.sources import VideoFileSource
 from maskwatch.config import Config
 from maskwatch.models.retinaface import RetinaFaceDetector
@@ -14,6 +13,7 @@ from maskwatch.monitor.pipeline import FacePipeline
 from maskwatch.outputs.sinks import Sink
 from maskwatch.runner.single import run
 from maskwatch.types import Frame
+from maskwatch.wiring import batch_frames, build_monitor
 from tests.conftest import FakeClassifier, FakeDetector, write_video
 
 

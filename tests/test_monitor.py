@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 
-from maskwatch.build import build_monitor
 from maskwatch.capture.sources import open_source
 from maskwatch.config import config_from_dict
 from maskwatch.monitor.alerts import AlertPolicy
@@ -17,6 +16,7 @@ from maskwatch.monitor.track import FaceTracker
 from maskwatch.outputs.events import EventLog
 from maskwatch.outputs.sinks import JsonLinesSink, Sink
 from maskwatch.runner.single import run
+from maskwatch.wiring import build_monitor
 from tests.conftest import FakeClassifier, FakeDetector, write_video
 
 

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from maskwatch.build import build_monitor
 from maskwatch.capture.sources import RealtimeFileSource, VideoFileSource
 from maskwatch.config import config_from_dict, default_source_name
 from maskwatch.errors import ConfigError, SourceError
@@ -25,6 +24,7 @@ from maskwatch.runner.lanes import Lane, NamedSource, run_sources
 from maskwatch.runner.status import view_status
 from maskwatch.serve.metrics import prometheus_text
 from maskwatch.serve.web import WebView
+from maskwatch.wiring import build_monitor
 from tests.conftest import FakeClassifier, FakeDetector, count_frames, write_video
 from tests.test_cli import ROOT, assert_user_error, maskwatch
 from tests.test_web import request

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import torch
 
-from maskwatch.build import build_pipeline, effective_engine, effective_precision, runtime_label, with_runtime
 from maskwatch.cli import _parser
 from maskwatch.commands.export import export_all
 from maskwatch.commands.options import overrides
@@ -25,6 +24,7 @@ from maskwatch.models.classifier import MaskClassifier
 from maskwatch.models.detector import load_detector
 from maskwatch.models.manifest import WEIGHTS_DIRS, write_manifest_entry
 from maskwatch.types import CLASS_NAMES, FaceDetections
+from maskwatch.wiring import build_pipeline, effective_engine, effective_precision, runtime_label, with_runtime
 from tests.helpers import ROOT, mismatch, truncated, unlisted
 
 ort = pytest.importorskip("onnxruntime")

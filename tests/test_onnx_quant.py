@@ -13,7 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from maskwatch.build import (
+from maskwatch.config import load_config
+from maskwatch.errors import ConfigError, MaskwatchError, WeightsError
+from maskwatch.models import retinaface as rf
+from maskwatch.models.classifier import MaskClassifierNet
+from maskwatch.models.manifest import WEIGHTS_DIRS, sha256_of, write_manifest_entry
+from maskwatch.types import CLASS_NAMES
+from maskwatch.wiring import (
     build_pipeline,
     effective_engine,
     effective_precision,
@@ -21,12 +27,6 @@ from maskwatch.build import (
     runtime_label,
     with_runtime,
 )
-from maskwatch.config import load_config
-from maskwatch.errors import ConfigError, MaskwatchError, WeightsError
-from maskwatch.models import retinaface as rf
-from maskwatch.models.classifier import MaskClassifierNet
-from maskwatch.models.manifest import WEIGHTS_DIRS, sha256_of, write_manifest_entry
-from maskwatch.types import CLASS_NAMES
 from tests.helpers import maskwatch, mismatch, truncated, unlisted
 
 pytest.importorskip("onnxruntime")

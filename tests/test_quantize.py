@@ -8,13 +8,13 @@ import pytest
 import torch
 from torch import nn
 
-from maskwatch.build import build_pipeline, effective_engine, effective_precision, with_runtime
 from maskwatch.config import load_config
 from maskwatch.errors import WeightsError
 from maskwatch.models.classifier import MaskClassifierNet
 from maskwatch.models.fuse import fused_copy, fusion_groups
 from maskwatch.models.retinaface import RetinaFace
 from maskwatch.types import CLASS_NAMES
+from maskwatch.wiring import build_pipeline, effective_engine, effective_precision, with_runtime
 
 
 def _randomize_bn(model: nn.Module, seed: int) -> nn.Module:

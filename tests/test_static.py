@@ -107,8 +107,8 @@ def test_without_the_life_meter_every_track_is_a_person_at_once():
 
 
 def test_the_builder_follows_the_config():
-    from maskwatch.build import build_monitor
     from maskwatch.config import config_from_dict
+    from maskwatch.wiring import build_monitor
 
     pipeline = FacePipeline(FakeDetector(), FakeClassifier())
     monitor = build_monitor(config_from_dict({}), pipeline, source_name="cam", fps=25.0, live=True)

@@ -151,9 +151,9 @@ class Sampler(threading.Thread):
 
 # (a) threads ---------------------------------------------------------------------------------------------------
 def bench_threads(video: Path, n: int, seconds: float, t0: float, torch_threads: int = 0, workers: int = 1) -> dict:
-    from maskwatch.build import build_monitor, build_pipeline
     from maskwatch.config import config_from_dict
     from maskwatch.runner.lanes import Lane, run_sources
+    from maskwatch.wiring import build_monitor, build_pipeline
 
     sampler = Sampler(os.getpid())
     sampler.start()
@@ -283,9 +283,9 @@ class CameraActor:
         sys.path.insert(0, root)
         import torch
 
-        from maskwatch.build import build_monitor, build_pipeline
         from maskwatch.config import config_from_dict
         from maskwatch.runner.lanes import Lane
+        from maskwatch.wiring import build_monitor, build_pipeline
 
         torch.set_num_threads(threads)
         cfg = config_from_dict({"runtime": {"threads": threads}})

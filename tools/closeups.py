@@ -20,10 +20,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from maskwatch.build import build_pipeline
 from maskwatch.capture.images import read_image
 from maskwatch.config import load_config
 from maskwatch.metrics import box_iou, suppress_nested
+from maskwatch.wiring import build_pipeline
 
 FILL = (0.55, 0.75, 0.95)  # face height as a share of the close-up's height
 

@@ -240,11 +240,11 @@ def write_json(result: EvalResult, path: Path) -> None:
 
 def eval_command(args: argparse.Namespace) -> int:
     """``maskwatch eval``: check the flags, score the pipeline on ``--data``, print the scores, write JSON / plots."""
-    from maskwatch.build import build_pipeline, detector_threshold, runtime_label
     from maskwatch.config import load_config
     from maskwatch.data.formats import read_dataset
     from maskwatch.media import EXIT_OK
     from maskwatch.outputs.sinks import check_writable
+    from maskwatch.wiring import build_pipeline, detector_threshold, runtime_label
 
     if args.plots is not None:
         require("matplotlib")

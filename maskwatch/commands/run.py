@@ -16,21 +16,6 @@ from pathlib import Path
 
 from loguru import logger
 
-from maskwatch.build import (
-    build_monitor,
-    build_pipeline,
-    build_renderer,
-    build_source,
-    build_sources,
-    configured_sources,
-    http_bind,
-    inference_workers,
-    log_level,
-    run_settings,
-    runtime_label,
-    source_files,
-    tracking_enabled,
-)
 from maskwatch.capture.base import Source
 from maskwatch.commands.options import overrides, report_prefix
 from maskwatch.commands.run_outputs import check_outputs, output_sinks, wire_sinks
@@ -41,6 +26,20 @@ from maskwatch.monitor.pipeline import FacePipeline
 from maskwatch.runner.lane import Lane
 from maskwatch.runner.signals import stop_on_signals
 from maskwatch.runner.status import log_done, view_status
+from maskwatch.wiring import (
+    build_monitor,
+    build_pipeline,
+    build_source,
+    build_sources,
+    configured_sources,
+    inference_workers,
+    log_level,
+    run_settings,
+    runtime_label,
+    source_files,
+    tracking_enabled,
+)
+from maskwatch.wiring.outputs import build_renderer, http_bind
 
 
 def run_command(args: argparse.Namespace, setup_logging) -> int:

@@ -8,7 +8,6 @@ import contextlib
 from collections.abc import Sequence
 from pathlib import Path
 
-from maskwatch.build import build_event_outputs, build_output_sink, build_video_sink, build_web_view
 from maskwatch.capture.base import Source
 from maskwatch.commands.options import report_prefix
 from maskwatch.config import Config
@@ -16,6 +15,7 @@ from maskwatch.errors import OutputError
 from maskwatch.media import VIDEO_SUFFIXES
 from maskwatch.outputs.sinks import BackgroundSink, JsonLinesSink, Sink, VideoSink, WindowSink, check_writable
 from maskwatch.runner.lane import Lane
+from maskwatch.wiring.outputs import build_event_outputs, build_output_sink, build_video_sink, build_web_view
 
 
 def check_outputs(args: argparse.Namespace, inputs: tuple[Path, ...], *, many: bool) -> None:

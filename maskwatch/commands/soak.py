@@ -91,14 +91,9 @@ def run_builder(cfg, pipeline=None) -> Build:
     """
 
     def build(source: Source, out: Path):
-        from maskwatch.build import (
-            build_event_log,
-            build_monitor,
-            build_null_video_sink,
-            build_pipeline,
-            build_renderer,
-        )
         from maskwatch.outputs.sinks import JsonLinesSink
+        from maskwatch.wiring import build_monitor, build_pipeline
+        from maskwatch.wiring.outputs import build_event_log, build_null_video_sink, build_renderer
 
         pipe = pipeline if pipeline is not None else build_pipeline(cfg)
         pipe.warmup()

@@ -31,7 +31,7 @@ AREA = "bad input"
 
 _SERVER = r"""
 import json, os, runpy, sys, time, traceback
-import maskwatch.commands.run, maskwatch.build, maskwatch.cli, maskwatch.capture.sources
+import maskwatch.commands.run, maskwatch.wiring, maskwatch.cli, maskwatch.capture.sources
 import maskwatch.outputs.sinks, maskwatch.runner.single
 import maskwatch.models.classifier, maskwatch.models.detector, maskwatch.models.retinaface  # torchvision: ~3 s
 import maskwatch.commands.quantize, maskwatch.monitor.monitor, maskwatch.outputs.events, maskwatch.outputs.report

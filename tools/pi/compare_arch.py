@@ -79,9 +79,9 @@ def runtime_info(engine: str) -> dict:
 
 
 def record(args) -> int:
-    from maskwatch.build import build_pipeline
     from maskwatch.config import load_config
     from maskwatch.types import CLASS_NAMES, Frame
+    from maskwatch.wiring import build_pipeline
 
     overrides = {
         "runtime.precision": args.precision,

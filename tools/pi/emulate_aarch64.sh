@@ -307,7 +307,7 @@ print('HWCAP', ' '.join(n for i, n in enumerate(names) if hw >> i & 1))
 print('HWCAP2', ' '.join(n for i, n in enumerate(names2) if hw2 >> i & 1) or '-')
 print('int8 kernels: dotprod', bool(hw >> 20 & 1), 'i8mm', bool(hw2 >> 13 & 1), 'sve', bool(hw >> 22 & 1))
 import maskwatch, maskwatch.cli
-from maskwatch.build import build_pipeline
+from maskwatch.wiring import build_pipeline
 from maskwatch.config import load_config
 for precision in ('fp32', 'int8'):
     try:

@@ -109,10 +109,11 @@ def analyse_chunk(
     pass. Returns what the merge needs: the frames really read, people, events and timeline (times in seconds from
     the start of the video), stage times.
     """
-    from maskwatch.build import build_monitor, build_renderer, output_fourcc, run_settings
     from maskwatch.capture.sources import VideoFileSource
     from maskwatch.outputs.sinks import JsonLinesSink, VideoSink
     from maskwatch.runner.single import RunStats, run
+    from maskwatch.wiring import build_monitor, run_settings
+    from maskwatch.wiring.outputs import build_renderer, output_fourcc
 
     if annotated is not None and chunk.warm != chunk.start:
         raise ValueError("a chunk with warm-up frames cannot write its annotated video in the same pass")
@@ -326,9 +327,9 @@ def faces_from_json(faces: list[dict]) -> FaceDetections:
 
 def render_chunk(video: Path, start: int, records: list[dict], cfg, out: Path) -> int:
     """Draw ``records`` (frames ``start`` .. ``start + len - 1``, final ids) onto the video's frames into ``out``."""
-    from maskwatch.build import build_renderer, output_fourcc
     from maskwatch.capture.sources import VideoFileSource
     from maskwatch.outputs.sinks import VideoSink
+    from maskwatch.wiring.outputs import build_renderer, output_fourcc
 
     renderer = build_renderer(cfg)
     source = VideoFileSource(video, start=start, stop=start + len(records))

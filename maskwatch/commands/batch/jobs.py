@@ -91,8 +91,8 @@ def run_batch(
         raise MaskwatchError("maskwatch batch needs Ray: pip install 'maskwatch[ray]'") from None
     from tqdm import tqdm
 
-    from maskwatch.build import output_fourcc
     from maskwatch.config import load_config
+    from maskwatch.wiring.outputs import output_fourcc
 
     fourcc = output_fourcc(load_config(config))
     videos = expand_inputs(inputs)

@@ -37,7 +37,7 @@ def _config(config: str | None, precision: str | None):
 def _models(config: str | None, precision: str | None):
     key = (config, precision)
     if key not in _PIPELINES:
-        from maskwatch.build import build_pipeline, effective_engine
+        from maskwatch.wiring import build_pipeline, effective_engine
 
         cfg = _config(config, precision)
         if effective_engine(cfg) == "torch" and not cfg.runtime.threads:

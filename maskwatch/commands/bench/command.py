@@ -29,8 +29,8 @@ def bench_command(args: argparse.Namespace) -> int:
     if args.device is not None and args.engine == "onnx":
         raise MaskwatchError("--device times the torch models on a device; --engine onnx runs on the CPU")
     if args.device is not None:
-        from maskwatch.build import check_runtime, with_runtime
         from maskwatch.commands.bench.device import device_bench, device_lines
+        from maskwatch.wiring import check_runtime, with_runtime
 
         check_runtime(with_runtime(cfg, device=args.device))
         result = device_bench(cfg, video, device=args.device, frames=args.frames, runs=args.runs, repeats=args.repeats)

@@ -161,7 +161,7 @@ def onnx_int8_files(cfg: Config) -> tuple[Path, Path] | None:
 def engines(cfg: Config) -> dict[str, str | None]:
     """Which engine times each precision: fp32 on the configured engine (auto: onnx on the CPU); int8 on ONNX
     Runtime when the int8 ``.onnx`` files exist, else None (not timed)."""
-    from maskwatch.build import effective_engine, with_runtime
+    from maskwatch.wiring import effective_engine, with_runtime
 
     return {
         "fp32": effective_engine(with_runtime(cfg, precision="fp32")),
@@ -174,9 +174,9 @@ def load_models(cfg: Config, engine: str, precision: str):
     precision."""
     d = cfg.detector
     if engine == "onnx":
-        from maskwatch.build import onnx_threads
         from maskwatch.models.onnx_engine import OnnxMaskClassifier
         from maskwatch.models.registry import load_onnx_detector
+        from maskwatch.wiring import onnx_threads
 
         files = onnx_int8_files(cfg) if precision == "int8" else (d.onnx_weights, cfg.classifier.onnx_weights)
         if files is None:
@@ -335,7 +335,7 @@ def run_bench(
     is the default config's fps writing an annotated video, beside ``--detect-every 1``, on a synthetic 640×480 clip
     and on the bench clip (``video`` resized to 640×480) when there is one.
     """
-    from maskwatch.build import check_runtime, onnx_threads, with_runtime
+    from maskwatch.wiring import check_runtime, onnx_threads, with_runtime
 
     engine = cfg.runtime.engine if "engine" in cfg.runtime.model_fields_set else "onnx"
     cfg = with_runtime(cfg, device="cpu", engine=engine)

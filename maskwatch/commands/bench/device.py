@@ -88,7 +88,7 @@ def device_bench(
     Every (size, batch) model call is timed interleaved with the others, and the end-to-end runs at batch 1 and at
     the best batch alternate ``repeats`` times (medians), so machine drift hits all of them alike.
     """
-    from maskwatch.build import build_pipeline, with_runtime
+    from maskwatch.wiring import build_pipeline, with_runtime
 
     pipeline = build_pipeline(with_runtime(cfg, device=device, precision="fp32"))
     result: dict = {"device": device, "torch": torch.__version__, "repeats": repeats, "sizes": {}}

@@ -21,7 +21,7 @@ def stage_costs(cfg: Config, video: Path, frames: int = 200, threads: int = 1) -
     (detect + classify, the configured precision), render (overlay), encode (the configured fourcc); medians in ms,
     plus the bytes per frame of the input and of the annotated output (storage).
     """
-    from maskwatch.build import effective_engine
+    from maskwatch.wiring import effective_engine
 
     if effective_engine(cfg) == "onnx":  # ONNX Runtime takes its intra-op threads from the config
         runtime = cfg.runtime.model_copy(update={"threads": threads})
@@ -37,8 +37,9 @@ def stage_costs(cfg: Config, video: Path, frames: int = 200, threads: int = 1) -
 
 
 def _stage_costs(cfg: Config, video: Path, frames: int, threads: int) -> dict:
-    from maskwatch.build import build_pipeline, build_renderer, configured_precision, output_fourcc
     from maskwatch.types import Frame
+    from maskwatch.wiring import build_pipeline, configured_precision
+    from maskwatch.wiring.outputs import build_renderer, output_fourcc
 
     cap = cv2.VideoCapture(str(video))
     images, decode = [], []

@@ -55,8 +55,8 @@ def load_benchmark(data: Path) -> list[ClipTruth]:
 
 def run_clip(cfg, pipeline, truth: ClipTruth) -> RecordSink:
     """Run the monitor over one clip's video exactly as ``maskwatch run`` would; return what it produced."""
-    from maskwatch.build import build_monitor, build_source, run_settings
     from maskwatch.runner.single import run
+    from maskwatch.wiring import build_monitor, build_source, run_settings
 
     source = build_source(cfg, str(truth.video))
     sink = RecordSink()
@@ -120,9 +120,9 @@ def _write_jsonl(path: Path, items) -> None:
 
 def eval_video_command(args: argparse.Namespace) -> int:
     """Everything ``maskwatch eval-video`` does; user errors raise :class:`~maskwatch.errors.MaskwatchError`."""
-    from maskwatch.build import build_pipeline, runtime_label, tracking_enabled
     from maskwatch.config import load_config
     from maskwatch.outputs.sinks import check_writable
+    from maskwatch.wiring import build_pipeline, runtime_label, tracking_enabled
 
     clips = load_benchmark(args.data)
     if args.json is not None:

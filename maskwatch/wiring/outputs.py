@@ -1,5 +1,5 @@
 """The builders of a run's outputs from the config: the overlay renderer, the video / image sinks, the event log
-and webhook, and the HTTP remote view (re-exported by :mod:`maskwatch.build`)."""
+and webhook, and the HTTP remote view."""
 
 from __future__ import annotations
 

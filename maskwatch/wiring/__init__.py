@@ -1,8 +1,9 @@
-"""The one place that maps a validated :class:`~maskwatch.config.Config` to objects and plain settings.
+"""The wiring: the one place that maps a validated :class:`~maskwatch.config.Config` to objects and plain settings.
 
-Commands read the config only through these builders: sources, pipeline, monitor, renderer, sinks, event outputs,
-the web view, and the keyword arguments of the runners. Heavy modules (torch, the models, the web server) are
-imported by the builders that need them, so a command can check its inputs before any of them loads.
+Commands read the config only through these builders: here the engine, models, pipeline, tracker, monitor, sources
+and the keyword arguments of the runners; in :mod:`maskwatch.wiring.outputs` the renderer, sinks, event outputs and
+the web view. Heavy modules (torch, the models, the web server) are imported by the builders that need them, so
+a command can check its inputs before any of them loads.
 """
 
 from __future__ import annotations
@@ -12,17 +13,6 @@ from typing import TYPE_CHECKING
 
 from loguru import logger
 
-from maskwatch.build.outputs import (  # noqa: F401  (the output builders, re-exported: maskwatch.build is the one door)
-    build_event_log,
-    build_event_outputs,
-    build_null_video_sink,
-    build_output_sink,
-    build_renderer,
-    build_video_sink,
-    build_web_view,
-    http_bind,
-    output_fourcc,
-)
 from maskwatch.config import Config, RuntimeConfig, SourceConfig
 from maskwatch.errors import ConfigError, SourceError
 from maskwatch.media import is_live_spec
