@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -106,3 +107,25 @@ class OpenCVName:
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
+
+
+_DURATION_TAG = re.compile(rb"DURATION.{1,12}?(\d{1,3}):(\d\d):(\d\d(?:\.\d+)?)", re.DOTALL)
+
+
+def matroska_durations(path: str | Path, window: int = 1 << 16) -> list[float]:
+    """The per-track ``DURATION`` tags (seconds) of a Matroska/WebM file, from its first and last ``window`` bytes
+    (where ffmpeg and mkvmerge write them); empty for other files or where none is found.
+
+    OpenCV counts a Matroska file's frames from the container's duration, which a longer audio track stretches;
+    these tags tell the video's own length."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(window)
+            if not head.startswith(b"\x1a\x45\xdf\xa3"):
+                return []
+            f.seek(max(0, os.fstat(f.fileno()).st_size - window))
+            tail = f.read(window)
+    except OSError:
+        return []
+    found = _DURATION_TAG.findall(head) + _DURATION_TAG.findall(tail)
+    return sorted({int(h) * 3600 + int(m) * 60 + float(sec) for h, m, sec in found})

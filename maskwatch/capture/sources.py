@@ -10,7 +10,7 @@ import numpy as np
 from loguru import logger
 
 from maskwatch.capture.base import RawFrame, Source
-from maskwatch.capture.formats import IMAGE_FORMATS, OpenCVName, quiet_opencv, sniff
+from maskwatch.capture.formats import IMAGE_FORMATS, OpenCVName, matroska_durations, quiet_opencv, sniff
 from maskwatch.capture.images import read_image, to_bgr8
 from maskwatch.capture.resolve import camera_index, find_path, folder_images, unreadable_reason
 from maskwatch.errors import SourceError
@@ -144,7 +144,7 @@ class VideoFileSource(Source):
         # Header counts can be estimates, so a shortfall of one frame is not reported.
         end = self._announced_end()
         seen = self.frames_read + self.frames_lost
-        if not self._ended and end is not None and seen < end - self.first_index - 1:
+        if not self._ended and end is not None and seen < end - self.first_index - 1 and not self._video_complete():
             self.truncated = True
             logger.warning(
                 f"video {self.name} ended after {self.frames_read} of the {self.frame_count} frames its header "
@@ -153,6 +153,20 @@ class VideoFileSource(Source):
         if not self._ended and self.frames_lost:
             logger.warning(f"video {self.name}: {self.frames_lost} frames lost to damage, {self.frames_read} processed")
         self._ended = True
+
+    def _video_complete(self) -> bool:
+        """Whether the video track ended where its own duration says (a Matroska file's header count follows the
+        container, which a longer audio track stretches), although fewer frames came than the header announced."""
+        if not isinstance(self.path, Path) or self._last_ts is None or self.stop is not None:
+            return False
+        end_s = self._last_ts + 1.0 / self.fps
+        if not any(abs(end_s - d) <= 1.5 / self.fps for d in matroska_durations(self.path)):
+            return False
+        logger.info(
+            f"video {self.name}: all {self.frames_read} frames of its video track read ({end_s:.2f} s); the "
+            f"header's {self.frame_count} frames count the container's length (a longer audio track)"
+        )
+        return True
 
     def close(self) -> None:
         self._cap.release()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import json
 import os
 import re
 import threading
@@ -97,3 +98,179 @@ def test_latin1_names_are_read_and_written(cli, tmp_path, record):
     expected = "caf\\xe9 as --source (image, video), in a folder and as --output: read and written, exit 0"
     _row(record, "Latin-1 (non-UTF-8) file names", expected, observed, problems)
     assert not problems, [r.stderr[-1500:] for r in runs.values()]
+
+
+def test_a_damaged_stretch_does_not_end_the_recording(cli, tmp_path, record):
+    clip = write_video(tmp_path / "clip.mp4", frames=75, size_wh=(160, 120), fps=25.0)
+    data = bytearray(clip.read_bytes())
+    at = int(len(data) * 0.3)
+    data[at : at + 3000] = np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8).tobytes()
+    damaged = tmp_path / "damaged.mp4"
+    damaged.write_bytes(bytes(data))
+    decodable = _frames(damaged)  # OpenCV itself stops at the damage when not asked again
+    out, dets = tmp_path / "out.mp4", tmp_path / "d.jsonl"
+    run = cli("run", "--source", str(damaged), "--output", str(out), "--detections", str(dets), *FP32)
+    processed = len(dets.read_text().splitlines()) if dets.exists() else 0
+    report = json.loads((tmp_path / "out.report.json").read_text())["summary"] if run.returncode == 0 else {}
+    reason = report.get("partial_reason") or ""
+    problems = _problems(run, ("frames lost to damage",))
+    if processed < 50:
+        problems.append(f"only {processed} of 75 frames processed")
+    if "frames lost to damage" not in reason:
+        problems.append(f"report reason {reason!r}")
+    observed = f"{processed} of 75 frames processed (a plain read stops at {decodable}); report: {reason!r}"
+    expected = "3 KB of garbage at 30 % of a 75-frame clip: the frames after it processed, the loss in the report"
+    _row(record, "damaged stretch in a recording", expected, observed, problems)
+    assert not problems, run.stderr[-2000:]
+
+
+PHOTO_NAMES = ["photo.jfif", "photo", "photo.jpeg.download", "photo.jp2"]
+
+
+@pytest.mark.parametrize("name", PHOTO_NAMES)
+def test_photos_are_told_by_content_not_name(cli, tmp_path, record, name):
+    image = np.full((60, 80, 3), 90, np.uint8)
+    cv2.circle(image, (40, 30), 15, (200, 200, 255), -1)
+    (tmp_path / name).write_bytes(cv2.imencode(".jp2" if name.endswith(".jp2") else ".jpg", image)[1].tobytes())
+    out = tmp_path / "out.jpg"
+    run = cli("run", "--source", str(tmp_path / name), "--output", str(out), *FP32)
+    written = cv2.imread(str(out)) if out.exists() else None
+    problems = _problems(run)
+    if written is None or written.shape != image.shape:
+        problems.append("no 80x60 output image")
+    observed = f"exit {run.returncode}, output {'80x60 image' if written is not None else 'none'}"
+    _row(record, f"a photo named {name!r}", "read as an image, annotated image written, exit 0", observed, problems)
+    assert not problems, run.stderr[-2000:]
+
+
+def test_a_folder_names_the_formats_it_cannot_read(cli, tmp_path, record):
+    folder = tmp_path / "phone"
+    folder.mkdir()
+    (folder / "a.jfif").write_bytes(_jpeg(60))
+    (folder / "b").write_bytes(_jpeg(120))
+    heic = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(200)  # the start of an iPhone photo
+    (folder / "c.heic").write_bytes(heic)
+    (folder / "notes.txt").write_text("not an image\n")
+    out = tmp_path / "annotated"
+    run = cli("run", "--source", str(folder), "--output", str(out), *FP32)
+    written = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    warned = [line for line in run.stderr.splitlines() if "WARNING" in line and "c.heic" in line and "HEIC" in line]
+    problems = _problems(run)
+    if written != ["a.jfif", "b"]:
+        problems.append(f"written {written}")
+    if not warned:
+        problems.append("no warning naming c.heic as HEIC")
+    warning = re.sub(r"^.*?WARNING\s+", "", warned[0]).replace(str(tmp_path), "<tmp>") if warned else ""
+    observed = f"exit {run.returncode}, written {written}; {warning!r}"
+    expected = "JPEGs named .jfif / without suffix annotated; the HEIC photo skipped with a warning naming HEIC"
+    _row(record, "folder of phone photos (.jfif, no suffix, HEIC)", expected, observed, problems)
+    assert not problems, run.stderr[-2000:]
+
+
+def test_matroska_with_a_longer_audio_track_is_whole(tmp_path, record):
+    import subprocess
+
+    from maskwatch.capture.sources import open_source
+
+    ffmpeg = pytest.importorskip("imageio_ffmpeg").get_ffmpeg_exe()
+    clip = tmp_path / "long_audio.mkv"
+    video = ["-f", "lavfi", "-i", "testsrc=size=160x120:rate=10:duration=1"]
+    audio = ["-f", "lavfi", "-i", "sine=duration=3"]
+    codecs = ["-c:v", "mpeg4", "-c:a", "pcm_s16le"]
+    made = subprocess.run([ffmpeg, "-v", "error", "-y", *video, *audio, *codecs, str(clip)], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip(f"ffmpeg cannot make the clip: {made.stderr[-200:]!r}")
+    source = open_source(str(clip))
+    frames = 0
+    while source.read() is not None:
+        frames += 1
+    source.close()
+    ok = frames == 10 and not source.truncated and source.frames_lost == 0
+    observed = f"{frames} of 10 frames (header: {source.frame_count}); truncated {source.truncated}"
+    record(AREA, "Matroska, 1 s of video and 3 s of audio", "every frame read, not reported truncated", observed, ok)
+    assert ok
+
+
+def _tiff_rotated(path: Path) -> None:
+    from PIL import Image
+
+    stored = np.zeros((60, 100, 3), np.uint8)
+    stored[:, :30] = 255
+    image = Image.fromarray(stored)
+    exif = image.getexif()
+    exif[0x0112] = 6
+    image.save(path, exif=exif)
+
+
+def test_unclear_sources_get_one_clear_line(cli, tmp_path, record):
+    _tiff_rotated(tmp_path / "scan.tif")
+    (tmp_path / "clip.mp4 ").write_bytes(write_video(tmp_path / "c.mp4", frames=4).read_bytes())
+    out = tmp_path / "out.jpg"
+    rotated = cli("run", "--source", str(tmp_path / "scan.tif"), "--output", str(out), *FP32)
+    shape = cv2.imread(str(out)).shape if out.exists() else None
+    cases = {
+        "TIFF, EXIF orientation 6": (rotated, [] if shape == (100, 60, 3) else [f"output {shape}"]),
+        "--source 2147483648": (cli("run", "--source", "2147483648", *FP32), ("out of range",)),
+        "--source ²": (cli("run", "--source", "²", *FP32), ("source not found",)),
+        "name with a trailing space, given with it": (cli("run", "--source", str(tmp_path / "clip.mp4 "), *FP32), []),
+        "the same name given without the space": (
+            cli("run", "--source", str(tmp_path / "clip.mp4"), *FP32),
+            ("trailing space",),
+        ),
+    }
+    problems, observed = [], []
+    for case, (run, want) in cases.items():
+        # a tuple: a user error, one line naming it; a list: a run that works
+        found = user_error_problems(run, want) if isinstance(want, tuple) else _problems(run) + want
+        problems += [f"{case}: {p}" for p in found]
+        observed.append(f"{case}: exit {run.returncode}" + (f" {run.message(tmp_path)!r}" if run.returncode else ""))
+    expected = "rotated TIFF read upright; a bad index or name: one ERROR line saying why, exit 1, no traceback"
+    _row(record, "unclear sources (rotated TIFF, odd indexes, spaces)", expected, "; ".join(observed), problems)
+    assert not problems, [r.stderr[-800:] for r, _ in cases.values()]
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_a_recording_over_http_finishes(cli, tmp_path, record):
+    write_video(tmp_path / "rec.mp4", frames=12)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(tmp_path)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/rec.mp4"
+        dets = tmp_path / "d.jsonl"
+        run = cli("run", "--source", url, "--detections", str(dets), *FP32, timeout=60)
+    finally:
+        server.shutdown()
+        server.server_close()
+    frames = len(dets.read_text().splitlines()) if dets.exists() else 0
+    problems = _problems(run) + ([] if frames == 12 else [f"{frames} frames processed"])
+    observed = f"exit {run.returncode} after {run.wall_s:.1f} s, {frames} of 12 frames"
+    _row(record, "http:// URL of a 12-frame recording", "read once as a file, then exit 0", observed, problems)
+    assert not problems, run.stderr[-2000:]
+
+
+def test_two_runs_writing_one_output_keep_both(tmp_path, record):
+    from maskwatch.outputs.sinks import VideoSink
+    from maskwatch.types import FaceDetections, Frame, FrameResult
+
+    out = tmp_path / "out.mp4"
+    first, second = VideoSink(out, fps=10), VideoSink(out, fps=10)
+    image = np.zeros((120, 160, 3), np.uint8)
+    for i in range(6):
+        for sink, n in ((first, 4), (second, 6)):
+            if i < n:
+                sink.write(FrameResult(Frame(image, i, i / 10), FaceDetections.empty()), image)
+    first.close()
+    second.close()
+    other = tmp_path / "out (2).mp4"
+    got = (_frames(out), _frames(other) if other.exists() else 0)
+    left = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+    ok = got == (4, 6) and first.partial_path != second.partial_path and not left
+    observed = f"out.mp4 {got[0]} frames, 'out (2).mp4' {got[1]} frames; partial files left: {left}"
+    expected = "each run its own partial file; the second to finish goes to 'out (2).mp4' with a warning"
+    record(AREA, "two runs writing one --output at once", expected, observed, ok)
+    assert ok
