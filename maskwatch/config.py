@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from maskwatch.errors import ConfigError
+from maskwatch.types import UNDECIDED_COLOR, UNDECIDED_KEY, MaskClass
 
 BGR = tuple[int, int, int]
 
@@ -125,13 +126,9 @@ class RuntimeConfig(_Section):
 
 class RenderConfig(_Section):
     colors: dict[Literal["with_mask", "without_mask", "mask_weared_incorrect", "undecided"], BGR] = Field(
-        default_factory=lambda: {
-            "with_mask": (0, 200, 0),
-            "without_mask": (0, 0, 230),
-            "mask_weared_incorrect": (0, 170, 255),
-            "undecided": (160, 160, 160),
-        },
-        description="Box colour per class, as B, G, R (0-255).",
+        default_factory=lambda: {c.key: c.color for c in MaskClass} | {UNDECIDED_KEY: UNDECIDED_COLOR},
+        description="Box colour per class, as B, G, R (0-255); undecided (grey) is also a face that never moved "
+        "(a poster, a screen), drawn without a person id.",
     )
     thickness: int = Field(
         2, ge=1, le=20, description="Box line thickness in px at a 480-px frame (larger frames get thicker lines)."
@@ -199,7 +196,7 @@ class TrackingConfig(_Section):
 
 class AlertsConfig(_Section):
     labels: list[Literal["without_mask", "mask_weared_incorrect", "with_mask"]] = Field(
-        default_factory=lambda: ["without_mask", "mask_weared_incorrect"],
+        default_factory=lambda: [c.key for c in MaskClass if c.alerts],
         description="Decided labels that raise an alert.",
     )
     min_duration_s: float = Field(

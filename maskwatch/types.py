@@ -7,20 +7,66 @@ probabilities, and the renderer and sinks only read the :class:`FrameResult` tha
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import IntEnum
 
 import numpy as np
 
-CLASS_NAMES: tuple[str, ...] = ("with_mask", "without_mask", "mask_weared_incorrect")
-"""Class names, in class-id order, exactly as in the training data."""
 
-DISPLAY_NAMES: dict[str, str] = {
-    "with_mask": "mask",
-    "without_mask": "no mask",
-    "mask_weared_incorrect": "incorrect",
-}
+class MaskClass(IntEnum):
+    """The classifier's classes, by class id: the name in data and files, what users read, the box colour, and
+    whether a person decided this class raises an alert. The one table of labels: config, renderer, report,
+    monitor and alert policy all read it."""
+
+    WITH_MASK = 0
+    WITHOUT_MASK = 1
+    INCORRECT = 2
+
+    @property
+    def key(self) -> str:
+        """The name in the training data, config files, detections, events and reports (``mask_weared_incorrect``
+        is the dataset's own spelling)."""
+        return ("with_mask", "without_mask", "mask_weared_incorrect")[self]
+
+    @property
+    def display(self) -> str:
+        """The short name drawn on boxes and in the HUD."""
+        return ("mask", "no mask", "incorrect")[self]
+
+    @property
+    def description(self) -> str:
+        """The name in log lines and reports."""
+        return ("mask", "no mask", "mask worn incorrectly")[self]
+
+    @property
+    def color(self) -> tuple[int, int, int]:
+        """The default box colour (B, G, R): green, red, amber."""
+        return ((0, 200, 0), (0, 0, 230), (0, 170, 255))[self]
+
+    @property
+    def alerts(self) -> bool:
+        """Whether a person decided this class raises an alert by default (and counts as unmasked)."""
+        return self is not MaskClass.WITH_MASK
+
+    @classmethod
+    def from_key(cls, key: str) -> MaskClass:
+        """The class whose :attr:`key` is ``key`` (a :class:`KeyError` when none is)."""
+        for c in cls:
+            if c.key == key:
+                return c
+        raise KeyError(key)
+
+
+CLASS_NAMES: tuple[str, ...] = tuple(c.key for c in MaskClass)
+"""Class names, in class-id order, exactly as in the training data."""
+UNMASKED: frozenset[str] = frozenset(c.key for c in MaskClass if c.alerts)
+"""The class names that count as unmasked: no mask, or a mask worn incorrectly."""
 
 UNDECIDED = -1
 """Class id of a face that has not been classified (drawn grey)."""
+UNDECIDED_KEY = "undecided"
+"""The name of :data:`UNDECIDED` in config colours, counts and reports."""
+UNDECIDED_COLOR: tuple[int, int, int] = (160, 160, 160)
+"""Grey: a face without a decided label (not classified yet, or a face that never moved: a poster, a screen)."""
 
 NO_TRACK = -1
 """Track id of a face the tracker has not (yet) confirmed as a person."""
@@ -89,8 +135,9 @@ class FaceDetections:
         return None if cid == UNDECIDED else CLASS_NAMES[cid]
 
     def counts(self) -> dict[str, int]:
-        """Number of faces per class name (undecided ones are left out)."""
-        return {name: int(np.sum(self.class_id == i)) for i, name in enumerate(CLASS_NAMES)}
+        """Number of faces per class name and ``undecided``: every face counted once."""
+        counts = {c.key: int(np.sum(self.class_id == c)) for c in MaskClass}
+        return counts | {UNDECIDED_KEY: len(self) - sum(counts.values())}
 
 
 @dataclass

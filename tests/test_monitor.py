@@ -175,3 +175,28 @@ def test_long_runs_keep_bounded_records_and_exact_counts():
     assert len(monitor.people) == 3 and [p.track_id for p in monitor.people] == [4, 5, 6]
     assert len(monitor.events) == 3 and len(monitor.timeline) <= 8
     assert monitor.timeline[-1].t_s > 5.0  # the timeline still spans the whole run, at a coarser step
+
+
+class _MaskOnLater(FakeClassifier):
+    """No mask on the first ``bare`` calls, a mask after."""
+
+    def __init__(self, bare: int) -> None:
+        self.bare, self.calls = bare, 0
+
+    def classify(self, crops_bgr: list[np.ndarray]) -> np.ndarray:
+        self.calls += 1
+        row = [0.1, 0.8, 0.1] if self.calls <= self.bare else [0.8, 0.1, 0.1]
+        return np.array([row] * len(crops_bgr), np.float32)
+
+
+def test_compliance_does_not_count_a_person_seen_unmasked_as_compliant(tmp_path):
+    video = write_video(tmp_path / "in.mp4", frames=30, size_wh=(320, 120))
+    tracker = FaceTracker(min_hits=2, min_votes=2)
+    monitor = Monitor(FacePipeline(FakeDetector(), _MaskOnLater(bare=8)), tracker, AlertPolicy("test"))
+    run(open_source(str(video)), monitor, [], None, progress=False)
+    assert [p.label for p in monitor.people] == ["with_mask"] and monitor.people[0].unmasked  # put the mask on
+    snap = monitor.snapshot()
+    assert snap["people_total"] == 1 and snap["unmasked_total"] == 1
+    assert snap["compliance"] == 0.0  # not 100 %: the one person was seen without a mask
+    line = monitor.summary_line()
+    assert "1 unmasked at some point" in line and "compliance 0% (people never seen without a mask" in line

@@ -5,8 +5,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from maskwatch.outputs.render import OverlayRenderer, blur_boxes
-from maskwatch.types import FaceDetections, Frame, FrameResult
+from maskwatch.outputs.render import OverlayRenderer, blur_boxes, hud_text
+from maskwatch.runner.status import face_counts
+from maskwatch.types import UNDECIDED, FaceDetections, Frame, FrameResult, MaskClass
 
 
 def _noise(h: int = 120, w: int = 160) -> np.ndarray:
@@ -88,3 +89,17 @@ def test_hud_stays_a_small_strip_on_tiny_frames():
         assert len(rows) <= 0.12 * h + 1, (h, w, len(rows))
         if h >= 480:
             assert len(rows) >= 0.03 * h  # and still readable where there is room
+
+
+def test_the_hud_says_its_fps_is_processing_speed() -> None:
+    faces = FaceDetections(xyxy=np.zeros((2, 4)), det_score=np.ones(2), class_id=np.array([MaskClass.INCORRECT, -1]))
+    result = FrameResult(frame=Frame(np.zeros((48, 64, 3), np.uint8), 0, 0.0), faces=faces)
+    assert hud_text(result, 12.34) == "processing 12.3 fps  mask: 0  no mask: 0  incorrect: 1"
+
+
+def test_face_counts_cover_every_face_in_readable_names() -> None:
+    ids = np.array([MaskClass.WITH_MASK, MaskClass.INCORRECT, UNDECIDED, UNDECIDED])
+    faces = FaceDetections(xyxy=np.zeros((4, 4)), det_score=np.ones(4), class_id=ids)
+    counts = faces.counts()
+    assert sum(counts.values()) == len(faces) and counts["undecided"] == 2
+    assert face_counts(counts) == "mask 1, no mask 0, mask worn incorrectly 1, undecided 2"

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from maskwatch.errors import OutputError
-from maskwatch.monitor.records import PersonRecord, TimelinePoint, compliance
+from maskwatch.monitor.records import PersonRecord, TimelinePoint, compliance, masked_share
 from maskwatch.outputs.report import downsample, write_report
+from maskwatch.types import MaskClass
 
 
 def _people() -> list[PersonRecord]:
@@ -48,11 +49,16 @@ def _events() -> list[dict]:
     return events
 
 
-def test_compliance():
-    assert compliance(0, 0, 0) is None
-    assert compliance(3, 1, 0) == pytest.approx(0.75)
-    assert compliance(0, 2, 2) == 0.0
-    assert compliance(5, 0, 0) == 1.0
+def test_compliance_counts_people_never_seen_unmasked():
+    assert compliance(decided=0, unmasked=0) is None
+    assert compliance(decided=5, unmasked=4) == pytest.approx(0.2)  # not 100 % because the last labels are masks
+    assert compliance(decided=4, unmasked=0) == 1.0
+
+
+def test_masked_share_at_one_moment():
+    assert masked_share(0, 0, 0) is None
+    assert masked_share(3, 1, 0) == pytest.approx(0.75)
+    assert masked_share(0, 2, 2) == 0.0
 
 
 def test_downsample_keeps_ends_and_bound():
@@ -64,7 +70,7 @@ def test_downsample_keeps_ends_and_bound():
 
 def test_write_report_values(tmp_path):
     prefix = tmp_path / "out" / "annotated"
-    summary = {"frames": 950, "fps": 10.0, "wall_s": 97.25, "dropped": 3}
+    summary = {"frames": 950, "processing_fps": 10.0, "wall_s": 97.25, "dropped": 3}
     paths = write_report(
         prefix,
         source="rtsp://admin:pw@cam/x",
@@ -89,7 +95,8 @@ def test_write_report_values(tmp_path):
         "undecided": 1,
         "unmasked": 3,
     }
-    assert report["compliance"] == pytest.approx(0.5)
+    # 4 people decided, 3 of them seen unmasked (one of those ends with a mask on): 1 of 4 compliant
+    assert report["compliance"] == pytest.approx(0.25)
     assert report["alerts"] == 4
     assert report["events"]["count"] == 6
     assert report["events"]["by_type"] == {"alert": 4, "label_change": 1, "track_end": 1}
@@ -124,10 +131,11 @@ def test_write_report_values(tmp_path):
 
     md = paths[1].read_text()
     assert "rtsp://***@cam/x" in md and "pw" not in md
-    assert "950" in md and "10.0 fps" in md
-    assert "People: 5" in md and "mask 2" in md and "no mask 1" in md and "incorrect 1" in md
-    assert "Unmasked at some point: 3" in md
-    assert "Compliance: 50.0 %" in md and "Alerts: 4" in md
+    assert "Frames: 950, processed at 10.0 frames/s (maskwatch's speed)" in md
+    assert "People: 5" in md and "mask 2" in md and "no mask 1" in md and "mask worn incorrectly 1" in md
+    assert "mask_weared_incorrect" not in md
+    assert "Unmasked at some point (no mask, or worn incorrectly): 3" in md
+    assert "Compliance: 25.0 % (people never seen without a mask" in md and "Alerts: 4" in md
     table = [line for line in md.splitlines() if line.startswith("| ")]
     assert len(table) == 1 + 4  # header + one row per alert
     assert "| 2024-01-01T00:00:00Z | 1 | no mask | 0.90 |" in md
@@ -136,8 +144,8 @@ def test_write_report_values(tmp_path):
     assert image is not None and image.shape[0] >= 300 and image.shape[1] >= 500
     assert image.std() > 10  # something was drawn
     # the stacked areas use the label colours (green for with_mask, red for without_mask)
-    assert np.any(np.all(np.abs(image.astype(int) - (44, 160, 44)) < 8, axis=2))
-    assert np.any(np.all(np.abs(image.astype(int) - (40, 39, 214)) < 8, axis=2))
+    assert np.any(np.all(np.abs(image.astype(int) - MaskClass.WITH_MASK.color) < 8, axis=2))
+    assert np.any(np.all(np.abs(image.astype(int) - MaskClass.WITHOUT_MASK.color) < 8, axis=2))
 
 
 def test_long_timeline_is_downsampled_and_many_alerts_truncated(tmp_path):
@@ -148,7 +156,7 @@ def test_long_timeline_is_downsampled_and_many_alerts_truncated(tmp_path):
     paths = write_report(
         tmp_path / "r",
         source="video.mp4",
-        summary={"frames": 5000, "fps": 25.0},
+        summary={"frames": 5000, "source_fps": 25.0},
         people=[],
         timeline=_timeline(n=5000, dt=0.04),
         events=events,
@@ -221,7 +229,7 @@ def test_run_report_says_whether_it_is_partial(tmp_path, source, stopped_early, 
     stats = RunStats(frames=37, wall_s=3.7, stopped_early=stopped_early)
     write_run_report(tmp_path / "out", source, stats, monitor)
     summary = json.loads((tmp_path / "out.report.json").read_text())["summary"]
-    assert {"frames", "wall_s", "fps", "dropped", "detect_every", "stage_ms"} <= set(summary)  # existing keys kept
+    assert {"frames", "wall_s", "processing_fps", "dropped", "detect_every", "stage_ms"} <= set(summary)
     assert summary["frames"] == 37
     assert summary["partial"] is (reason is not None) and summary["partial_reason"] == reason
     md = (tmp_path / "out.report.md").read_text()

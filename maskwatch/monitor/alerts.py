@@ -11,7 +11,7 @@ from typing import Protocol
 
 import numpy as np
 
-from maskwatch.types import CLASS_NAMES, UNDECIDED, Event
+from maskwatch.types import CLASS_NAMES, UNDECIDED, Event, MaskClass
 
 
 def utc_now() -> str:
@@ -49,7 +49,7 @@ class AlertPolicy:
         self,
         source: str,
         *,
-        alert_labels: Iterable[str] = ("without_mask", "mask_weared_incorrect"),
+        alert_labels: Iterable[str] = tuple(c.key for c in MaskClass if c.alerts),
         min_duration_s: float = 1.0,
         min_confidence: float = 0.0,
         cooldown_s: float = 300.0,

@@ -20,12 +20,10 @@ from loguru import logger
 
 from maskwatch.monitor.alerts import AlertPolicy
 from maskwatch.monitor.pipeline import FacePipeline
-from maskwatch.monitor.records import PersonRecord, TimelinePoint, compliance
+from maskwatch.monitor.records import COMPLIANCE, PersonRecord, TimelinePoint, compliance
 from maskwatch.monitor.static import CameraMotion, LifeMeter
 from maskwatch.monitor.track import FaceTracker, Track, TrackStep
-from maskwatch.types import CLASS_NAMES, NO_TRACK, UNDECIDED, Event, Frame, FrameResult
-
-WITH_MASK = CLASS_NAMES.index("with_mask")
+from maskwatch.types import CLASS_NAMES, NO_TRACK, UNDECIDED, UNDECIDED_KEY, Event, Frame, FrameResult, MaskClass
 
 
 class StrideControl:
@@ -195,7 +193,7 @@ class Monitor:
             if not track.counted:
                 track.counted = True
                 self._people_total += 1
-            if track.label != UNDECIDED and CLASS_NAMES[track.label] in ("without_mask", "mask_weared_incorrect"):
+            if track.label != UNDECIDED and MaskClass(track.label).alerts:
                 self._unmasked.add(track.track_id)
         events = self.policy.step(frame_index, t, alive, step.ended) if self.policy is not None else []
         self._record(step.ended)
@@ -210,10 +208,10 @@ class Monitor:
             if not track.counted:  # a very short input: every face it shows counts
                 track.counted = True
                 self._people_total += 1
-                if track.label != UNDECIDED and CLASS_NAMES[track.label] in ("without_mask", "mask_weared_incorrect"):
+                if track.label != UNDECIDED and MaskClass(track.label).alerts:
                     self._unmasked.add(track.track_id)
             alerts = self.policy.alerts_by_track.get(track.track_id, 0) if self.policy is not None else 0
-            self._final_labels["undecided" if track.label == UNDECIDED else CLASS_NAMES[track.label]] += 1
+            self._final_labels[UNDECIDED_KEY if track.label == UNDECIDED else CLASS_NAMES[track.label]] += 1
             unmasked = track.track_id in self._unmasked
             self._unmasked_ended += unmasked
             self._unmasked.discard(track.track_id)
@@ -241,9 +239,9 @@ class Monitor:
             TimelinePoint(
                 t_s=t,
                 in_view=len(ids),
-                with_mask=int((ids == 0).sum()),
-                without_mask=int((ids == 1).sum()),
-                incorrect=int((ids == 2).sum()),
+                with_mask=int((ids == MaskClass.WITH_MASK).sum()),
+                without_mask=int((ids == MaskClass.WITHOUT_MASK).sum()),
+                incorrect=int((ids == MaskClass.INCORRECT).sum()),
                 undecided=int((ids == UNDECIDED).sum()),
             )
         )
@@ -260,24 +258,25 @@ class Monitor:
     # statistics -----------------------------------------------------------------------------------------------
     def label_counts(self) -> dict[str, int]:
         """People by decided label: final label for those who left, current label for those in view."""
-        counts = {name: 0 for name in CLASS_NAMES} | {"undecided": 0}
+        counts = {name: 0 for name in CLASS_NAMES} | {UNDECIDED_KEY: 0}
         for label, n in self._final_labels.items():
             counts[label] += n
         for track in self.tracker.tracks + self.tracker.dormant:  # gone for a moment: still counted by label
             if not track.counted:
                 continue
-            counts["undecided" if track.label == UNDECIDED else CLASS_NAMES[track.label]] += 1
+            counts[UNDECIDED_KEY if track.label == UNDECIDED else CLASS_NAMES[track.label]] += 1
         return counts
 
     def snapshot(self) -> dict:
         """Live numbers for the status line, the HTTP view and /metrics."""
         counts = self.label_counts()
+        unmasked = self._unmasked_ended + len(self._unmasked)
         return {
             "people_now": self._in_view,
             "people_total": self._people_total,
-            "unmasked_total": self._unmasked_ended + len(self._unmasked),
+            "unmasked_total": unmasked,
             "alerts": self.policy.alerts if self.policy is not None else 0,
-            "compliance": compliance(counts["with_mask"], counts["without_mask"], counts["mask_weared_incorrect"]),
+            "compliance": compliance(sum(counts[name] for name in CLASS_NAMES), unmasked),
             "detect_every": self.stride.every,
         }
 
@@ -285,6 +284,6 @@ class Monitor:
         s = self.snapshot()
         share = "n/a" if s["compliance"] is None else f"{s['compliance']:.0%}"
         return (
-            f"summary: {s['people_total']} people seen ({s['unmasked_total']} unmasked), {s['people_now']} in view, "
-            f"compliance {share}, {s['alerts']} alerts"
+            f"summary: {s['people_total']} people seen ({s['unmasked_total']} unmasked at some point), "
+            f"{s['people_now']} in view, compliance {share} ({COMPLIANCE}), {s['alerts']} alerts"
         )

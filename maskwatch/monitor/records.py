@@ -31,7 +31,18 @@ class TimelinePoint:
     undecided: int
 
 
-def compliance(with_mask: int, without_mask: int, incorrect: int) -> float | None:
-    """Share of decided people wearing a mask correctly; None when nobody is decided."""
+COMPLIANCE = "people never seen without a mask or wearing it incorrectly, of those with a decided label"
+"""What a run's compliance share counts, as the summary line and the report say it."""
+
+
+def compliance(decided: int, unmasked: int) -> float | None:
+    """A run's compliance: the share of the people with a decided label who were never seen unmasked (without a
+    mask, or wearing it incorrectly) while in view; None when nobody is decided. Someone who took the mask off for
+    a while and put it back on is not compliant."""
+    return (decided - unmasked) / decided if decided > 0 else None
+
+
+def masked_share(with_mask: int, without_mask: int, incorrect: int) -> float | None:
+    """At one moment: the share of the decided people in view wearing a mask correctly; None when nobody is."""
     decided = with_mask + without_mask + incorrect
     return with_mask / decided if decided > 0 else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from maskwatch.types import CLASS_NAMES, DISPLAY_NAMES, NO_TRACK, FrameResult
+from maskwatch.types import NO_TRACK, UNDECIDED, UNDECIDED_COLOR, UNDECIDED_KEY, FrameResult, MaskClass
 
 REFERENCE_SHORT_SIDE = 480
 """``thickness`` and ``font_scale`` are what a frame with this short side gets; others are scaled to match."""
@@ -14,12 +14,8 @@ HUD_MAX_HEIGHT = 0.12
 """The HUD strip never covers more than this share of the frame height (nor more than its width)."""
 MIN_FONT_SCALE = 0.25
 
-DEFAULT_COLORS: dict[str, tuple[int, int, int]] = {
-    "with_mask": (0, 200, 0),
-    "without_mask": (0, 0, 230),
-    "mask_weared_incorrect": (0, 170, 255),
-    "undecided": (160, 160, 160),
-}
+DEFAULT_COLORS: dict[str, tuple[int, int, int]] = {c.key: c.color for c in MaskClass} | {UNDECIDED_KEY: UNDECIDED_COLOR}
+"""Box colours by class name (see :class:`~maskwatch.types.MaskClass`)."""
 
 
 def blur_boxes(image: np.ndarray, xyxy: np.ndarray) -> np.ndarray:
@@ -44,8 +40,10 @@ def blur_boxes(image: np.ndarray, xyxy: np.ndarray) -> np.ndarray:
 class OverlayRenderer:
     """Draws a :class:`FrameResult` onto a copy of its frame.
 
-    Green = with_mask, red = without_mask, amber = incorrect, grey = undecided (BGR colours configurable).
-    Tracked faces are labelled with their person id and decided label; ``blur_faces`` blurs every face first.
+    Green = mask, red = no mask, amber = worn incorrectly, grey = no decided label (BGR colours configurable).
+    Tracked faces are labelled with their person id and decided label (``#3 ...`` while undecided); a grey face
+    without an id is one no person was made of: a face that never moved (a poster, a screen), or one not
+    classified. ``blur_faces`` blurs every face first.
     """
 
     def __init__(
@@ -78,14 +76,15 @@ class OverlayRenderer:
         thickness, font_scale = self.style_for((w, h))
         for i in range(len(faces)):
             x1, y1, x2, y2 = (int(round(v)) for v in faces.xyxy[i])
-            label = faces.label(i)
-            color = self.colors[label or "undecided"]
+            cid = int(faces.class_id[i])
+            label = None if cid == UNDECIDED else MaskClass(cid)
+            color = self.colors[label.key if label is not None else UNDECIDED_KEY]
             cv2.rectangle(canvas, (x1, y1), (x2, y2), color, thickness, cv2.LINE_AA)
             tid = int(faces.track_id[i])
             if tid != NO_TRACK:
-                text = f"#{tid} {DISPLAY_NAMES[label]} {scores[i]:.0%}" if label else f"#{tid} ..."
+                text = f"#{tid} {label.display} {scores[i]:.0%}" if label is not None else f"#{tid} ..."
             else:
-                text = f"{DISPLAY_NAMES[label]} {scores[i]:.0%}" if label else f"face {faces.det_score[i]:.0%}"
+                text = f"{label.display} {scores[i]:.0%}" if label is not None else f"face {faces.det_score[i]:.0%}"
             self._label(canvas, text, (x1, y1), color, (w, h), font_scale)
         if self.hud:
             self._hud(canvas, result, fps, font_scale)
@@ -105,11 +104,8 @@ class OverlayRenderer:
         cv2.putText(canvas, text, (x + 2, y + th + 1), font, scale, ink, weight, cv2.LINE_AA)
 
     def _hud(self, canvas: np.ndarray, result: FrameResult, fps: float | None, scale: float) -> None:
-        """fps and per-class counts in a dimmed strip at the top, shrunk (or left out) so it stays a small strip."""
-        counts = result.faces.counts()
-        parts = [f"{fps:.1f} fps"] if fps else []
-        parts += [f"{DISPLAY_NAMES[name]}: {counts[name]}" for name in CLASS_NAMES]
-        text = "  ".join(parts)
+        """:func:`hud_text` in a dimmed strip at the top, shrunk (or left out) so it stays a small strip."""
+        text = hud_text(result, fps)
         font = cv2.FONT_HERSHEY_SIMPLEX
         h, w = canvas.shape[:2]
         weight = _text_weight(scale)
@@ -125,6 +121,13 @@ class OverlayRenderer:
         overlay = canvas[0 : th + base + 2 * pad, 0 : tw + 2 * pad]
         overlay[:] = (overlay * 0.4).astype(np.uint8)
         cv2.putText(canvas, text, (pad, th + pad), font, scale, (255, 255, 255), weight, cv2.LINE_AA)
+
+
+def hud_text(result: FrameResult, fps: float | None) -> str:
+    """The HUD's line: maskwatch's processing speed (not the video's frame rate) and the faces per class."""
+    counts = result.faces.counts()
+    parts = [f"processing {fps:.1f} fps"] if fps else []
+    return "  ".join(parts + [f"{c.display}: {counts[c.key]}" for c in MaskClass])
 
 
 def _text_weight(scale: float) -> int:

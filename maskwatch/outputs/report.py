@@ -15,18 +15,11 @@ from loguru import logger
 
 from maskwatch.errors import OutputError
 from maskwatch.media import scrub_url
-from maskwatch.monitor.records import PersonRecord, TimelinePoint, compliance
-from maskwatch.types import CLASS_NAMES, DISPLAY_NAMES
+from maskwatch.monitor.records import COMPLIANCE, PersonRecord, TimelinePoint, compliance, masked_share
+from maskwatch.types import CLASS_NAMES, UNDECIDED_COLOR, UNDECIDED_KEY, MaskClass
 
 MAX_TIMELINE_POINTS = 2000
 MAX_MD_ALERTS = 100
-_COLORS = {
-    "with_mask": (44, 160, 44),
-    "without_mask": (40, 39, 214),
-    "incorrect": (14, 127, 255),
-    "undecided": (158, 158, 158),
-}
-"""BGR colours of the chart's labels."""
 
 
 def write_report(
@@ -40,8 +33,8 @@ def write_report(
 ) -> list[Path]:
     """Write ``{prefix}.report.json``, ``{prefix}.report.md`` and ``{prefix}.compliance.png``; return their paths.
 
-    ``summary`` is copied as is (frames, fps, wall_s, dropped...). Alert times on the chart come from an
-    event's ``t_s`` if present, else ``frame / summary["fps"]``.
+    ``summary`` is copied as is (frames, processing_fps, wall_s, dropped...). Alert times on the chart come from an
+    event's ``t_s`` if present, else ``frame / summary["source_fps"]`` (the video's frame rate, where known).
     """
     prefix = Path(prefix)
     source = scrub_url(source)
@@ -57,7 +50,7 @@ def write_report(
     _atomic_write(json_path, lambda tmp: tmp.write_text(text, encoding="utf-8", errors="backslashreplace"))
     markdown = render_markdown(report, events)
     _atomic_write(md_path, lambda tmp: tmp.write_text(markdown, encoding="utf-8", errors="backslashreplace"))
-    alert_times = _alert_times(events, summary.get("fps"))
+    alert_times = _alert_times(events, summary.get("source_fps"))
     _atomic_write(png_path, lambda tmp: _plot(tmp, source, timeline, alert_times))
     return [json_path, md_path, png_path]
 
@@ -79,7 +72,7 @@ def build_report(
             "undecided": labels.get(None, 0),
             "unmasked": sum(1 for p in people if p.unmasked),
         },
-        "compliance": _round(compliance(*(counts[name] for name in CLASS_NAMES))),
+        "compliance": _round(compliance(sum(counts.values()), sum(1 for p in people if p.unmasked))),
         "alerts": sum(p.alerts for p in people),
         "events": {"count": len(events), "by_type": dict(by_type), "by_label": dict(by_label)},
         "tracks": [asdict(p) for p in people],
@@ -101,18 +94,20 @@ def render_markdown(report: dict, events: list[dict]) -> str:
     lines = [f"# maskwatch report: {report['source']}", ""]
     frames = summary.get("frames")
     if frames is not None:
-        fps = summary.get("fps")
-        lines.append(f"- Frames: {frames}" + (f" at {_fmt(fps)} fps" if isinstance(fps, int | float) else ""))
-    extra = {k: v for k, v in summary.items() if k not in ("frames", "fps", "partial", "partial_reason")}
+        fps = summary.get("processing_fps")
+        speed = f", processed at {_fmt(fps)} frames/s (maskwatch's speed)" if isinstance(fps, int | float) else ""
+        lines.append(f"- Frames: {frames}{speed}")
+    shown = ("frames", "processing_fps", "partial", "partial_reason")
+    extra = {k: v for k, v in summary.items() if k not in shown}
     if extra:
         lines.append("- Run: " + ", ".join(f"{k} {_fmt(v)}" for k, v in extra.items()))
     if summary.get("partial"):
         lines.append(f"- Partial report: {summary.get('partial_reason') or 'the run did not cover its whole input'}")
-    split = ", ".join(f"{DISPLAY_NAMES[name]} {people[name]}" for name in CLASS_NAMES)
+    split = ", ".join(f"{c.description} {people[c.key]}" for c in MaskClass)
     lines.append(f"- People: {people['total']} ({split}, undecided {people['undecided']})")
-    lines.append(f"- Unmasked at some point: {people['unmasked']}")
+    lines.append(f"- Unmasked at some point (no mask, or worn incorrectly): {people['unmasked']}")
     share = report["compliance"]
-    lines.append(f"- Compliance: {'n/a' if share is None else f'{share * 100:.1f} %'}")
+    lines.append(f"- Compliance: {'n/a' if share is None else f'{share * 100:.1f} %'} ({COMPLIANCE})")
     lines.append(f"- Alerts: {report['alerts']}")
     alerts = [e for e in events if e.get("event") == "alert"]
     lines += ["", "## Alerts", ""]
@@ -123,7 +118,7 @@ def render_markdown(report: dict, events: list[dict]) -> str:
         for e in alerts[:MAX_MD_ALERTS]:
             when = f"{float(e['t_s']):.1f} s" if e.get("t_s") is not None else str(e.get("ts", ""))
             label = e.get("label")
-            shown = DISPLAY_NAMES.get(label, label) if label else "undecided"
+            shown = _description(label)
             conf = e.get("confidence")
             conf_text = f"{float(conf):.2f}" if isinstance(conf, int | float) else ""
             cells = [when, str(e.get("track_id", "")), str(shown), conf_text]
@@ -141,8 +136,18 @@ def _timeline_json(p: TimelinePoint) -> dict:
         "without_mask": p.without_mask,
         "incorrect": p.incorrect,
         "undecided": p.undecided,
-        "compliance": _round(compliance(p.with_mask, p.without_mask, p.incorrect)),
+        "compliance": _round(masked_share(p.with_mask, p.without_mask, p.incorrect)),
     }
+
+
+def _description(label: str | None) -> str:
+    """The readable name of a class name (``mask worn incorrectly``), ``undecided`` for None."""
+    if not label:
+        return UNDECIDED_KEY
+    try:
+        return MaskClass.from_key(label).description
+    except KeyError:
+        return label
 
 
 def _round(value: float | None) -> float | None:
@@ -209,12 +214,12 @@ def _plot(path: Path, source: str, timeline: list[TimelinePoint], alert_times: l
         f"maskwatch: {Path(source).name or source}".encode("ascii", "replace").decode(),  # OpenCV draws ASCII
         t,
         counts.reshape(4, -1),
-        ("mask", "no mask", "incorrect", "undecided"),
-        [_COLORS[k] for k in ("with_mask", "without_mask", "incorrect", "undecided")],
+        (*(c.display for c in MaskClass), UNDECIDED_KEY),
+        [*(c.color for c in MaskClass), UNDECIDED_COLOR],
         centers,
         share,
         alert_times,
-        _COLORS["without_mask"],
+        MaskClass.WITHOUT_MASK.color,
     )
     ok, data = cv2.imencode(".png", image)
     if not ok:
@@ -249,7 +254,7 @@ def write_run_report(prefix: Path, source, stats, monitor) -> None:
     summary = {
         "frames": stats.frames,
         "wall_s": round(stats.wall_s, 2),
-        "fps": round(stats.fps, 2),
+        "processing_fps": round(stats.fps, 2),
         "dropped": stats.dropped,
         "detect_every": monitor.stride.every,
         "stage_ms": {k: round(v, 2) for k, v in stats.stage_ms.items()},

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 from loguru import logger
 
+from maskwatch.types import UNDECIDED_KEY, MaskClass
+
 if TYPE_CHECKING:
     from maskwatch.capture.base import Source
     from maskwatch.runner.lane import Lane
@@ -50,11 +52,16 @@ def view_status(lanes: Sequence[Lane], started: float, *, per_source: bool) -> d
     }
 
 
+def face_counts(counts: dict[str, int]) -> str:
+    """Faces per class, readable (``mask 3, no mask 1, mask worn incorrectly 0, undecided 2``): every face once."""
+    parts = [f"{c.description} {counts.get(c.key, 0)}" for c in MaskClass]
+    return ", ".join([*parts, f"{UNDECIDED_KEY} {counts.get(UNDECIDED_KEY, 0)}"])
+
+
 def log_done(source: Source, stats: RunStats, *, prefix: str = "") -> None:
     """Log a source's closing summary line (and skipped inputs); ``prefix`` names the source among several."""
-    counts = ", ".join(f"{k}={v}" for k, v in stats.counts.items())
-    line = f"{prefix}done: {stats.frames} frames in {stats.wall_s:.1f} s ({stats.fps:.1f} fps), {stats.faces} faces"
-    line += f" ({counts})"
+    line = f"{prefix}done: {stats.frames} frames in {stats.wall_s:.1f} s (processed at {stats.fps:.1f} frames/s)"
+    line += f", {stats.faces} faces ({face_counts(stats.counts)})"
     if source.is_live:
         ages = stats.age_percentiles()
         line += f", {stats.dropped} frames dropped"

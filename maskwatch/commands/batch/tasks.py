@@ -83,7 +83,7 @@ def stitch_task(video: str, out: str, stem: str, parts: list[dict]) -> dict:
     _write_lines(_tmp(out_dir, stem, "detections.jsonl"), merged.records)
     _write_lines(_tmp(out_dir, stem, "events.jsonl"), merged.events)
     summary = merged.summary | {
-        "fps": round(merged.summary["frames_analysed"] / max(merged.summary["task_s"], 1e-9), 2)
+        "processing_fps": round(merged.summary["frames_analysed"] / max(merged.summary["task_s"], 1e-9), 2)
     }
     write_report(
         out_dir / f".{stem}.partial",
@@ -100,7 +100,7 @@ def stitch_task(video: str, out: str, stem: str, parts: list[dict]) -> dict:
     return {
         "frames": len(merged.records),
         "fps": parts[0]["fps"],
-        "run_fps": summary["fps"],
+        "run_fps": summary["processing_fps"],
         "people": report["people"]["total"],
         "alerts": report["alerts"],
         "ranges": [(p["index"], p["start"], p["stop"]) for p in parts],
