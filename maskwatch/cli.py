@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from pathlib import Path
@@ -128,7 +129,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "optional (random init without it)",
     )
     tr.add_argument(
-        "--pseudo", type=Path, help="detector: a teacher's pseudo-labels (tools/pseudo_label.py): extra faces, ignores"
+        "--pseudo",
+        type=Path,
+        nargs="+",
+        help="detector: files of a teacher's pseudo-labels (tools/pseudo_label.py): extra faces and photos, ignores",
     )
     tr.add_argument(
         "--backbone",
@@ -235,6 +239,8 @@ def _add_batch(sub: argparse._SubParsersAction) -> None:
 
 def _setup_logging(level: str) -> None:
     logger.remove()
+    if sys.stderr is None:  # started with stderr closed (2>&-): log to stdout, else nowhere, and still run
+        sys.stderr = sys.stdout or open(os.devnull, "w")  # noqa: SIM115 (for the life of the process)
     logger.add(sys.stderr, level=level, format="<green>{time:HH:mm:ss}</green> <level>{level: <7}</level> {message}")
 
 

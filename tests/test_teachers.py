@@ -17,7 +17,14 @@ from maskwatch.models.manifest import write_manifest_entry
 from maskwatch.models.weights import save_model_file
 from maskwatch.train.classifier import DistillationLoss, SoftTargetLoss, load_teacher
 from maskwatch.train.detector import Settings, augment_with_ignore, match, multibox_loss, with_pseudo_labels
-from maskwatch.train.pseudo import apply_box_style, covered, decode_centerface, fit_box_style, read_pseudo_labels
+from maskwatch.train.pseudo import (
+    apply_box_style,
+    covered,
+    crops_half,
+    decode_centerface,
+    fit_box_style,
+    read_pseudo_labels,
+)
 
 
 def test_decode_centerface_one_face() -> None:
@@ -144,3 +151,22 @@ def test_distillation_loss() -> None:
     only_teacher = DistillationLoss(label_loss, 1.0, 2.0)
     assert float(only_teacher(logits, y, logits)) == pytest.approx(0.0, abs=1e-6)  # agreeing with the teacher
     assert float(only_teacher(logits, y, -logits)) > 0.1
+
+
+def test_photo_scenes_join_training(tmp_path: Path) -> None:
+    photos = tmp_path / "photos.json"
+    photos.write_text(
+        json.dumps({"scenes": {str(tmp_path / "p.jpg"): {"extra": [[2, 3, 40, 50]], "ignore": []}}, "labels": {}})
+    )
+    items = [AnnotatedImage(Path("x/a.jpg"), np.array([[5, 5, 9, 9]], np.float32), np.array([1]), (64, 64))]
+    scenes, ignores = with_pseudo_labels(items, [photos])
+    assert [s.image_path.name for s in scenes] == ["a.jpg", "p.jpg"]
+    assert scenes[1].xyxy.tolist() == [[2, 3, 40, 50]] and scenes[1].class_id.tolist() == [-1]
+    assert ignores is not None and len(ignores) == 2
+
+
+def test_crops_halves_are_fixed_and_both_used() -> None:
+    names = [Path(f"crop_{i}.jpg") for i in range(200)]
+    halves = [crops_half(n) for n in names]
+    assert halves == [crops_half(n) for n in names]
+    assert 60 < halves.count("train") < 140

@@ -1,7 +1,8 @@
 """The shipped (or given) ONNX models on data from other sources than the val split.
 
-- ``mask-crops`` (``../shared/data/mask-crops``, another dataset's face crops): the classifier's accuracy per class,
-  and the detector's any-face rate (the share of crops in which it finds at least one face at score >= 0.5);
+- ``mask-crops`` (``../shared/data/mask-crops``, another dataset's face crops): the classifier's accuracy per class
+  on the crops as they are and on the face the detector cuts from them (as ``run`` would), the detector's any-face
+  rate (the share of crops in which it finds at least one face at score >= 0.5) and multi-box rate (two or more);
 - the real clips (``../shared/data/videos``): for the face the detector finds on every 3rd frame, the classifier's
   mean class probabilities and the share of each arg-max label.
 
@@ -22,6 +23,7 @@ import numpy as np
 
 from maskwatch.models.onnx_engine import OnnxMaskClassifier, OnnxRetinaFaceDetector
 from maskwatch.monitor.crop import DEFAULT_CROP_MARGIN, crop_face
+from maskwatch.train.pseudo import crops_half
 from maskwatch.types import CLASS_NAMES
 
 
@@ -51,18 +53,32 @@ def main() -> None:
     parser.add_argument("--detector", default="detector.onnx")
     parser.add_argument("--every", type=int, default=1, help="use every Nth mask-crops image (default all)")
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--heldout", action="store_true", help="mask-crops: only the half that detector training never draws from"
+    )
     args = parser.parse_args()
     models = {name: OnnxMaskClassifier(name) for name in args.classifier}
     detector = OnnxRetinaFaceDetector(args.detector)
     report: dict = {"mask_crops": {}, "clips": {}}
     for name in ("with_mask", "without_mask"):
         files = sorted((args.shared / "data" / "mask-crops" / name).glob("*"))[:: args.every]
+        if args.heldout:
+            files = [f for f in files if crops_half(f) == "heldout"]
         crops = [c for c in (cv2.imread(str(f)) for f in files) if c is not None]
         want = CLASS_NAMES.index(name)
         row = {"n": len(crops)}
         for model_name, model in models.items():
             row[f"accuracy {model_name}"] = round(float((classify(model, crops).argmax(1) == want).mean()), 4)
-        row[f"any_face {args.detector}"] = round(float(np.mean([len(detector.detect(c)) > 0 for c in crops])), 4)
+        found = [detector.detect(c) for c in crops]
+        row[f"any_face {args.detector}"] = round(float(np.mean([len(d) > 0 for d in found])), 4)
+        row[f"multi_box {args.detector}"] = round(float(np.mean([len(d) > 1 for d in found])), 4)
+        cut = [
+            crop_face(c, d.xyxy[int(np.argmax(d.det_score))], DEFAULT_CROP_MARGIN)
+            for c, d in zip(crops, found, strict=True)
+            if len(d)
+        ]
+        for model_name, model in models.items():  # as run labels them: the detector's face, cut with its margin
+            row[f"pipeline_accuracy {model_name}"] = round(float((classify(model, cut).argmax(1) == want).mean()), 4)
         report["mask_crops"][name] = row
         print(f"mask-crops {name}: {row}")
     for video in sorted((args.shared / "data" / "videos").glob("*.mp4")):

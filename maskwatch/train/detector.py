@@ -324,15 +324,16 @@ def build_model(init: Path | None) -> tuple[RetinaFace, tuple]:
 
 
 def with_pseudo_labels(
-    items: list[AnnotatedImage], pseudo: Path | None
+    items: list[AnnotatedImage], pseudo: Path | list[Path] | None
 ) -> tuple[list[AnnotatedImage], list[np.ndarray] | None]:
     """The scenes with at least one face, each with a teacher's extra faces added (class -1: unknown) and its
-    ignore regions (None without ``pseudo``)."""
-    if pseudo is None:
+    ignore regions, then the teacher-labelled photos of ``pseudo``'s files (None without ``pseudo``)."""
+    if not pseudo:
         return [it for it in items if len(it.xyxy)], None
-    from maskwatch.train.pseudo import read_pseudo_labels
+    from maskwatch.train.pseudo import read_photo_scenes, read_pseudo_labels
 
-    labels = read_pseudo_labels(pseudo)
+    files = [Path(pseudo)] if isinstance(pseudo, str | Path) else [Path(p) for p in pseudo]
+    labels = {stem: v for f in files for stem, v in read_pseudo_labels(f).items()}
     out, ignores, added = [], [], 0
     for it in items:
         extra = labels.get(it.image_path.stem, {})
@@ -346,7 +347,12 @@ def with_pseudo_labels(
             out.append(it)
             ignores.append(extra.get("ignore", np.zeros((0, 4), np.float32)))
             added += len(boxes)
-    logger.info("pseudo-labels {}: {} extra faces, {} ignore regions", pseudo, added, sum(map(len, ignores)))
+    for f in files:
+        for path, faces, ignore in read_photo_scenes(f):
+            out.append(AnnotatedImage(path, faces, np.full(len(faces), -1, np.int64), (0, 0)))
+            ignores.append(ignore)
+            added += len(faces)
+    logger.info("pseudo-labels: {} extra faces, {} ignore regions, {} scenes", added, sum(map(len, ignores)), len(out))
     return out, ignores
 
 
@@ -376,7 +382,7 @@ def train(
     crop_size: int = 480,
     ckpt_dir: Path | None = None,
     preset: str = "default",
-    pseudo: Path | None = None,
+    pseudo: Path | list[Path] | None = None,
 ) -> Path:
     """Fine-tune RetinaFace on ``data`` (VOC), checkpoint each epoch next to ``out``, write the model file ``out``.
 
@@ -419,7 +425,7 @@ def train(
         "init": str(init),
         "epochs": epochs,
         "preset": preset,
-        "pseudo": str(pseudo),
+        "pseudo": [str(p) for p in pseudo] if isinstance(pseudo, list) else str(pseudo),
         **asdict(s),
         "min_sizes": [list(m) for m in min_sizes],
     }

@@ -11,6 +11,7 @@ teacher's boxes are mapped to the annotation style by a per-side offset fitted o
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,10 +190,65 @@ def pseudo_label(
     return result
 
 
+def crops_half(path: Path) -> str:
+    """``train`` or ``heldout``: a fixed half of a crops folder by a hash of the file name, so that the images a
+    detector is trained on are never those it is checked on (``tools/models_check.py --heldout``)."""
+    return (
+        "train" if hashlib.sha1(Path(path).name.encode("utf-8", "surrogateescape")).digest()[0] % 2 == 0 else "heldout"
+    )
+
+
+def label_photos(
+    files: list[Path], teacher_path: Path, style: np.ndarray, out: Path, s: PseudoSettings = PseudoSettings()
+) -> dict:
+    """Pseudo-label photos that have no annotation at all (e.g. face crops from the web, which are close-ups once
+    scaled to the detector's input): the teacher's faces at or above ``s.extra_score`` become training faces,
+    the rest ignore regions; a photo where the teacher is sure of no face is left out. Writes ``out`` (JSON)
+    with per-photo ``scenes`` entries and returns it."""
+    teacher = CenterFace(teacher_path)
+    scenes = {}
+    for path in files:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            continue
+        found = detect_merged(teacher, image, s)
+        sure = found[:, 4] >= s.extra_score
+        if not sure.any():
+            continue
+        styled = apply_box_style(found, style)
+        h, w = image.shape[:2]
+        styled = styled.clip(0, [w, h, w, h])
+        scenes[str(path)] = {
+            "extra": [[round(float(v), 1) for v in b] for b in styled[sure]],
+            "ignore": [[round(float(v), 1) for v in b] for b in styled[~sure]],
+        }
+    result = {"teacher": str(teacher_path), "box_style": [float(v) for v in style], "scenes": scenes, "labels": {}}
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(result))
+    logger.info("pseudo-labelled {} of {} photos", len(scenes), len(files))
+    return result
+
+
+def read_photo_scenes(path: Path) -> list[tuple[Path, np.ndarray, np.ndarray]]:
+    """(photo, training faces, ignore regions) of a file written by :func:`label_photos` (empty for others)."""
+    try:
+        raw = json.loads(Path(path).read_text()).get("scenes", {})
+    except (OSError, ValueError) as exc:
+        raise MaskwatchError(f"cannot read pseudo-labels {path}: {exc}") from None
+    return [
+        (
+            Path(p),
+            np.asarray(v.get("extra", []), np.float32).reshape(-1, 4),
+            np.asarray(v.get("ignore", []), np.float32).reshape(-1, 4),
+        )
+        for p, v in sorted(raw.items())
+    ]
+
+
 def read_pseudo_labels(path: Path) -> dict[str, dict[str, np.ndarray]]:
     """``{stem: {"extra": (N, 4), "ignore": (M, 4)}}`` from a file written by :func:`pseudo_label`."""
     try:
-        raw = json.loads(Path(path).read_text())["labels"]
+        raw = json.loads(Path(path).read_text()).get("labels", {})
     except (OSError, ValueError, KeyError) as exc:
         raise MaskwatchError(f"cannot read pseudo-labels {path}: {exc}") from None
     return {
