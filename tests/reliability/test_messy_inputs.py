@@ -274,3 +274,20 @@ def test_two_runs_writing_one_output_keep_both(tmp_path, record):
     expected = "each run its own partial file; the second to finish goes to 'out (2).mp4' with a warning"
     record(AREA, "two runs writing one --output at once", expected, observed, ok)
     assert ok
+
+
+def test_a_run_with_stderr_closed_still_succeeds(tmp_path, record):
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    clip = write_video(tmp_path / "clip.mp4", frames=4)
+    command = [sys.executable, "-m", "maskwatch", "run", "--source", str(clip), *FP32]
+    run = subprocess.run(["bash", "-c", 'exec "$@" 2>&-', "_", *command], cwd=ROOT, stdout=subprocess.PIPE,
+                         text=True, timeout=120)  # fmt: skip
+    said = [line for line in run.stdout.splitlines() if "done:" in line]
+    ok = run.returncode == 0 and bool(said)
+    observed = f"exit {run.returncode}; on stdout: {len(run.stdout.splitlines())} log lines, 'done' line {bool(said)}"
+    record(AREA, "maskwatch run with stderr closed (2>&-)", "exit 0, the log on stdout", observed, ok)
+    assert ok, run.stdout[-1000:]
