@@ -291,3 +291,35 @@ def test_a_run_with_stderr_closed_still_succeeds(tmp_path, record):
     observed = f"exit {run.returncode}; on stdout: {len(run.stdout.splitlines())} log lines, 'done' line {bool(said)}"
     record(AREA, "maskwatch run with stderr closed (2>&-)", "exit 0, the log on stdout", observed, ok)
     assert ok, run.stdout[-1000:]
+
+
+def test_a_killed_runs_partial_file_is_removed_at_the_next_start(tmp_path, record):
+    import subprocess
+    import sys
+
+    from loguru import logger
+
+    from maskwatch.outputs.sinks import VideoSink
+    from maskwatch.types import FaceDetections, Frame, FrameResult
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".out.partial-{int(gone.stdout)}-a1b2c3.mp4"  # a process that has ended
+    alive = tmp_path / f".out.partial-{os.getppid()}-d4e5f6.mp4"  # a running process: maybe still writing
+    other = tmp_path / f".other.partial-{int(gone.stdout)}-a1b2c3.mp4"  # another output's
+    for path in (stale, alive, other):
+        path.write_bytes(b"\x00" * 100)
+    said: list[str] = []
+    handle = logger.add(lambda m: said.append(str(m)), level="INFO")
+    try:
+        image = np.zeros((120, 160, 3), np.uint8)
+        with VideoSink(tmp_path / "out.mp4", fps=10) as sink:
+            sink.write(FrameResult(Frame(image, 0, 0.0), FaceDetections.empty()), image)
+    finally:
+        logger.remove(handle)
+    kept = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("."))
+    logged = any("removed" in line and stale.name in line for line in said)
+    ok = not stale.exists() and alive.exists() and other.exists() and logged
+    observed = f"hidden files left: {kept}; removal logged: {logged}"
+    expected = "the dead run's partial file of out.mp4 removed and logged; a live run's and another output's kept"
+    record(AREA, "partial file of a SIGKILLed run, at the next start", expected, observed, ok)
+    assert ok
