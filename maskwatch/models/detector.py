@@ -7,7 +7,7 @@ from pathlib import Path
 from maskwatch.errors import WeightsError
 from maskwatch.models.base import Detector
 from maskwatch.models.manifest import verify
-from maskwatch.models.registry import arch_of_raw, backend, load_class
+from maskwatch.models.registry import arch_of_raw, backend, check_input_size, load_class
 from maskwatch.models.weights import load_checked
 
 
@@ -45,5 +45,6 @@ def load_detector(
     except (TypeError, ValueError):
         bad = repr(meta.get("input_size"))[:40]
         raise WeightsError(f"weights file {path} has an invalid input_size {bad}") from None
+    check_input_size(input_size, meta.get("input_size") or chosen.input_size, path)
     common = {"score_threshold": score_threshold, "nms_iou": nms_iou, "max_faces": max_faces, "device": device}
     return load_class(chosen.torch_detector)(path, input_size=size, **common)

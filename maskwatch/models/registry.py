@@ -13,7 +13,7 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any
 
-from maskwatch.errors import WeightsError
+from maskwatch.errors import ConfigError, WeightsError
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,21 @@ def load_class(spec: str) -> Any:
     return getattr(import_module(module), name)
 
 
+def check_input_size(requested: int | None, trained: object, path: str | Path) -> None:
+    """Refuse a detection size above the one the model was trained at (``trained``, from its file): the detector
+    has never seen faces that large, and measured at 960 and 1280 px it boxed background shapes as faces and its
+    labels flipped. Smaller sizes (faster, for small CPUs) are allowed."""
+    try:
+        trained = int(str(trained))
+    except ValueError:
+        return  # a malformed value is reported where the file's metadata is read
+    if requested is not None and int(requested) > trained:
+        raise ConfigError(
+            f"detector.input_size {requested} is larger than the {trained} px that {Path(path).name} was trained at "
+            f"(larger sizes box background shapes as faces): use {trained} or less, or null for the trained size"
+        )
+
+
 def load_onnx_detector(weights: str | Path, *, threads: int = 1, **kwargs: Any) -> Any:
     """The ONNX Runtime facade of an exported detector file, of the backend its metadata names (``arch``)."""
     from maskwatch.models.onnx_engine import open_session, read_arch
@@ -98,6 +113,8 @@ def load_onnx_detector(weights: str | Path, *, threads: int = 1, **kwargs: Any) 
     chosen = backend(arch, opened[1])
     if chosen.onnx_detector is None:
         raise WeightsError(f"weights file {opened[1]} holds a {arch!r} detector, which has no ONNX Runtime backend")
+    trained = opened[0].get_modelmeta().custom_metadata_map.get("input_size") or chosen.input_size
+    check_input_size(kwargs.get("input_size"), trained, opened[1])
     return load_class(chosen.onnx_detector)(weights, threads=threads, opened=opened, **kwargs)
 
 

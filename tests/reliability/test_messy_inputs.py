@@ -323,3 +323,19 @@ def test_a_killed_runs_partial_file_is_removed_at_the_next_start(tmp_path, recor
     expected = "the dead run's partial file of out.mp4 removed and logged; a live run's and another output's kept"
     record(AREA, "partial file of a SIGKILLed run, at the next start", expected, observed, ok)
     assert ok
+
+
+@pytest.mark.parametrize("engine", ["onnx", "torch"])
+def test_a_detection_size_above_the_trained_one_is_refused(cli, tmp_path, record, engine):
+    pytest.importorskip("torch") if engine == "torch" else None
+    clip = write_video(tmp_path / "clip.mp4", frames=4)
+    config = tmp_path / "big.yaml"
+    config.write_text("detector:\n  input_size: 960\n")
+    out = tmp_path / "out.mp4"
+    run = cli("run", "--source", str(clip), "--output", str(out), "--config", str(config), "--engine", engine, *FP32)
+    problems = user_error_problems(run, ("input_size 960", "640"))
+    problems += ["output written"] if out.exists() else []
+    observed = f"exit {run.returncode}: {run.message(tmp_path)!r}"
+    _row(record, f"detector.input_size 960 ({engine}; trained at 640)", "one ERROR line, exit 1, nothing written",
+         observed, problems)  # fmt: skip
+    assert not problems, run.stderr[-2000:]
