@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -154,6 +155,12 @@ class Frame:
     """Name of what the frame came from: the video or stream, or the image file for image inputs."""
 
 
+EventKind = Literal["alert", "update", "end"]
+"""What an event says: a person was decided unmasked or wrongly masked (``alert``), changed label (``update``), or
+left (``end``)."""
+EVENT_KINDS: tuple[EventKind, ...] = get_args(EventKind)
+
+
 @dataclass
 class Event:
     """One line of the ``--events`` log: a track was decided unmasked (``alert``), changed label or ended.
@@ -162,7 +169,7 @@ class Event:
     (live); ``box`` is the face's last [x1, y1, x2, y2] in frame pixels.
     """
 
-    event: str
+    event: EventKind
     ts: str
     source: str
     frame: int
@@ -173,6 +180,10 @@ class Event:
     duration_s: float = 0.0
     t_s: float = 0.0
     snapshot: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.event not in EVENT_KINDS:
+            raise ValueError(f"event kind must be one of {', '.join(EVENT_KINDS)}, got {self.event!r}")
 
     def to_json(self) -> dict:
         record = {

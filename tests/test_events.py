@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
+import pytest
 
 from maskwatch.monitor.alerts import AlertPolicy, utc_now
-from maskwatch.outputs.events import EventLog
+from maskwatch.outputs.events import EventLog, EventOutputs, Snapshots, snapshot_folder
 from maskwatch.types import UNDECIDED, Event, FaceDetections, Frame, FrameResult
 
 MASK, NOMASK, WRONG = 0, 1, 2
@@ -126,9 +127,14 @@ def _event(i: int, kind: str = "alert") -> Event:
     return Event(kind, "2026-11-26T00:00:00.000Z", "cam", i, i, "without_mask", 0.9, [20, 20, 80, 100], 1.5)
 
 
+def _log(path, **kw) -> EventOutputs:
+    """The events log behind the fan-out, as a run wires it."""
+    return EventOutputs([EventLog(path, **kw)])
+
+
 def test_event_log_writes_each_event_at_once(tmp_path):
     path = tmp_path / "events.jsonl"
-    log = EventLog(path)
+    log = _log(path)
     log.write(_result([_event(1)]), None)
     # readable before close: flushed (and fsynced) per event
     lines = path.read_text().splitlines()
@@ -139,14 +145,14 @@ def test_event_log_writes_each_event_at_once(tmp_path):
     log.write(_result([_event(2, "end")]), None)
     log.close()
     # a second run appends
-    with EventLog(path) as again:
+    with _log(path) as again:
         again.write(_result([_event(3)]), None)
     assert [json.loads(line)["frame"] for line in path.read_text().splitlines()] == [1, 2, 3]
 
 
 def test_event_log_rotates_by_size(tmp_path):
     path = tmp_path / "events.jsonl"
-    with EventLog(path, max_bytes=1000, backups=2) as log:
+    with _log(path, max_bytes=1000, backups=2) as log:
         for i in range(40):
             log.write(_result([_event(i)]), None)
     files = sorted(p.name for p in tmp_path.iterdir())
@@ -166,7 +172,7 @@ def test_snapshots_only_when_asked_and_blurred_on_request(tmp_path):
     detail = {}
     for blur in (False, True):
         path = tmp_path / f"events_{blur}.jsonl"
-        with EventLog(path, snapshots=True, blur=blur) as log:
+        with EventOutputs([Snapshots(snapshot_folder(path), blur=blur), EventLog(path)]) as log:
             log.write(_result([_event(4), _event(5, "end")], image), None)
         records = [json.loads(line) for line in path.read_text().splitlines()]
         assert "snapshot" in records[0] and "snapshot" not in records[1]
@@ -174,14 +180,32 @@ def test_snapshots_only_when_asked_and_blurred_on_request(tmp_path):
         assert snap is not None and snap.shape[0] > 50
         detail[blur] = float(np.abs(np.diff(snap.astype(np.float32), axis=1)).mean())
     assert detail[True] < detail[False] / 4  # noise keeps its detail unless blurred
-    with EventLog(tmp_path / "plain.jsonl") as log:
+    with _log(tmp_path / "plain.jsonl") as log:
         log.write(_result([_event(4)], image), None)
     assert "snapshot" not in json.loads((tmp_path / "plain.jsonl").read_text())
     assert not (tmp_path / "plain_snapshots").exists()
 
 
-def test_event_log_hands_records_to_the_webhook(tmp_path):
+def test_the_fan_out_hands_each_event_to_every_output_in_order_after_the_log_has_it(tmp_path):
+    path = tmp_path / "e.jsonl"
     got = []
-    with EventLog(tmp_path / "e.jsonl", on_event=got.append) as log:
-        log.write(_result([_event(1), _event(2)]), None)
-    assert [r["frame"] for r in got] == [1, 2]
+
+    class Collect:
+        """A new event output: nothing but send and close."""
+
+        def send(self, event, image):
+            on_disk = [json.loads(line)["frame"] for line in path.read_text().splitlines()]
+            got.append((event.event, event.frame, image.shape, on_disk[-1]))
+
+        def close(self):
+            got.append("closed")
+
+    with EventOutputs([EventLog(path), Collect()]) as outputs:
+        outputs.write(_result([_event(1), _event(2, "end")]), None)
+    assert got == [("alert", 1, (120, 160, 3), 1), ("end", 2, (120, 160, 3), 2), "closed"]
+
+
+def test_event_kinds_are_typed():
+    assert [_event(1, kind).event for kind in ("alert", "update", "end")] == ["alert", "update", "end"]
+    with pytest.raises(ValueError, match="event kind must be one of alert, update, end"):
+        _event(1, "alarm")

@@ -13,7 +13,7 @@ from maskwatch.monitor.alerts import AlertPolicy
 from maskwatch.monitor.monitor import Monitor, StrideControl
 from maskwatch.monitor.pipeline import FacePipeline
 from maskwatch.monitor.track import FaceTracker
-from maskwatch.outputs.events import EventLog
+from maskwatch.outputs.events import EventLog, EventOutputs
 from maskwatch.outputs.sinks import JsonLinesSink, Sink
 from maskwatch.runner.single import run
 from maskwatch.wiring import build_monitor
@@ -63,7 +63,7 @@ def test_one_person_one_track_one_alert_through_the_runner(tmp_path):
     monitor = _monitor()
     events = tmp_path / "events.jsonl"
     dets = tmp_path / "dets.jsonl"
-    with EventLog(events) as log, JsonLinesSink(dets) as det_sink:
+    with EventOutputs([EventLog(events)]) as log, JsonLinesSink(dets) as det_sink:
         stats = run(open_source(str(video)), monitor, [det_sink, log], None, progress=False)
     assert stats.frames == 30
     records = [json.loads(line) for line in events.read_text().splitlines()]

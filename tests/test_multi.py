@@ -18,7 +18,7 @@ from maskwatch.capture.sources import RealtimeFileSource, VideoFileSource
 from maskwatch.config import config_from_dict, default_source_name
 from maskwatch.errors import ConfigError, SourceError
 from maskwatch.monitor.pipeline import FacePipeline
-from maskwatch.outputs.events import EventLog
+from maskwatch.outputs.events import EventLog, EventOutputs, Snapshots, snapshot_folder
 from maskwatch.outputs.sinks import JsonLinesSink
 from maskwatch.runner.lanes import Lane, NamedSource, run_sources
 from maskwatch.runner.status import view_status
@@ -79,11 +79,11 @@ def test_sources_share_one_pipeline_one_event_log_and_one_view(tmp_path, workers
     events, detections = tmp_path / "events.jsonl", tmp_path / "detections.jsonl"
     started = time.monotonic()
     with (
-        EventLog(events, snapshots=True, snapshot_prefix_source=True) as log,
         JsonLinesSink(detections) as dets,
         WebView(
             port=0, status=lambda: view_status(lanes, started, per_source=True), sources=[lane.name for lane in lanes]
         ) as view,
+        EventOutputs([Snapshots(snapshot_folder(events), prefix_source=True), EventLog(events), view]) as log,
     ):
         run_sources(lanes, [log, dets, view], None, workers=workers, status_interval_s=0.2)
         assert [lane.stats.frames for lane in lanes[:2]] == [30, 20]  # files: every frame
@@ -112,7 +112,7 @@ def test_sources_share_one_pipeline_one_event_log_and_one_view(tmp_path, workers
     for name, lane in zip(by_source, lanes, strict=True):
         assert [r["event"] for r in by_source[name]] == ["alert", "end"]  # one person each, alerted once
         assert by_source[name] == [e.to_json() for e in lane.process.events]
-    shots = sorted(p.name for p in log.snapshot_dir.iterdir())
+    shots = sorted(p.name for p in snapshot_folder(events).iterdir())
     assert [s.split("_")[0] for s in shots] == ["door", "lobby", "yard"]
     frames = [json.loads(line) for line in detections.read_text().splitlines()]
     assert {f["source"] for f in frames} == {"door", "lobby", "yard"} and len(frames) == data["frames"]

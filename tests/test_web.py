@@ -127,7 +127,10 @@ def test_status_scrubs_credentials_and_survives_a_failing_callback() -> None:
 def test_events_order_limit_and_bound(view: WebView) -> None:
     assert json.loads(request(view, "/events")[2]) == []
     for i in range(4):
-        view.write(result(i, [event(i, 10 * i), event(i, 10 * i + 1, "end", None)]), np.zeros((4, 4, 3), np.uint8))
+        image = np.zeros((4, 4, 3), np.uint8)
+        view.write(result(i), image)
+        for e in (event(i, 10 * i), event(i, 10 * i + 1, "end", None)):
+            view.send(e, image)
     events = json.loads(request(view, "/events")[2])
     assert len(events) == 5  # max_events
     assert [(e["frame"], e["track_id"]) for e in events] == [(1, 11), (2, 20), (2, 21), (3, 30), (3, 31)]
@@ -425,7 +428,8 @@ def test_status_page_in_headless_chromium(tmp_path: Path) -> None:
     status = dict(STATUS, people_total=1234)
     with WebView(port=0, token="page-tok", status=lambda: status) as v:
         image = demo_frame()
-        v.write(result(57, [event(57, 7)], image=image), image)
+        v.write(result(57, image=image), image)
+        v.send(event(57, 7), image)
         url = f"{v.url}?token=page-tok"
         shot = tmp_path / "http_view.png"
         done = run_chromium(chromium, tmp_path / "profile", f"--screenshot={shot}", url)

@@ -77,7 +77,6 @@ def run_command(args: argparse.Namespace, setup_logging) -> int:
 def _run(args, cfg: Config, bind, sources: Sequence[Source], stop: threading.Event, *, many: bool):
     """Build the stages and sinks, run every source to its end or ``stop``; returns the lanes and the signal seen."""
     from maskwatch.capture.sources import ImageFilesSource
-    from maskwatch.outputs.webhook import close_webhook
     from maskwatch.runner.lanes import run_sources
 
     tracking = tracking_enabled(cfg) and not any(isinstance(s, ImageFilesSource) for s in sources)
@@ -90,7 +89,7 @@ def _run(args, cfg: Config, bind, sources: Sequence[Source], stop: threading.Eve
     lanes = [_lane(cfg, pipeline, source, tracking=tracking, share=-(-len(sources) // workers)) for source in sources]
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
-        shared, webhook = wire_sinks(
+        shared = wire_sinks(
             cfg,
             args,
             lanes,
@@ -106,7 +105,6 @@ def _run(args, cfg: Config, bind, sources: Sequence[Source], stop: threading.Eve
         progress = not args.no_progress and sys.stderr.isatty()
         settings = run_settings(cfg)
         run_sources(lanes, shared, build_renderer(cfg), stop=stop, workers=workers, progress=progress, **settings)
-        close_webhook(webhook)
     return lanes, received
 
 

@@ -59,20 +59,24 @@ def wire_sinks(
     view_status,
     bind: tuple[str, int] | None,
 ):
-    """Enter every sink on ``stack``: each lane's output and window, and the shared detections, event outputs and
-    web view. Returns (shared sinks, webhook or None)."""
+    """Enter every sink on ``stack``: each lane's output and window, and the shared detections, web view and event
+    outputs (one fan-out). Returns the shared sinks."""
     for lane, output in zip(lanes, outputs, strict=True):
         if output is not None:
             lane.sinks.append(stack.enter_context(output))
     shared: list[Sink] = []
     if args.detections is not None:
         shared.append(stack.enter_context(JsonLinesSink(args.detections)))
-    event_outputs, webhook = build_event_outputs(cfg, args.events, stack, tracking=tracking, per_source=many)
-    shared += event_outputs
+    view = None
     if bind is not None:
         names = [lane.name for lane in lanes] if many else None
-        shared.append(stack.enter_context(build_web_view(cfg, bind, status=view_status, sources=names).start()))
+        view = stack.enter_context(build_web_view(cfg, bind, status=view_status, sources=names).start())
+    events = build_event_outputs(cfg, args.events, tracking=tracking, per_source=many, view=view)
+    if events is not None:  # before the view: the view's frame then comes with its events already listed
+        shared.append(stack.enter_context(events))
+    if view is not None:
+        shared.append(view)
     if args.show:
         for lane in lanes:
             lane.sinks.append(stack.enter_context(WindowSink(f"maskwatch: {lane.name}")))
-    return shared, webhook
+    return shared

@@ -1,8 +1,11 @@
-"""Event outputs: the events log and the forwarder that hand on what the alert policy decided.
+"""Event outputs: where the alert policy's decisions go, behind one door.
 
-The policy (:class:`~maskwatch.monitor.alerts.AlertPolicy`) decides; the :class:`EventLog` sink writes one JSON
-line per event, flushed and fsynced at once (nothing is lost on power loss), rotates by size and optionally saves a
-face snapshot with each alert.
+The policy (:class:`~maskwatch.monitor.alerts.AlertPolicy`) decides; each event output is an :class:`EventSink`
+(``send(event, image)``, ``close()``), and one :class:`EventOutputs` fan-out hands every event to each of them in
+order. The outputs here: :class:`Snapshots` (a face picture per alert; first, so the others see its path) and
+:class:`EventLog` (one JSON line per event, flushed and fsynced at once, rotated by size). The webhook
+(:mod:`maskwatch.outputs.webhook`) and the HTTP view (:mod:`maskwatch.serve.web`) are event sinks too; the fan-out
+is built in one place, :func:`maskwatch.wiring.outputs.build_event_outputs`.
 """
 
 from __future__ import annotations
@@ -10,8 +13,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -23,39 +27,59 @@ from maskwatch.outputs.render import blur_boxes
 from maskwatch.types import Event, FrameResult
 
 
-class EventLog:
-    """``--events``: appends one JSON line per event, flushed and fsynced; rotates past ``max_bytes``.
+class EventSink(Protocol):
+    """Receives every event of a run, in order. ``image`` is the frame the event was decided on (unannotated), for
+    outputs that keep a picture. ``close`` is idempotent; it delivers or finalizes what is pending, bounded in time."""
 
-    ``snapshots`` saves the face of each alert as ``<events stem>_snapshots/<track>_<frame>.jpg`` (blurred with
-    ``blur``; ``<source>_<track>_<frame>.jpg`` with ``snapshot_prefix_source``, when several sources share the
-    log); ``on_event`` (e.g. a webhook's ``send``) receives every record after it is on disk.
+    def send(self, event: Event, image: np.ndarray) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class EventOutputs:
+    """The fan-out: a sink that hands each event of each frame to every :class:`EventSink`, in the order given.
+
+    It also takes the events that come after the last frame (``takes_events``). ``close`` closes every output,
+    each even when an earlier one fails, and raises the first failure.
     """
 
     data_only = True
     takes_events = True
 
-    def __init__(
-        self,
-        path: Path,
-        *,
-        max_bytes: int = 10_000_000,
-        backups: int = 5,
-        snapshots: bool = False,
-        blur: bool = False,
-        crop_margin: float = 0.15,
-        on_event: Callable[[dict], None] | None = None,
-        fsync: bool = True,
-        snapshot_prefix_source: bool = False,
-    ) -> None:
+    def __init__(self, outputs: Sequence[EventSink]) -> None:
+        self.outputs = list(outputs)
+
+    def write(self, result: FrameResult, annotated: np.ndarray) -> None:
+        for event in result.events:
+            for output in self.outputs:
+                output.send(event, result.frame.image)
+
+    def close(self) -> None:
+        failure: BaseException | None = None
+        for output in self.outputs:
+            try:
+                output.close()
+            except Exception as exc:  # close the others first; the first failure is raised below
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+
+    def __enter__(self) -> EventOutputs:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class EventLog:
+    """``--events``: an :class:`EventSink` that appends one JSON line per event, flushed and fsynced; rotates past
+    ``max_bytes`` keeping ``backups`` older files."""
+
+    def __init__(self, path: Path, *, max_bytes: int = 10_000_000, backups: int = 5, fsync: bool = True) -> None:
         self.path = Path(path)
         self.max_bytes = max_bytes
         self.backups = backups
-        self.snapshots = snapshots
-        self.blur = blur
-        self.crop_margin = crop_margin
-        self.on_event = on_event
         self.fsync = fsync
-        self.snapshot_prefix_source = snapshot_prefix_source
         self.written = 0
         self.by_type: dict[str, int] = {}
         self._file = self._open()
@@ -66,20 +90,10 @@ class EventLog:
         except OSError as exc:
             raise OutputError(f"cannot write events file {self.path}: {exc.strerror}") from None
 
-    @property
-    def snapshot_dir(self) -> Path:
-        return self.path.with_name(f"{self.path.stem}_snapshots")
-
-    def write(self, result: FrameResult, annotated: np.ndarray) -> None:
-        for event in result.events:
-            if self.snapshots and event.event == "alert":
-                event.snapshot = self._snapshot(result.frame.image, event)
-            record = event.to_json()
-            self._append(json.dumps(record, separators=(",", ":")) + "\n")
-            self.written += 1
-            self.by_type[event.event] = self.by_type.get(event.event, 0) + 1
-            if self.on_event is not None:
-                self.on_event(record)
+    def send(self, event: Event, image: np.ndarray) -> None:
+        self._append(json.dumps(event.to_json(), separators=(",", ":")) + "\n")
+        self.written += 1
+        self.by_type[event.event] = self.by_type.get(event.event, 0) + 1
 
     def _append(self, line: str) -> None:
         try:
@@ -105,14 +119,41 @@ class EventLog:
         self._file = self._open()
         logger.debug(f"rotated events file {self.path}")
 
-    def _snapshot(self, image: np.ndarray, event: Event) -> str | None:
+    def close(self) -> None:
+        if not self._file.closed:
+            with contextlib.suppress(OSError):  # a full disk already raised its error at the write
+                self._file.close()
+
+    def __enter__(self) -> EventLog:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class Snapshots:
+    """An :class:`EventSink` that saves the face of each alert as ``FOLDER/<track>_<frame>.jpg``
+    (``<source>_<track>_<frame>.jpg`` with ``prefix_source``, when several sources share one folder), blurred with
+    ``blur``, and records its path in the event (``snapshot``) for the outputs after it."""
+
+    def __init__(self, folder: Path, *, blur: bool = False, crop_margin: float = 0.15, prefix_source: bool = False):
+        self.folder = Path(folder)
+        self.blur = blur
+        self.crop_margin = crop_margin
+        self.prefix_source = prefix_source
+
+    def send(self, event: Event, image: np.ndarray) -> None:
+        if event.event == "alert":
+            event.snapshot = self._save(image, event)
+
+    def _save(self, image: np.ndarray, event: Event) -> str | None:
         box = np.asarray(event.box, np.float32)
         if self.blur:
             image = blur_boxes(image, box[None])
         crop = crop_face(image, box, self.crop_margin)
-        folder = self.snapshot_dir
+        folder = self.folder
         stem = f"{event.track_id}_{event.frame}"
-        target = folder / (f"{event.source}_{stem}.jpg" if self.snapshot_prefix_source else f"{stem}.jpg")
+        target = folder / (f"{event.source}_{stem}.jpg" if self.prefix_source else f"{stem}.jpg")
         try:
             folder.mkdir(exist_ok=True)
             tmp = target.with_name(f".{target.stem}.partial.jpg")
@@ -127,29 +168,9 @@ class EventLog:
         return str(target)
 
     def close(self) -> None:
-        if not self._file.closed:
-            with contextlib.suppress(OSError):  # a full disk already raised its error at the write
-                self._file.close()
-
-    def __enter__(self) -> EventLog:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+        """Nothing is kept open."""
 
 
-class EventForwarder:
-    """A sink that hands each event to a callable (the webhook when there is no events file)."""
-
-    data_only = True
-    takes_events = True
-
-    def __init__(self, send) -> None:
-        self.send = send
-
-    def write(self, result, annotated) -> None:
-        for event in result.events:
-            self.send(event.to_json())
-
-    def close(self) -> None:
-        pass
+def snapshot_folder(events_path: Path) -> Path:
+    """Where the snapshots of an ``--events`` log go: ``<events stem>_snapshots`` beside it."""
+    return events_path.with_name(f"{events_path.stem}_snapshots")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from loguru import logger
 
 from maskwatch.media import scrub_url
+from maskwatch.types import Event
 
 _WARN_EVERY_S = 60.0
 
@@ -39,7 +40,8 @@ class _Retryable(Exception):
 
 
 class Webhook:
-    """Delivers events in order from one daemon thread with retries and exponential backoff.
+    """An event output (:class:`~maskwatch.outputs.events.EventSink`): POSTs each event's JSON record, in order,
+    from one daemon thread with retries and exponential backoff.
 
     ``send`` only queues; a full queue loses its oldest event (counted in ``stats.dropped``). Connection
     errors, timeouts, 5xx and 429 are retried ``retries`` times; other 4xx count as failed.
@@ -89,9 +91,11 @@ class Webhook:
         """Events queued and not yet taken by the worker."""
         return len(self._queue)
 
-    def send(self, event: dict) -> None:
-        """Queue ``event`` for delivery and return at once; the oldest queued event is dropped when full."""
-        body = json.dumps(event, ensure_ascii=False, default=str).encode("utf-8")
+    def send(self, event: Event | dict, image: object = None) -> None:
+        """Queue ``event`` (or a JSON record) for delivery and return at once; the oldest queued event is dropped
+        when full. ``image`` is not sent."""
+        record = event.to_json() if isinstance(event, Event) else event
+        body = json.dumps(record, ensure_ascii=False, default=str).encode("utf-8")
         with self._cond:
             if self._closing:
                 self.stats.dropped += 1
@@ -106,7 +110,8 @@ class Webhook:
             self._cond.notify()
 
     def close(self, timeout_s: float = 5.0) -> None:
-        """Deliver what is queued for up to ``timeout_s``, then drop the rest and stop the worker; idempotent.
+        """Deliver what is queued for up to ``timeout_s``, then drop the rest, stop the worker and log what it did;
+        idempotent.
 
         Returns within about ``timeout_s + 1`` s; a POST still in flight then ends on its own timeout.
         """
@@ -125,8 +130,8 @@ class Webhook:
             if left:
                 logger.warning(f"webhook {self.name}: {left} queued events not delivered before close")
             self._thread.join(timeout=1.0)  # a POST in flight may still run out its own timeout
-        s = self.stats
-        logger.debug(f"webhook {self.name}: {s.sent} sent, {s.failed} failed, {s.dropped} dropped, {s.retries} retries")
+        w = self.stats
+        logger.info(f"webhook: {w.sent} sent ({w.retries} retries), {w.failed} failed, {w.dropped} dropped")
 
     def _warn(self, key: str, message: str) -> None:
         """Log ``message`` at most once a minute per ``key``."""
@@ -200,12 +205,3 @@ def _retry_after(value: str | None) -> float | None:
     except ValueError:
         return None
     return max(seconds, 0.0) if math.isfinite(seconds) else None
-
-
-def close_webhook(webhook) -> None:
-    """Deliver what the webhook still holds (bounded by its timeouts) and log what it did."""
-    if webhook is None:
-        return
-    webhook.close()
-    w = webhook.stats
-    logger.info(f"webhook: {w.sent} sent ({w.retries} retries), {w.failed} failed, {w.dropped} dropped")

@@ -30,7 +30,7 @@ from maskwatch.media import scrub_url
 from maskwatch.serve.bind import is_loopback
 from maskwatch.serve.metrics import status_registry
 from maskwatch.serve.page import PAGE
-from maskwatch.types import FrameResult
+from maskwatch.types import Event, FrameResult
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -193,10 +193,11 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class WebView:
-    """The ``--http`` remote view, used as a sink: ``write`` stores, HTTP threads encode and serve."""
+    """The ``--http`` remote view, used as a sink (``write`` stores the frame, HTTP threads encode and serve it) and
+    as an event output (``send`` keeps the latest ``max_events`` events for ``/events``)."""
 
     data_only = False
-    takes_events = True
+    takes_events = False
 
     def __init__(
         self,
@@ -290,7 +291,7 @@ class WebView:
         self.close()
 
     def write(self, result: FrameResult, annotated: np.ndarray) -> None:
-        """Keep a reference to the frame (no copy, no encoding) and its events; wake stream clients.
+        """Keep a reference to the frame (no copy, no encoding); wake stream clients.
 
         With several sources the frame is kept as the latest of the source its name matches.
         """
@@ -298,8 +299,12 @@ class WebView:
             channel = self._channels.get(result.frame.name) or self._channels[self._default]
             channel.frame, channel.index = annotated, int(result.frame.index)
             channel.seq += 1
-            self._events.extend(event.to_json() for event in result.events)
             self._cond.notify_all()
+
+    def send(self, event: Event, image: np.ndarray) -> None:
+        """Keep ``event`` for ``/events`` (the oldest goes beyond ``max_events``)."""
+        with self._cond:
+            self._events.append(event.to_json())
 
     def has_source(self, name: str) -> bool:
         """True when ``name`` is one of the sources this view was given."""

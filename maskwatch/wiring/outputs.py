@@ -1,9 +1,8 @@
-"""The builders of a run's outputs from the config: the overlay renderer, the video / image sinks, the event log
-and webhook, and the HTTP remote view."""
+"""The builders of a run's outputs from the config: the overlay renderer, the video / image sinks, the event
+outputs (log, snapshots, webhook, web view) behind one fan-out, and the HTTP remote view."""
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,7 +14,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from maskwatch.capture.base import Source
-    from maskwatch.outputs.events import EventLog
+    from maskwatch.outputs.events import EventOutputs, EventSink
     from maskwatch.outputs.sinks import NullVideoSink, Sink, VideoSink
     from maskwatch.serve.web import WebView
 
@@ -28,47 +27,52 @@ def build_renderer(cfg: Config) -> OverlayRenderer:
 
 
 def build_event_outputs(
-    cfg: Config, events: Path | None, stack: contextlib.ExitStack, *, tracking: bool, per_source: bool = False
-):
-    """The event outputs of a run: the ``--events`` log and the webhook (fed by the log, or directly without one).
+    cfg: Config,
+    events: Path | None,
+    *,
+    tracking: bool,
+    per_source: bool = False,
+    view: EventSink | None = None,
+) -> EventOutputs | None:
+    """Every event output of a run behind one fan-out, in order: the ``--events`` log (after its snapshots), the
+    webhook (tracked runs), the web view. None when there is none. A new output is one line here.
 
-    Returns (sinks, webhook or None); both are closed by ``stack``. ``per_source`` names alert snapshots
-    ``<source>_<track>_<frame>.jpg`` (several sources share the log).
+    ``per_source`` names alert snapshots ``<source>_<track>_<frame>.jpg`` (several sources share the log).
     """
+    from maskwatch.outputs.events import EventOutputs
+
     a = cfg.alerts
-    sinks: list = []
-    webhook = None
-    if a.webhook:
+    outputs: list[EventSink] = []
+    if events is not None:
+        outputs += _event_log_outputs(cfg, events, per_source=per_source)
+    if a.webhook and tracking:
         from maskwatch.outputs.webhook import Webhook
 
-        webhook = stack.enter_context(Webhook(a.webhook, timeout_s=a.webhook_timeout_s, retries=a.webhook_retries))
-    if events is not None:
-        on_event = webhook.send if webhook is not None else None
-        sinks.append(stack.enter_context(build_event_log(cfg, events, on_event=on_event, per_source=per_source)))
-    elif webhook is not None and tracking:
-        from maskwatch.outputs.events import EventForwarder
-
-        sinks.append(EventForwarder(webhook.send))
-    return sinks, webhook
+        outputs.append(Webhook(a.webhook, timeout_s=a.webhook_timeout_s, retries=a.webhook_retries))
+    if view is not None:
+        outputs.append(view)
+    return EventOutputs(outputs) if outputs else None
 
 
-def build_event_log(
-    cfg: Config, path: Path, *, on_event: Callable[[dict], None] | None = None, per_source: bool = False
-) -> EventLog:
-    """The ``--events`` log at ``path`` with the configured rotation, snapshots, blur and crop margin."""
-    from maskwatch.outputs.events import EventLog
+def build_event_log(cfg: Config, path: Path, *, per_source: bool = False) -> EventOutputs:
+    """The ``--events`` log at ``path`` (with its snapshots when configured) as a sink of its own."""
+    from maskwatch.outputs.events import EventOutputs
+
+    return EventOutputs(_event_log_outputs(cfg, path, per_source=per_source))
+
+
+def _event_log_outputs(cfg: Config, path: Path, *, per_source: bool) -> list[EventSink]:
+    """The snapshots (``alerts.snapshots``: blurred as rendered, cut with the classifier's margin), then the log
+    with the configured rotation."""
+    from maskwatch.outputs.events import EventLog, Snapshots, snapshot_folder
 
     a = cfg.alerts
-    return EventLog(
-        path,
-        max_bytes=a.max_bytes,
-        backups=a.backups,
-        snapshots=a.snapshots,
-        blur=cfg.render.blur_faces,
-        crop_margin=cfg.classifier.crop_margin,
-        on_event=on_event,
-        snapshot_prefix_source=per_source,
-    )
+    outputs: list[EventSink] = []
+    if a.snapshots:
+        blur, margin = cfg.render.blur_faces, cfg.classifier.crop_margin
+        outputs.append(Snapshots(snapshot_folder(path), blur=blur, crop_margin=margin, prefix_source=per_source))
+    outputs.append(EventLog(path, max_bytes=a.max_bytes, backups=a.backups))
+    return outputs
 
 
 def output_fourcc(cfg: Config) -> str:

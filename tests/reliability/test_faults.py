@@ -27,7 +27,7 @@ from maskwatch.monitor.alerts import AlertPolicy
 from maskwatch.monitor.monitor import Monitor
 from maskwatch.monitor.pipeline import FacePipeline
 from maskwatch.monitor.track import FaceTracker
-from maskwatch.outputs.events import EventLog
+from maskwatch.outputs.events import EventLog, EventOutputs
 from maskwatch.outputs.render import OverlayRenderer
 from maskwatch.outputs.sinks import JsonLinesSink, Sink, VideoSink
 from maskwatch.runner.single import run
@@ -96,7 +96,7 @@ def test_a_failing_stage_ends_the_run_fast_with_everything_finalized(tmp_path, s
         sinks = [
             stack.enter_context(VideoSink(out, fps=10.0)),
             stack.enter_context(JsonLinesSink(dets)),
-            stack.enter_context(EventLog(events)),
+            stack.enter_context(EventOutputs([EventLog(events)])),
             stack.enter_context(WebView("127.0.0.1", 0).start()),
         ]
         if extra is not None:
@@ -289,7 +289,7 @@ def test_events_seen_before_a_crash_stay_in_the_log(tmp_path, record):
         AlertPolicy("t", min_duration_s=0.2),
     )
     events = tmp_path / "e.jsonl"
-    with pytest.raises(RuntimeError), EventLog(events) as log:
+    with pytest.raises(RuntimeError), EventOutputs([EventLog(events)]) as log:
         run(open_source(str(video)), monitor, [log], None, progress=False)
     records = [json.loads(line) for line in events.read_text().splitlines()]
     ok = [r["event"] for r in records] == ["alert"]
