@@ -82,23 +82,36 @@ class OverlayRenderer:
             cv2.rectangle(canvas, (x1, y1), (x2, y2), color, thickness, cv2.LINE_AA)
             tid = int(faces.track_id[i])
             if tid != NO_TRACK:
-                text = f"#{tid} {label.display} {scores[i]:.0%}" if label is not None else f"#{tid} ..."
+                texts = (f"#{tid} {label.display} {scores[i]:.0%}", f"#{tid} {label.display}", f"#{tid}")
+                texts = texts if label is not None else (f"#{tid} ...", f"#{tid}")
             else:
-                text = f"{label.display} {scores[i]:.0%}" if label is not None else f"face {faces.det_score[i]:.0%}"
-            self._label(canvas, text, (x1, y1), color, (w, h), font_scale)
+                texts = (f"{label.display} {scores[i]:.0%}", label.display) if label is not None else ()
+                texts = texts or (f"face {faces.det_score[i]:.0%}", "face")
+            self._label(canvas, texts, (x1, y1, x2, y2), color, font_scale)
         if self.hud:
             self._hud(canvas, result, fps, font_scale)
         return canvas
 
-    def _label(self, canvas: np.ndarray, text: str, corner: tuple[int, int], color, size_wh, scale: float) -> None:
+    def _label(self, canvas: np.ndarray, texts: tuple[str, ...], box: tuple[int, int, int, int], color,
+               scale: float) -> None:  # fmt: skip
+        """The first of ``texts`` (longest first) that fits the frame's width, outside the box: above it, else
+        below it, else on the side with more room (a face filling a tiny frame), so it covers as little as can be."""
         font = cv2.FONT_HERSHEY_SIMPLEX
         weight = _text_weight(scale)
-        (tw, th), base = cv2.getTextSize(text, font, scale, weight)
-        x = min(max(corner[0], 0), max(size_wh[0] - tw - 2, 0))
-        y = corner[1] - th - base - 2
-        if y < 0:  # no room above the box: draw inside it
-            y = max(corner[1], 0)
-        cv2.rectangle(canvas, (x, y), (x + tw + 4, y + th + base + 2), color, cv2.FILLED)
+        h, w = canvas.shape[:2]
+        for text in texts:
+            (tw, th), base = cv2.getTextSize(text, font, scale, weight)
+            if tw + 4 <= w:
+                break
+        x = min(max(box[0], 0), max(w - tw - 4, 0))
+        tall = th + base + 2
+        if box[1] - tall >= 0:
+            y = box[1] - tall
+        elif box[3] + 1 + tall <= h:
+            y = box[3] + 1
+        else:
+            y = 0 if box[1] >= h - box[3] else max(h - tall, 0)
+        cv2.rectangle(canvas, (x, y), (x + tw + 4, y + tall), color, cv2.FILLED)
         luminance = 0.114 * color[0] + 0.587 * color[1] + 0.299 * color[2]
         ink = (0, 0, 0) if luminance > 140 else (255, 255, 255)
         cv2.putText(canvas, text, (x + 2, y + th + 1), font, scale, ink, weight, cv2.LINE_AA)

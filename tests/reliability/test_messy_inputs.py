@@ -339,3 +339,22 @@ def test_a_detection_size_above_the_trained_one_is_refused(cli, tmp_path, record
     _row(record, f"detector.input_size 960 ({engine}; trained at 640)", "one ERROR line, exit 1, nothing written",
          observed, problems)  # fmt: skip
     assert not problems, run.stderr[-2000:]
+
+
+@pytest.mark.parametrize("box", [(18, 6, 46, 40), (18, 4, 46, 44), (22, 12, 42, 38)])
+def test_on_a_tiny_frame_the_label_leaves_the_face_visible(box, record):
+    from maskwatch.outputs.render import OverlayRenderer
+    from maskwatch.types import FaceDetections, Frame, FrameResult
+
+    image = np.full((48, 64, 3), 40, np.uint8)
+    faces = FaceDetections(xyxy=np.array([box], np.float32), det_score=np.array([0.9]), class_id=np.array([1]),
+                           class_prob=np.array([[0.1, 0.85, 0.05]]), track_id=np.array([3]))  # fmt: skip
+    out = OverlayRenderer(hud=False).annotate(FrameResult(Frame(image, 0, 0.0), faces))
+    x1, y1, x2, y2 = box
+    inside = out[y1 + 3 : y2 - 2, x1 + 3 : x2 - 2]  # within the box's 2-px lines
+    covered = float((np.abs(inside.astype(int) - 40).sum(axis=2) > 30).mean())
+    ok = covered <= 0.12
+    record(AREA, f"label of a face {x2 - x1}x{y2 - y1} at y {y1}-{y2} in a 64x48 frame",
+           "the label outside the box where there is room, covering at most 12 % of the face",
+           f"{covered:.0%} of the face covered", ok)  # fmt: skip
+    assert ok, covered
