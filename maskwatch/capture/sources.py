@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -53,6 +54,22 @@ class VideoFileSource(Source):
         self.truncated = False
         self._ended = False
         self._last_ts: float | None = None
+        self._say_pixel_aspect()
+
+    def _say_pixel_aspect(self) -> None:
+        """Warn about non-square pixels (anamorphic DV, DVD, some cameras): frames are processed and written as
+        stored, with square pixels, so the annotated output looks squeezed unless it is re-tagged."""
+        num, den = self._cap.get(cv2.CAP_PROP_SAR_NUM), self._cap.get(cv2.CAP_PROP_SAR_DEN)
+        if not (num > 0 and den > 0) or abs(num / den - 1.0) < 0.01:
+            return
+        h, w = self._pending.shape[:2] if self._pending is not None else (0, 0)
+        ratio = Fraction(round(w * num), round(h * den)).limit_denominator(100) if h else Fraction(1)
+        aspect = f"{ratio.numerator}:{ratio.denominator}"
+        logger.warning(
+            f"video {self.name} has non-square pixels (sample aspect ratio {num:.0f}:{den:.0f}): it is processed and "
+            f"written as stored, so the output looks squeezed; to show it at {aspect}, re-tag it "
+            f"(e.g. ffmpeg -i OUT.mp4 -c copy -aspect {aspect} fixed.mp4)"
+        )
 
     def _open(self) -> cv2.VideoCapture:
         with quiet_opencv():

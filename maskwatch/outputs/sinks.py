@@ -19,6 +19,7 @@ from typing import Protocol
 
 import cv2
 import numpy as np
+from loguru import logger
 
 from maskwatch.errors import OutputError
 from maskwatch.outputs.partial import move_into_place, partial_name, remove_stale_partials, stat_or_none
@@ -125,26 +126,39 @@ class VideoSink(_ClosingSink):
         """Frames in the file, repeats included."""
         self._writer: cv2.VideoWriter | None = None
         self._size: tuple[int, int] | None = None
+        self._pad = (0, 0)
         self._last: np.ndarray | None = None
         self._clock: tuple[float, int] | None = None  # (source time, output frame) the output time is counted from
 
     def write(self, result: FrameResult, annotated: np.ndarray) -> None:
         h, w = annotated.shape[:2]
         if self._writer is None:
-            self._size = (w, h)
-            remove_stale_partials(self.path)
-            target = str(self.partial_path)
-            self._writer = cv2.VideoWriter(target, cv2.VideoWriter_fourcc(*self.fourcc), self.fps, self._size)
-            if not self._writer.isOpened():
-                self._writer = None
-                raise OutputError(f"cannot write video {self.path} (codec {self.fourcc})")
+            self._open((w, h))
         if (w, h) != self._size:  # a stream changed resolution: keep the file consistent
             annotated = cv2.resize(annotated, self._size, interpolation=cv2.INTER_AREA)
+        if self._pad != (0, 0):
+            annotated = cv2.copyMakeBorder(annotated, 0, self._pad[1], 0, self._pad[0], cv2.BORDER_REPLICATE)
         if self.follow_timestamps:
             self._fill_until(result.frame.timestamp_s)
         self._encode(annotated)
         self.frames_written += 1
         self._last = annotated
+
+    def _open(self, size_wh: tuple[int, int]) -> None:
+        """Open the writer for frames of ``size_wh``. The encoders need even sizes and OpenCV would crop an odd
+        one (641x479 came out 640x478), so an odd side gets one replicated column or row instead: no pixel lost."""
+        self._size = size_wh
+        w, h = size_wh
+        self._pad = (w % 2, h % 2)
+        if self._pad != (0, 0):
+            logger.info(f"{self.path}: written {w + w % 2}x{h + h % 2} (the {w}x{h} frames with one edge "
+                        "column/row repeated: video encoders need even sizes)")  # fmt: skip
+        remove_stale_partials(self.path)
+        fourcc = cv2.VideoWriter_fourcc(*self.fourcc)
+        self._writer = cv2.VideoWriter(str(self.partial_path), fourcc, self.fps, (w + w % 2, h + h % 2))
+        if not self._writer.isOpened():
+            self._writer = None
+            raise OutputError(f"cannot write video {self.path} (codec {self.fourcc})")
 
     def _fill_until(self, t: float) -> None:
         """Repeat the previous frame until the output clock reaches source time ``t``."""

@@ -358,3 +358,53 @@ def test_on_a_tiny_frame_the_label_leaves_the_face_visible(box, record):
            "the label outside the box where there is room, covering at most 12 % of the face",
            f"{covered:.0%} of the face covered", ok)  # fmt: skip
     assert ok, covered
+
+
+def test_an_odd_frame_size_loses_no_pixel(tmp_path, record):
+    from maskwatch.outputs.sinks import VideoSink
+    from maskwatch.types import FaceDetections, Frame, FrameResult
+
+    image = np.full((479, 641, 3), 60, np.uint8)
+    image[:, -8:] = (0, 0, 255)  # a red band along the right edge
+    image[-8:, :] = (255, 0, 0)  # a blue band along the bottom
+    out = tmp_path / "out.mp4"
+    with VideoSink(out, fps=10) as sink:
+        for i in range(3):
+            sink.write(FrameResult(Frame(image, i, i / 10), FaceDetections.empty()), image)
+    cap = cv2.VideoCapture(str(out))
+    ok_read, frame = cap.read()
+    cap.release()
+    h, w = frame.shape[:2] if ok_read else (0, 0)
+    right = frame[100:300, 636:641].mean(axis=(0, 1)) if w >= 641 else np.zeros(3)
+    bottom = frame[474:479, 100:500].mean(axis=(0, 1)) if h >= 479 else np.zeros(3)
+    ok = w >= 641 and h >= 479 and w - 641 <= 1 and h - 479 <= 1 and right[2] > 150 and bottom[0] > 150
+    kept = {"right edge": right[2] > 150, "bottom edge": bottom[0] > 150}
+    observed = f"written {w}x{h}; " + ", ".join(f"{k} {'kept' if v else 'lost'}" for k, v in kept.items())
+    record(AREA, "641x479 frames to --output video", "every pixel kept (encoders need even sizes: one edge column/row "
+           "repeated, 642x480)", observed, ok)  # fmt: skip
+    assert ok, observed
+
+
+def test_non_square_pixels_are_named(tmp_path, record):
+    import subprocess
+
+    from loguru import logger
+
+    from maskwatch.capture.sources import open_source
+
+    ffmpeg = pytest.importorskip("imageio_ffmpeg").get_ffmpeg_exe()
+    clip = tmp_path / "dv.mp4"
+    source = ["-f", "lavfi", "-i", "testsrc=size=160x120:rate=10:duration=0.3", "-vf", "setsar=4/3"]
+    made = subprocess.run([ffmpeg, "-v", "error", "-y", *source, "-c:v", "mpeg4", str(clip)], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip("ffmpeg cannot make the clip")
+    said: list[str] = []
+    handle = logger.add(lambda m: said.append(str(m)), level="WARNING")
+    try:
+        open_source(str(clip)).close()
+    finally:
+        logger.remove(handle)
+    warned = [line for line in said if "non-square pixels" in line and "16:9" in line]
+    record(AREA, "anamorphic clip (160x120, sample aspect 4:3)", "a warning naming the pixel aspect and how to re-tag",
+           repr(warned[0].split(" - ", 1)[-1].strip()) if warned else "no warning", bool(warned))  # fmt: skip
+    assert warned, said
