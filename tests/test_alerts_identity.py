@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from maskwatch.monitor.alerts import AlertPolicy
+from maskwatch.monitor.alerts import AlertPolicy, TrackLike
 from maskwatch.monitor.monitor import Monitor
 from maskwatch.monitor.pipeline import FacePipeline
 from maskwatch.monitor.track import FaceTracker
@@ -44,16 +44,18 @@ def test_a_static_track_raises_no_event_at_all():
     assert policy.alerts == 0
 
 
-def test_tracks_without_life_attributes_alert_as_before():
-    @dataclass
+def test_the_policy_reads_only_what_tracklike_declares():
     class Plain:
-        track_id: int = 3
-        xyxy: np.ndarray = field(default_factory=lambda: np.zeros(4, np.float32))
-        label: int = 1
-        confidence: float = 0.8
-        last_frame: int = 0
-        duration_s: float = 1.5
+        """Exactly the TrackLike fields, as read-only properties: a policy reading anything else would fail."""
 
+        track_id, label, confidence, last_frame, duration_s, live, static = 3, 1, 0.8, 0, 1.5, True, False
+        xyxy = np.zeros(4, np.float32)
+
+        def __setattr__(self, name, value):
+            raise AttributeError(f"the policy wrote {name}")
+
+    declared = {n for n, v in vars(TrackLike).items() if isinstance(v, property)}
+    assert declared == {"track_id", "xyxy", "label", "confidence", "last_frame", "duration_s", "live", "static"}
     assert [e.event for e in AlertPolicy("test").step(0, 1.5, [Plain()], [])] == ["alert"]
 
 

@@ -25,6 +25,8 @@ class FakeTrack:
     last_ts: float = 0.0
     last_frame: int = 0
     xyxy: np.ndarray = field(default_factory=lambda: np.array([10, 10, 50, 60], np.float32))
+    live: bool = True
+    static: bool = False
 
     @property
     def duration_s(self) -> float:

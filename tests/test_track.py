@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from maskwatch.metrics import box_iou as iou_matrix
-from maskwatch.monitor.track import FaceTracker, Track, TrackStep, linear_assignment
+from maskwatch.monitor.kalman import linear_assignment
+from maskwatch.monitor.track import FaceTracker, Track, TrackStep
 from maskwatch.types import NO_TRACK, UNDECIDED, FaceDetections
 
 WITH, WITHOUT = 0, 1

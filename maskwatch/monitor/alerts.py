@@ -20,23 +20,46 @@ def utc_now() -> str:
 
 
 class TrackLike(Protocol):
-    """What the policy reads from a tracker's track (see ``maskwatch.monitor.track.Track``)."""
+    """What the policy reads from a tracker's track (see ``maskwatch.monitor.track.Track``), and all it reads."""
 
-    track_id: int
-    xyxy: np.ndarray
-    label: int
-    confidence: float
-    last_frame: int
+    @property
+    def track_id(self) -> int: ...
+
+    @property
+    def xyxy(self) -> np.ndarray: ...
+
+    @property
+    def label(self) -> int:
+        """The decided class id, or ``UNDECIDED``."""
+        ...
+
+    @property
+    def confidence(self) -> float:
+        """The mean probability of ``label`` over the vote window."""
+        ...
+
+    @property
+    def last_frame(self) -> int: ...
 
     @property
     def duration_s(self) -> float: ...
+
+    @property
+    def live(self) -> bool:
+        """Has shown life (moved in the scene): a person, who may alert."""
+        ...
+
+    @property
+    def static(self) -> bool:
+        """Never showed life while followed for a while: a poster or a screen, which raises no event."""
+        ...
 
 
 class AlertPolicy:
     """Decides which events a frame produces.
 
     - ``alert``: a track is decided one of ``alert_labels``, has been seen ``min_duration_s`` and has shown life
-      (``track.live``: moved in the scene or changed; tracks without the attribute count as live), with a mean
+      (``track.live``: moved in the scene), with a mean
       probability of that label (``track.confidence``) of at least ``min_confidence``. A track alerts
       once; it may alert again only after ``cooldown_s`` and after having been decided masked in between. A person
       the tracker re-identifies after a gap keeps their id, so they keep their alert state too.
@@ -75,7 +98,7 @@ class AlertPolicy:
         """Events for one frame: ``tracks`` are the alive confirmed tracks, ``ended`` the ones that just left."""
         events: list[Event] = []
         for track in tracks:
-            if track.last_frame != frame_index or track.label == UNDECIDED or getattr(track, "static", False):
+            if track.last_frame != frame_index or track.label == UNDECIDED or track.static:
                 continue  # only act on what was seen on this frame, never on a poster
             tid, label = track.track_id, int(track.label)
             previous = self._label.get(tid, UNDECIDED)
@@ -86,9 +109,9 @@ class AlertPolicy:
                 if tid in self._last_alert_s:
                     self._masked_since_alert[tid] = True
                 continue
-            if track.duration_s < self.min_duration_s or not getattr(track, "live", True):
+            if track.duration_s < self.min_duration_s or not track.live:
                 continue  # seen too briefly, or not shown life yet (it may be a poster)
-            if getattr(track, "confidence", 1.0) < self.min_confidence:
+            if track.confidence < self.min_confidence:
                 continue  # the classifier is not sure (a false alarm, a picture, an odd mask): no alert yet
             last = self._last_alert_s.get(tid)
             if last is not None and not (self._masked_since_alert.get(tid) and ts - last >= self.cooldown_s):
@@ -99,7 +122,7 @@ class AlertPolicy:
             self.alerts_by_track[tid] = self.alerts_by_track.get(tid, 0) + 1
             events.append(self._event("alert", frame_index, ts, track))
         for track in ended:
-            if self.ends and not getattr(track, "static", False):
+            if self.ends and not track.static:
                 events.append(self._event("end", frame_index, ts, track))
             for table in (self._label, self._last_alert_s, self._masked_since_alert):
                 table.pop(track.track_id, None)

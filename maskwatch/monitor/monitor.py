@@ -21,7 +21,7 @@ from loguru import logger
 from maskwatch.monitor.alerts import AlertPolicy
 from maskwatch.monitor.pipeline import FacePipeline
 from maskwatch.monitor.records import COMPLIANCE, PersonRecord, TimelinePoint, compliance
-from maskwatch.monitor.static import CameraMotion, LifeMeter
+from maskwatch.monitor.static import CameraMotion, LifeMeter, all_live
 from maskwatch.monitor.track import FaceTracker, Track, TrackStep
 from maskwatch.types import CLASS_NAMES, NO_TRACK, UNDECIDED, UNDECIDED_KEY, Event, Frame, FrameResult, MaskClass
 
@@ -138,6 +138,7 @@ class Monitor:
         self._in_view = 0
         self._unmasked_ended = 0
         self._people_total = 0
+        self._counted: set[int] = set()  # ids of the people counted so far (a track counts once it shows life)
 
     def __call__(self, frame: Frame) -> FrameResult:
         detected = self.stride.should_detect(frame.index)
@@ -170,8 +171,7 @@ class Monitor:
         else:
             step = self.tracker.predict(frame.index, t)
         if self.life is None:
-            for track in self.tracker.tracks:
-                track.live = True
+            all_live(self.tracker.tracks)
         events = self._decide(frame.index, t, step)
         timings["track_ms"] = (time.perf_counter() - t0) * 1e3
         self._sample(t, step)
@@ -190,8 +190,8 @@ class Monitor:
         for track in alive:
             if not track.live:
                 continue
-            if not track.counted:
-                track.counted = True
+            if track.track_id not in self._counted:
+                self._counted.add(track.track_id)
                 self._people_total += 1
             if track.label != UNDECIDED and MaskClass(track.label).alerts:
                 self._unmasked.add(track.track_id)
@@ -203,10 +203,10 @@ class Monitor:
     def _record(self, tracks: Iterable[Track]) -> None:
         short = self.life is None or self._last_ts < self.life.static_after_s  # the input so far: too short to tell
         for track in tracks:
-            if not track.counted and (track.static or not short):  # never showed life (a poster): not a person
+            counted = track.track_id in self._counted
+            if not counted and (track.static or not short):  # never showed life (a poster): not a person
                 continue
-            if not track.counted:  # a very short input: every face it shows counts
-                track.counted = True
+            if not counted:  # a very short input: every face it shows counts
                 self._people_total += 1
                 if track.label != UNDECIDED and MaskClass(track.label).alerts:
                     self._unmasked.add(track.track_id)
@@ -215,6 +215,7 @@ class Monitor:
             unmasked = track.track_id in self._unmasked
             self._unmasked_ended += unmasked
             self._unmasked.discard(track.track_id)
+            self._counted.discard(track.track_id)  # gone for good: its record is kept, not its id
             self.people.append(
                 PersonRecord(
                     track_id=track.track_id,
@@ -262,7 +263,7 @@ class Monitor:
         for label, n in self._final_labels.items():
             counts[label] += n
         for track in self.tracker.tracks + self.tracker.dormant:  # gone for a moment: still counted by label
-            if not track.counted:
+            if track.track_id not in self._counted:
                 continue
             counts[UNDECIDED_KEY if track.label == UNDECIDED else CLASS_NAMES[track.label]] += 1
         return counts

@@ -18,7 +18,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from maskwatch.monitor.track import TRACKED
+from maskwatch.monitor.track import TRACKED, Track
 
 
 class CameraMotion:
@@ -96,12 +96,19 @@ def _at_edge(box: np.ndarray, width: int, height: int) -> bool:
     return bool(box[0] <= mx or box[1] <= my or box[2] >= width - mx or box[3] >= height - my)
 
 
+def all_live(tracks: list[Track]) -> None:
+    """Without a life meter every confirmed track is a person at once (``tracking.static_after_s`` 0)."""
+    for track in tracks:
+        track.signs.live = True
+
+
 class LifeMeter:
     """Marks tracks that show life (they move in the scene) and tracks that are static (they never did).
 
-    Call :meth:`observe` on each detector frame with the alive confirmed tracks. It sets ``track.live`` (sticky: a
-    person who stands still after walking in stays a person) and ``track.static`` (not live after
-    ``static_after_s`` of being tracked; cleared as soon as the track shows life).
+    Call :meth:`observe` on each detector frame with the alive confirmed tracks. It is the only writer of each
+    track's :class:`~maskwatch.monitor.track.LifeSigns`: ``live`` (sticky: a person who stands still after walking
+    in stays a person) and ``static`` (not live after ``static_after_s`` of being tracked; cleared as soon as the
+    track shows life), and the evidence behind them.
     """
 
     def __init__(
@@ -120,15 +127,19 @@ class LifeMeter:
         self._prev_gray: np.ndarray | None = None
         self._prev_frame = -1
 
-    def observe(self, gray: np.ndarray, tracks, frame_index: int, matrix: np.ndarray | None) -> None:
+    def observe(self, gray: np.ndarray, tracks: list[Track], frame_index: int, matrix: np.ndarray | None) -> None:
         """Update ``tracks`` (those seen on ``frame_index``) from the frame ``gray`` (one channel, full size);
         ``matrix`` is the camera motion since the last call. Live tracks are left alone (life is for good)."""
+        for track in tracks:  # moved to a new place by re-identification: judged afresh there
+            signs = track.signs
+            if signs.placed != track.placed:
+                signs.anchor, signs.seen_box, signs.flow_points, signs.placed = None, None, None, track.placed
         # people already seen to move: where they pass in front of a face, that face's motion is theirs
         passers = [person_region(t.xyxy) for t in tracks if t.live and t.state == TRACKED]
         tracks = [t for t in tracks if not t.live]
         for track in tracks:  # unknown camera motion (a cut, a scene without texture): anchors stay where they are
-            if track.anchor is not None and matrix is not None:
-                track.anchor = warp_boxes(track.anchor, matrix)[0]
+            if track.signs.anchor is not None and matrix is not None:
+                track.signs.anchor = warp_boxes(track.signs.anchor, matrix)[0]
         seen = [t for t in tracks if t.last_frame == frame_index]
         h, w = gray.shape[:2]
         # cut off by the border, or behind a passer-by: no evidence either way
@@ -139,24 +150,26 @@ class LifeMeter:
         clear_ids = {id(t) for t in clear}
         for track in seen:
             box = np.asarray(track.det_xyxy, np.float64)
-            track.seen_box, track.seen_frame = box.copy(), frame_index
-            if track.anchor is None:
-                track.anchor = box.copy()
+            track.signs.seen_box, track.signs.seen_frame = box.copy(), frame_index
+            if track.signs.anchor is None:
+                track.signs.anchor = box.copy()
             if id(track) in clear_ids:
                 self._weigh(track, box)
-            track.static = not track.live and track.last_ts - track.first_ts >= self.static_after_s
+            track.signs.static = not track.live and track.last_ts - track.first_ts >= self.static_after_s
 
-    def _weigh(self, track, box: np.ndarray) -> None:
-        """Raise ``track.life`` from its drift, its box's distance from the anchor and its recent steps."""
+    def _weigh(self, track: Track, box: np.ndarray) -> None:
+        """Raise the track's evidence of life from its drift, its box's distance from the anchor and its recent
+        steps."""
+        signs = track.signs
         height = max(float(box[3] - box[1]), 1.0)
-        track.life = max(track.life, float(np.hypot(*track.drift)) / height / self.drift_frac)
-        track.life = max(track.life, self._moved(track.anchor, box) / self.move_frac)
-        if len(track.steps) == track.steps.maxlen:  # steadily moving, if only a little (a person in place)
-            track.life = max(track.life, sorted(track.steps)[len(track.steps) // 2] / self.step_px)
-        if track.life >= 1.0:
-            track.live = True
+        signs.evidence = max(signs.evidence, float(np.hypot(*signs.drift)) / height / self.drift_frac)
+        signs.evidence = max(signs.evidence, self._moved(signs.anchor, box) / self.move_frac)
+        if len(signs.steps) == signs.steps.maxlen:  # steadily moving, if only a little (a person in place)
+            signs.evidence = max(signs.evidence, sorted(signs.steps)[len(signs.steps) // 2] / self.step_px)
+        if signs.evidence >= 1.0:
+            signs.live = True
 
-    def _drift(self, gray: np.ndarray, tracks, camera: np.ndarray) -> None:
+    def _drift(self, gray: np.ndarray, tracks: list[Track], camera: np.ndarray) -> None:
         """Add to each track seen on the previous detector frame too how far its face moved against the scene."""
         prev = self._prev_gray
         if prev is None or prev.shape != gray.shape:
@@ -164,27 +177,27 @@ class LifeMeter:
         h, w = gray.shape
         boxes = [np.asarray(t.det_xyxy, np.float64) for t in tracks]
         for i, track in enumerate(tracks):
-            if track.seen_box is None or track.seen_frame != self._prev_frame:
+            if track.signs.seen_box is None or track.signs.seen_frame != self._prev_frame:
                 continue
             if _overlaps(boxes[i], boxes[:i] + boxes[i + 1 :]):
                 continue
-            x1, y1, x2, y2 = track.seen_box
+            x1, y1, x2, y2 = track.signs.seen_box
             mx, my = 0.15 * (x2 - x1), 0.15 * (y2 - y1)  # the inner face: no background at the edges
             a, b, c, d = int(max(x1 + mx, 0)), int(max(y1 + my, 0)), int(min(x2 - mx, w)), int(min(y2 - my, h))
             if c - a < 8 or d - b < 8:
                 continue
-            pts = track.flow_points  # last time's points, where they went (found again only when too few are left)
+            pts = track.signs.flow_points  # last time's points, where they went (found again when too few are left)
             if pts is not None:
                 pts = pts[(pts[:, 0] >= a) & (pts[:, 0] < c) & (pts[:, 1] >= b) & (pts[:, 1] < d)]
             if pts is None or len(pts) < 6:
                 found = cv2.goodFeaturesToTrack(prev[b:d, a:c], self.points, 0.02, 3)
                 if found is None or len(found) < 6:
-                    track.flow_points = None
+                    track.signs.flow_points = None
                     continue
                 pts = found.reshape(-1, 2) + (a, b)
             # start the search where a fixed face would be (the camera's motion at it): a poster is found there
             # at once, and a jump of the detector's box (to a neighbouring face) cannot lead the flow astray
-            centre = (track.seen_box[:2] + track.seen_box[2:]) / 2
+            centre = (track.signs.seen_box[:2] + track.signs.seen_box[2:]) / 2
             shift = (centre @ camera[:, :2].T + camera[:, 2]) - centre
             # one window around the face in both frames (the optical flow works on these crops only)
             moved = (boxes[i][:2] + boxes[i][2:]) / 2 - centre  # where the detector says the face went
@@ -203,7 +216,7 @@ class LifeMeter:
             )
             ok = status.reshape(-1) == 1
             p1 = p1.reshape(-1, 2)[ok]
-            track.flow_points = p1 + (ra, rb) if len(p1) >= 6 else None
+            track.signs.flow_points = p1 + (ra, rb) if len(p1) >= 6 else None
             if len(p1) < 6:
                 continue
             # how far the face moved against the scene: each point's motion minus the camera's motion at that
@@ -211,8 +224,8 @@ class LifeMeter:
             # the median over points (robust to a few lost ones)
             residual = np.sort(p1 - fixed[ok], axis=0)
             step = residual[len(residual) // 2].astype(np.float64)
-            track.drift = track.drift + step
-            track.steps.append(float(np.hypot(*step)))
+            track.signs.drift = track.signs.drift + step
+            track.signs.steps.append(float(np.hypot(*step)))
 
     @staticmethod
     def _moved(anchor: np.ndarray, box: np.ndarray) -> float:

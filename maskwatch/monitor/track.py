@@ -24,26 +24,31 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from maskwatch.monitor.kalman import (  # noqa: F401  (linear_assignment: also imported from here)
-    box_area,
-    buffered,
-    kf_init,
-    kf_predict,
-    kf_update,
-    linear_assignment,
-    match,
-    state_to_xyxy,
-    xyxy_to_z,
-)
+from maskwatch.monitor.kalman import buffered, kf_init, kf_predict, kf_update, match, state_to_xyxy, xyxy_to_z
 from maskwatch.monitor.reid import appearance, similarity
 from maskwatch.types import CLASS_NAMES, NO_TRACK, UNDECIDED, FaceDetections
 
 TENTATIVE, TRACKED, LOST, DORMANT = "tentative", "tracked", "lost", "dormant"
 BUFFER = 0.5
 """Second matching pass: boxes widened by this share of their width and height on every side."""
-STD_POS = 1.0 / 20.0  # position noise per pixel of box height (as in SORT/ByteTrack)
-STD_VEL = 1.0 / 160.0  # velocity noise per pixel of box height
 _NUM_CLASSES = len(CLASS_NAMES)
+
+
+@dataclass
+class LifeSigns:
+    """What the life meter (:class:`~maskwatch.monitor.static.LifeMeter`, its only writer) knows of a track: whether
+    it moved in the scene. Everything else reads it through :attr:`Track.live` and :attr:`Track.static`."""
+
+    anchor: np.ndarray | None = None  # where a face fixed in the scene would be now
+    seen_box: np.ndarray | None = None  # the box on the last detector frame seen
+    seen_frame: int = -1
+    drift: np.ndarray = field(default_factory=lambda: np.zeros(2))  # moved against the scene (px)
+    flow_points: np.ndarray | None = None  # face points followed by optical flow
+    steps: deque = field(default_factory=lambda: deque(maxlen=5))  # recent drift steps (px)
+    evidence: float = 0.0  # largest evidence of life seen (1: enough)
+    live: bool = False  # has shown life (moved in the scene): a person
+    static: bool = False  # no life for tracking.static_after_s: a poster, a screen
+    placed: int = 0  # the track's ``placed`` count these signs were gathered for
 
 
 @dataclass
@@ -51,7 +56,9 @@ class Track:
     """One tracked face. ``track_id`` is ``NO_TRACK`` until the track is confirmed as a person.
 
     ``xyxy`` is the last matched detection's box, or the motion prediction while lost or between detections
-    (once the track has ended it is the last detected box again).
+    (once the track has ended it is the last detected box again). The tracker writes every field but ``signs``,
+    which only the life meter writes; ``placed`` counts the times re-identification moved the track to a new
+    place (the life meter then judges it afresh).
     """
 
     track_id: int
@@ -70,16 +77,18 @@ class Track:
     cov: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
     votes: deque = field(default_factory=deque, repr=False)
     feature: np.ndarray | None = field(default=None, repr=False)  # appearance signature (reid)
-    anchor: np.ndarray | None = field(default=None, repr=False)  # where a face fixed in the scene would be now
-    seen_box: np.ndarray | None = field(default=None, repr=False)  # the box on the last detector frame seen
-    seen_frame: int = -1
-    drift: np.ndarray = field(default_factory=lambda: np.zeros(2), repr=False)  # moved against the scene (px)
-    flow_points: np.ndarray | None = field(default=None, repr=False)  # face points followed by optical flow
-    steps: deque = field(default_factory=lambda: deque(maxlen=5), repr=False)  # recent drift steps (px)
-    life: float = 0.0  # largest evidence of life seen (1: enough)
-    live: bool = False  # has shown life (moved in the scene): a person
-    static: bool = False  # no life for tracking.static_after_s: a poster, a screen
-    counted: bool = False  # counted as a person (the monitor counts a track once it has shown life)
+    placed: int = 0
+    signs: LifeSigns = field(default_factory=LifeSigns, repr=False)
+
+    @property
+    def live(self) -> bool:
+        """Whether the track has shown life (moved in the scene): a person."""
+        return self.signs.live
+
+    @property
+    def static(self) -> bool:
+        """Whether the track has shown no life for ``tracking.static_after_s``: a poster, a screen."""
+        return self.signs.static
 
     @property
     def duration_s(self) -> float:
@@ -374,7 +383,7 @@ class FaceTracker:
         for class_id, prob in track.votes:
             best.vote(class_id, prob, threshold=self.vote_threshold, min_votes=self.min_votes)
         self._learn(best, track.feature)
-        best.anchor, best.seen_box, best.flow_points = None, None, None  # a new place: judged afresh
+        best.placed += 1  # a new place: the life meter judges it afresh
         best.state = TRACKED
         self._dormant = [t for t in self._dormant if t is not best]
         self._alive = [best if t is track else t for t in self._alive if t is not best]

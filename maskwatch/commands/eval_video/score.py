@@ -26,7 +26,7 @@ import numpy as np
 
 from maskwatch.commands.eval_video.truth import STATIC, ClipTruth, Spell
 from maskwatch.metrics import box_iou
-from maskwatch.monitor.track import linear_assignment
+from maskwatch.monitor.kalman import linear_assignment
 
 MATCH_IOU = 0.5
 MOT_KEYS = ("idf1", "mota", "id_switches")
