@@ -21,7 +21,7 @@ from maskwatch.monitor.pipeline import FacePipeline
 from maskwatch.outputs.events import EventLog, EventOutputs, Snapshots, snapshot_folder
 from maskwatch.outputs.sinks import JsonLinesSink
 from maskwatch.runner.lanes import Lane, NamedSource, run_sources
-from maskwatch.runner.status import view_status
+from maskwatch.runner.status import RunStatus, SourceStatus, view_status
 from maskwatch.serve.metrics import prometheus_text
 from maskwatch.serve.web import WebView
 from maskwatch.wiring import build_monitor
@@ -187,9 +187,10 @@ def test_a_failing_stage_in_a_helper_worker_stops_every_source(tmp_path):
 
 
 def test_prometheus_labels_each_source():
-    text = prometheus_text({"uptime_s": 3, "sources": [{"name": "a", "fps": 2.5}, {"name": 'b"', "fps": 1}]}, 0)
-    assert 'maskwatch_fps{source="a"} 2.5' in text and 'maskwatch_fps{source="b\\""} 1' in text
-    assert "maskwatch_uptime_seconds 3" in text
+    rows = tuple(SourceStatus(name, True, True, fps, 0, 0, 0, {}) for name, fps in (("a", 2.5), ('b"', 1.0)))
+    text = prometheus_text(RunStatus(3.0, rows, per_source=True), 0)
+    assert 'maskwatch_fps{source="a"} 2.5' in text and 'maskwatch_fps{source="b\\""} 1.0' in text
+    assert "maskwatch_uptime_seconds 3.0" in text
 
 
 # the command ------------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -21,12 +22,20 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import maskwatch.serve.web as web
 from maskwatch.errors import ConfigError, OutputError
+from maskwatch.monitor.base import PeopleStatus
+from maskwatch.runner.status import RunStatus, SourceStatus
 from maskwatch.serve.metrics import prometheus_text
 from maskwatch.serve.web import WebView, is_loopback
 from maskwatch.types import Event, FaceDetections, Frame, FrameResult
 
 REPO = Path(__file__).resolve().parents[1]
-STATUS = {
+PEOPLE = PeopleStatus(people_now=2, people_total=3, unmasked_total=1, alerts=1, compliance=0.6667, detect_every=2)
+STAGES = {"detect": 30.1, "classify": 3.2, "track": 0.2, "render": 1.1}
+STATUS = RunStatus(
+    uptime_s=12.5,
+    sources=(SourceStatus("lobby-cam", True, True, 24.75, 300, 4, 0, STAGES, PEOPLE),),
+)
+STATUS_JSON = {
     "source": "lobby-cam",
     "live": True,
     "uptime_s": 12.5,
@@ -97,7 +106,7 @@ def decode(data: bytes) -> np.ndarray:
 
 @pytest.fixture
 def view():
-    with WebView(port=0, status=lambda: dict(STATUS), max_events=5) as v:
+    with WebView(port=0, status=lambda: STATUS, max_events=5) as v:
         yield v
 
 
@@ -109,13 +118,17 @@ def test_status_json(view: WebView) -> None:
     view.write(result(41), np.zeros((120, 160, 3), np.uint8))
     data = json.loads(request(view, "/status")[2])
     assert data["frame"] == 41
-    assert {k: data[k] for k in STATUS} == STATUS
+    assert {k: data[k] for k in STATUS_JSON} == STATUS_JSON
+
+
+def _source(name: str, frames: int = 0, **kw) -> SourceStatus:
+    return SourceStatus(name, False, kw.pop("connected", True), 0.0, frames, 0, 0, kw.pop("stage_ms", {}), **kw)
 
 
 def test_status_scrubs_credentials_and_survives_a_failing_callback() -> None:
-    calls = iter([{"source": "rtsp://admin:secret@10.0.0.5/live"}])
+    calls = iter([RunStatus(1.0, (_source("rtsp://admin:secret@10.0.0.5/live"),))])
 
-    def status() -> dict:
+    def status() -> RunStatus:
         return next(calls)  # StopIteration the second time: a broken status callback
 
     with WebView(port=0, status=status) as v:
@@ -174,9 +187,13 @@ def test_metrics(view: WebView) -> None:
 
 
 def test_metrics_skip_missing_and_escape_labels() -> None:
-    text = prometheus_text({"compliance": None, "connected": False, "stage_ms": {'we"ird\\\n': 1.5}}, clients=2)
+    undecided = PeopleStatus(0, 0, 0, 0, None, 1)
+    weird = _source("cam", connected=False, stage_ms={'we"ird\\\n': 1.5}, people=undecided)
+    text = prometheus_text(RunStatus(1.0, (weird,)), clients=2)
     values = parse_metrics(text)
-    assert "maskwatch_compliance_ratio" not in text and "maskwatch_frames_total" not in text
+    assert "maskwatch_compliance_ratio" not in text and values["maskwatch_people_total"] == 0
+    untracked = prometheus_text(RunStatus(1.0, (_source("cam"),)), clients=0)
+    assert "maskwatch_people_total" not in untracked and "maskwatch_frames_total 0.0" in untracked
     assert values["maskwatch_source_connected"] == 0 and values["maskwatch_http_stream_clients"] == 2
     assert 'maskwatch_stage_milliseconds{stage="we\\"ird\\\\\\n"} 1.5' in text.splitlines()
 
@@ -212,23 +229,17 @@ def test_metrics_parse_with_prometheus_client(view: WebView) -> None:
     kind, stages = families["maskwatch_stage_milliseconds"]
     assert kind == "gauge"
     assert stages == {
-        ("maskwatch_stage_milliseconds", (("stage", stage),)): pytest.approx(ms)
-        for stage, ms in STATUS["stage_ms"].items()
+        ("maskwatch_stage_milliseconds", (("stage", stage),)): pytest.approx(ms) for stage, ms in STAGES.items()
     }
     assert families["maskwatch_http_stream_clients"] == ("gauge", {("maskwatch_http_stream_clients", ()): 0})
 
 
 def test_metrics_per_source_labels_and_read_at_scrape_time() -> None:
-    status = {
-        "uptime_s": 3.0,
-        "frames": 100,
-        "alerts": 2,
-        "sources": [
-            {"name": "door", "frames": 60, "connected": True, "stage_ms": {"detect": 5.5}, "compliance": None},
-            {"name": 'lo"bby', "frames": 40, "connected": False, "stage_ms": {"detect": 6.0}, "compliance": 0.5},
-        ],
-    }
-    with WebView(port=0, status=lambda: status) as v, WebView(port=0, status=lambda: {"frames": 9}) as other:
+    door = _source("door", 60, stage_ms={"detect": 5.5}, people=PeopleStatus(1, 1, 0, 2, None, 1))
+    lobby = _source('lo"bby', 40, connected=False, stage_ms={"detect": 6.0}, people=PeopleStatus(0, 2, 1, 0, 0.5, 1))
+    status = RunStatus(3.0, (door, lobby), per_source=True)
+    single = RunStatus(1.0, (_source("x", 9),))
+    with WebView(port=0, status=lambda: status) as v, WebView(port=0, status=lambda: single) as other:
         families = scrape(v)
         assert families["maskwatch_frames"][1] == {
             ("maskwatch_frames_total", (("source", "door"),)): 60,
@@ -241,8 +252,12 @@ def test_metrics_per_source_labels_and_read_at_scrape_time() -> None:
         assert families["maskwatch_compliance_ratio"][1] == {
             ("maskwatch_compliance_ratio", (("source", 'lo"bby'),)): 0.5
         }
-        assert families["maskwatch_alerts"][1] == {("maskwatch_alerts_total", ()): 2}  # not in the rows: top level
-        status["sources"][0]["frames"] = 61  # values are read per scrape, from each view's own registry
+        assert families["maskwatch_alerts"][1] == {
+            ("maskwatch_alerts_total", (("source", "door"),)): 2,
+            ("maskwatch_alerts_total", (("source", 'lo"bby'),)): 0,
+        }
+        assert families["maskwatch_uptime_seconds"][1] == {("maskwatch_uptime_seconds", ()): 3.0}
+        status = RunStatus(3.0, (replace(door, frames=61), lobby), per_source=True)  # read per scrape
         assert scrape(v)["maskwatch_frames"][1][("maskwatch_frames_total", (("source", "door"),))] == 61
         assert scrape(other)["maskwatch_frames"][1] == {("maskwatch_frames_total", ()): 9}
         assert v.registry is not other.registry and v.registry is not REGISTRY
@@ -324,7 +339,7 @@ def test_token_required() -> None:
     logs: list[str] = []
     sink = logger.add(logs.append, level="DEBUG", format="{message}")
     try:
-        with WebView(port=0, token="s3cret-tok", status=lambda: dict(STATUS)) as v:
+        with WebView(port=0, token="s3cret-tok", status=lambda: STATUS) as v:
             for path in ("/status", "/", "/metrics", "/stream.mjpg", "/nope"):
                 assert request(v, path)[0] == 401
             status, headers, _ = request(v, "/status", headers={"Authorization": "Bearer wrong"})
@@ -425,7 +440,7 @@ def test_status_page_in_headless_chromium(tmp_path: Path) -> None:
     chromium = shutil.which("chromium")
     if chromium is None:
         pytest.skip("chromium not installed (apt-get install chromium)")
-    status = dict(STATUS, people_total=1234)
+    status = RunStatus(12.5, (replace(STATUS.sources[0], people=replace(PEOPLE, people_total=1234)),))
     with WebView(port=0, token="page-tok", status=lambda: status) as v:
         image = demo_frame()
         v.write(result(57, image=image), image)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from maskwatch.capture.base import Source
@@ -15,6 +15,7 @@ from maskwatch.errors import OutputError
 from maskwatch.media import VIDEO_SUFFIXES
 from maskwatch.outputs.sinks import BackgroundSink, JsonLinesSink, Sink, VideoSink, WindowSink, check_writable
 from maskwatch.runner.lane import Lane
+from maskwatch.runner.status import RunStatus
 from maskwatch.wiring.outputs import build_event_outputs, build_output_sink, build_video_sink, build_web_view
 
 
@@ -56,7 +57,7 @@ def wire_sinks(
     *,
     tracking: bool,
     many: bool,
-    view_status,
+    view_status: Callable[[], RunStatus],
     bind: tuple[str, int] | None,
 ):
     """Enter every sink on ``stack``: each lane's output and window, and the shared detections, web view and event

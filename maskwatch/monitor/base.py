@@ -7,9 +7,25 @@ all of it; where a stage has nothing to do, its method does nothing.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 from maskwatch.types import Event, Frame, FrameResult
+
+
+@dataclass(frozen=True)
+class PeopleStatus:
+    """A tracked source's live people numbers, for the status views and ``/metrics``.
+
+    ``compliance``: the share of decided people wearing a mask correctly (None before anyone is decided).
+    """
+
+    people_now: int
+    people_total: int
+    unmasked_total: int
+    alerts: int
+    compliance: float | None
+    detect_every: int
 
 
 class FrameProcessor(Protocol):
@@ -31,8 +47,8 @@ class FrameProcessor(Protocol):
         """The input ended: the last events (e.g. every remaining track's ``end``)."""
         ...
 
-    def snapshot(self) -> dict:
-        """Live numbers for the status views (people, alerts, compliance …); empty when there are none."""
+    def people_status(self) -> PeopleStatus | None:
+        """Live people numbers for the status views; None without tracking."""
         ...
 
     def summary_line(self) -> str | None:

@@ -13,12 +13,14 @@ import math
 import time
 from collections import Counter, deque
 from collections.abc import Iterable
+from dataclasses import asdict
 
 import cv2
 import numpy as np
 from loguru import logger
 
 from maskwatch.monitor.alerts import AlertPolicy
+from maskwatch.monitor.base import PeopleStatus
 from maskwatch.monitor.pipeline import FacePipeline
 from maskwatch.monitor.records import COMPLIANCE, PersonRecord, TimelinePoint, compliance
 from maskwatch.monitor.static import CameraMotion, LifeMeter, all_live
@@ -268,23 +270,27 @@ class Monitor:
             counts[UNDECIDED_KEY if track.label == UNDECIDED else CLASS_NAMES[track.label]] += 1
         return counts
 
-    def snapshot(self) -> dict:
+    def people_status(self) -> PeopleStatus:
         """Live numbers for the status line, the HTTP view and /metrics."""
         counts = self.label_counts()
         unmasked = self._unmasked_ended + len(self._unmasked)
-        return {
-            "people_now": self._in_view,
-            "people_total": self._people_total,
-            "unmasked_total": unmasked,
-            "alerts": self.policy.alerts if self.policy is not None else 0,
-            "compliance": compliance(sum(counts[name] for name in CLASS_NAMES), unmasked),
-            "detect_every": self.stride.every,
-        }
+        return PeopleStatus(
+            people_now=self._in_view,
+            people_total=self._people_total,
+            unmasked_total=unmasked,
+            alerts=self.policy.alerts if self.policy is not None else 0,
+            compliance=compliance(sum(counts[name] for name in CLASS_NAMES), unmasked),
+            detect_every=self.stride.every,
+        )
+
+    def snapshot(self) -> dict:
+        """:meth:`people_status` as a dict (``people_total``, ``alerts`` …), for tools and tests."""
+        return asdict(self.people_status())
 
     def summary_line(self) -> str:
-        s = self.snapshot()
-        share = "n/a" if s["compliance"] is None else f"{s['compliance']:.0%}"
+        s = self.people_status()
+        share = "n/a" if s.compliance is None else f"{s.compliance:.0%}"
         return (
-            f"summary: {s['people_total']} people seen ({s['unmasked_total']} unmasked at some point), "
-            f"{s['people_now']} in view, compliance {share} ({COMPLIANCE}), {s['alerts']} alerts"
+            f"summary: {s.people_total} people seen ({s.unmasked_total} unmasked at some point), "
+            f"{s.people_now} in view, compliance {share} ({COMPLIANCE}), {s.alerts} alerts"
         )

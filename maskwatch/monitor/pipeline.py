@@ -110,9 +110,9 @@ class FacePipeline:
         """No tracks to end, so no last events."""
         return []
 
-    def snapshot(self) -> dict:
+    def people_status(self) -> None:
         """No people counts without tracking."""
-        return {}
+        return None
 
     def summary_line(self) -> str | None:
         """Nothing to summarise without tracking."""

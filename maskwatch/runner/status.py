@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 from loguru import logger
 
+from maskwatch.monitor.base import PeopleStatus
 from maskwatch.types import UNDECIDED_KEY, MaskClass
 
 if TYPE_CHECKING:
@@ -16,40 +18,87 @@ if TYPE_CHECKING:
     from maskwatch.runner.stats import RunStats
 
 
-def lane_status(lane: Lane) -> dict:
-    """One source's live numbers: name, fps, frames, dropped, connected, people, alerts …"""
+@dataclass(frozen=True)
+class SourceStatus:
+    """One source's live numbers: ``fps`` (processed, moving average), frames and drops so far, whether it delivers
+    (``connected``), outages, each stage's milliseconds per frame, and its people numbers (None untracked)."""
+
+    name: str
+    live: bool
+    connected: bool
+    fps: float
+    frames: int
+    dropped: int
+    outages: int
+    stage_ms: dict[str, float]
+    people: PeopleStatus | None = None
+
+    def to_json(self) -> dict:
+        row = {
+            "name": self.name,
+            "live": self.live,
+            "connected": self.connected,
+            "fps": self.fps,
+            "frames": self.frames,
+            "dropped": self.dropped,
+            "outages": self.outages,
+            "stage_ms": dict(self.stage_ms),
+        }
+        return row | (asdict(self.people) if self.people is not None else {})
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """A run's live status (``/status``, ``/metrics``, the page): its sources; ``per_source`` when several are
+    served (then ``/status`` has totals on top and a row per source, and metrics a ``source`` label)."""
+
+    uptime_s: float
+    sources: tuple[SourceStatus, ...]
+    per_source: bool = False
+
+    @property
+    def source(self) -> str:
+        return ", ".join(s.name for s in self.sources)
+
+    def to_json(self) -> dict:
+        """The ``/status`` document: one source's numbers, or totals and ``sources`` rows."""
+        if not self.per_source:
+            row = self.sources[0].to_json()
+            first = {"source": row.pop("name"), "live": row.pop("live"), "uptime_s": self.uptime_s}
+            return first | row
+        rows = [s.to_json() for s in self.sources]
+        return {
+            "source": self.source,
+            "uptime_s": self.uptime_s,
+            "fps": round(sum(s.fps for s in self.sources), 2),
+            "frames": sum(s.frames for s in self.sources),
+            "dropped": sum(s.dropped for s in self.sources),
+            "people_now": sum(s.people.people_now for s in self.sources if s.people is not None),
+            "alerts": sum(s.people.alerts for s in self.sources if s.people is not None),
+            "sources": rows,
+        }
+
+
+def source_status(lane: Lane) -> SourceStatus:
+    """One lane's :class:`SourceStatus` now."""
     stats = lane.stats
-    row = {
-        "name": lane.name,
-        "live": lane.source.is_live,
-        "connected": bool(lane.source.connected) and not lane.done,
-        "fps": round(stats.fps_now, 2),
-        "frames": stats.frames,
-        "dropped": stats.dropped,
-        "outages": lane.source.outages,
-        "stage_ms": {k: round(v, 2) for k, v in stats.stage_ms.items()},
-    }
-    row.update(lane.process.snapshot())
-    return row
+    return SourceStatus(
+        name=lane.name,
+        live=lane.source.is_live,
+        connected=bool(lane.source.connected) and not lane.done,
+        fps=round(stats.fps_now, 2),
+        frames=stats.frames,
+        dropped=stats.dropped,
+        outages=lane.source.outages,
+        stage_ms={k: round(v, 2) for k, v in stats.stage_ms.items()},
+        people=lane.process.people_status(),
+    )
 
 
-def view_status(lanes: Sequence[Lane], started: float, *, per_source: bool) -> dict:
-    """The HTTP view's status: one source's numbers, or (``per_source``) totals on top and a row per source."""
-    uptime_s = round(time.monotonic() - started, 1)
-    rows = [lane_status(lane) for lane in lanes]
-    if not per_source:
-        row = rows[0]
-        return {"source": row.pop("name"), "uptime_s": uptime_s, **row}
-    return {
-        "source": ", ".join(lane.name for lane in lanes),
-        "uptime_s": uptime_s,
-        "fps": round(sum(r["fps"] for r in rows), 2),
-        "frames": sum(r["frames"] for r in rows),
-        "dropped": sum(r["dropped"] for r in rows),
-        "people_now": sum(r.get("people_now", 0) for r in rows),
-        "alerts": sum(r.get("alerts", 0) for r in rows),
-        "sources": rows,
-    }
+def view_status(lanes: Sequence[Lane], started: float, *, per_source: bool) -> RunStatus:
+    """The run's :class:`RunStatus` now (``started``: the run's start, ``time.monotonic()``)."""
+    sources = tuple(source_status(lane) for lane in lanes)
+    return RunStatus(uptime_s=round(time.monotonic() - started, 1), sources=sources, per_source=per_source)
 
 
 def face_counts(counts: dict[str, int]) -> str:

@@ -1,4 +1,5 @@
-"""The ``/metrics`` page: the run's status dict as Prometheus metrics, in a registry of the view's own.
+"""The ``/metrics`` page: the run's :class:`~maskwatch.runner.status.RunStatus` as Prometheus metrics, in a registry
+of the view's own.
 
 ``prometheus_client`` is imported only when metrics are collected, so importing the HTTP view stays light.
 """
@@ -8,84 +9,103 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
     from prometheus_client.metrics_core import Metric
 
-# status key, metric name, type, help
-_METRICS: tuple[tuple[str, str, str, str], ...] = (
-    ("uptime_s", "maskwatch_uptime_seconds", "gauge", "Seconds since the run started."),
-    ("frames", "maskwatch_frames_total", "counter", "Frames processed."),
-    ("dropped", "maskwatch_dropped_frames_total", "counter", "Frames dropped because processing was behind."),
-    ("fps", "maskwatch_fps", "gauge", "Processed frames per second."),
-    ("stage_ms", "maskwatch_stage_milliseconds", "gauge", "Time per frame of each pipeline stage."),
-    ("detect_every", "maskwatch_detect_every", "gauge", "The detector runs on every Nth frame."),
-    ("people_now", "maskwatch_people_in_view", "gauge", "Tracked people in the current frame."),
-    ("people_total", "maskwatch_people_total", "counter", "Distinct people tracked so far."),
-    ("unmasked_total", "maskwatch_unmasked_people_total", "counter", "People decided as not (correctly) masked."),
-    ("alerts", "maskwatch_alerts_total", "counter", "Alert events raised."),
-    ("compliance", "maskwatch_compliance_ratio", "gauge", "Share of decided people wearing a mask."),
-    ("outages", "maskwatch_source_outages_total", "counter", "Times the source was lost."),
-    ("connected", "maskwatch_source_connected", "gauge", "1 while the source delivers frames."),
+    from maskwatch.runner.status import RunStatus, SourceStatus
+
+Reading = Callable[[], "tuple[RunStatus | None, int]"]
+
+# per source: the value (None: not known), metric name, type, help
+_SOURCE_METRICS: tuple[tuple[Callable[[SourceStatus], object], str, str, str], ...] = (
+    (lambda s: s.frames, "maskwatch_frames_total", "counter", "Frames processed."),
+    (lambda s: s.dropped, "maskwatch_dropped_frames_total", "counter", "Frames dropped because processing was behind."),
+    (lambda s: s.fps, "maskwatch_fps", "gauge", "Processed frames per second."),
+    (lambda s: s.stage_ms, "maskwatch_stage_milliseconds", "gauge", "Time per frame of each pipeline stage."),
+    (
+        lambda s: s.people and s.people.detect_every,
+        "maskwatch_detect_every",
+        "gauge",
+        "The detector runs on every Nth frame.",
+    ),
+    (
+        lambda s: s.people and s.people.people_now,
+        "maskwatch_people_in_view",
+        "gauge",
+        "Tracked people in the current frame.",
+    ),
+    (
+        lambda s: s.people and s.people.people_total,
+        "maskwatch_people_total",
+        "counter",
+        "Distinct people tracked so far.",
+    ),
+    (
+        lambda s: s.people and s.people.unmasked_total,
+        "maskwatch_unmasked_people_total",
+        "counter",
+        "People decided as not (correctly) masked.",
+    ),
+    (lambda s: s.people and s.people.alerts, "maskwatch_alerts_total", "counter", "Alert events raised."),
+    (
+        lambda s: s.people and s.people.compliance,
+        "maskwatch_compliance_ratio",
+        "gauge",
+        "Share of decided people wearing a mask.",
+    ),
+    (lambda s: s.outages, "maskwatch_source_outages_total", "counter", "Times the source was lost."),
+    (lambda s: s.connected, "maskwatch_source_connected", "gauge", "1 while the source delivers frames."),
 )
 
 
 def _number(value: object) -> float | None:
     """A Prometheus sample value, or None when ``value`` is not a number."""
-    if isinstance(value, bool | np.bool_ | int | np.integer):
+    if isinstance(value, bool | int):
         return float(int(value))
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
+    return float(value) if isinstance(value, float) else None
 
 
-def _samples(key: str, value: object, labels: dict[str, str]) -> list[tuple[dict[str, str], float]]:
-    """(labels, value) of the samples of status ``key``; ``stage_ms`` adds a ``stage`` label per stage."""
-    if key == "stage_ms":
-        stages = value.items() if isinstance(value, dict) else ()
-        pairs = [(labels | {"stage": str(k)}, _number(v)) for k, v in stages]
+def _samples(value: object, labels: dict[str, str]) -> list[tuple[dict[str, str], float]]:
+    """(labels, value) of one source's samples of a metric; a dict (``stage_ms``) adds a ``stage`` label per key."""
+    if isinstance(value, dict):
+        pairs = [(labels | {"stage": str(k)}, _number(v)) for k, v in value.items()]
     else:
         pairs = [(labels, _number(value))]
     return [(names, v) for names, v in pairs if v is not None]
 
 
 class _StatusCollector:
-    """A ``prometheus_client.registry.Collector``: reads the status dict and stream clients at scrape time.
+    """A ``prometheus_client.registry.Collector``: reads the status and stream clients at scrape time.
 
     It implements the collector protocol (``collect``) without subclassing, so that importing this module does not
-    import ``prometheus_client``. With a ``sources`` list (several sources), a metric its rows carry gets one sample
-    per source, labelled ``source="NAME"``; the others come from the top level. Missing keys are skipped.
+    import ``prometheus_client``. With several sources (``per_source``) every source metric gets one sample per
+    source, labelled ``source="NAME"``; a number not known (no people without tracking) is skipped.
     """
 
-    def __init__(self, read: Callable[[], tuple[dict, int]]) -> None:
+    def __init__(self, read: Reading) -> None:
         self._read = read
 
     def collect(self) -> Iterator[Metric]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
         status, clients = self._read()
-        rows = status.get("sources") if isinstance(status.get("sources"), list) else []
-        rows = [row for row in rows if isinstance(row, dict)]
-        for key, name, kind, help_text in _METRICS:
-            if any(key in row for row in rows):
+        if status is not None:
+            yield GaugeMetricFamily("maskwatch_uptime_seconds", "Seconds since the run started.", status.uptime_s)
+            for value, name, kind, help_text in _SOURCE_METRICS:
                 samples = []
-                for row in rows:
-                    samples += _samples(key, row.get(key), {"source": str(row.get("name", ""))})
-            else:
-                samples = _samples(key, status.get(key), {})
-            if samples:  # counter families take the name with its _total and expose it unchanged
-                family_type = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
-                family = family_type(name, help_text, labels=list(samples[0][0]))
-                for labels, value in samples:
-                    family.add_metric(list(labels.values()), value)
-                yield family
+                for source in status.sources:
+                    samples += _samples(value(source), {"source": source.name} if status.per_source else {})
+                if samples:  # counter families take the name with its _total and expose it unchanged
+                    family_type = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
+                    family = family_type(name, help_text, labels=list(samples[0][0]))
+                    for labels, number in samples:
+                        family.add_metric(list(labels.values()), number)
+                    yield family
         yield GaugeMetricFamily("maskwatch_http_stream_clients", "Clients watching the MJPEG stream.", int(clients))
 
 
-def status_registry(read: Callable[[], tuple[dict, int]]) -> CollectorRegistry:
+def status_registry(read: Reading) -> CollectorRegistry:
     """A new registry (not the global default) holding a :class:`_StatusCollector` over ``read``."""
     from prometheus_client import CollectorRegistry
 
@@ -94,8 +114,8 @@ def status_registry(read: Callable[[], tuple[dict, int]]) -> CollectorRegistry:
     return registry
 
 
-def prometheus_text(status: dict, clients: int) -> str:
-    """Prometheus text exposition of the application's status dict (see :class:`_StatusCollector`)."""
+def prometheus_text(status: RunStatus | None, clients: int) -> str:
+    """Prometheus text exposition of a run's status (see :class:`_StatusCollector`)."""
     from prometheus_client import generate_latest
 
     return generate_latest(status_registry(lambda: (status, clients))).decode()

@@ -35,6 +35,8 @@ from maskwatch.types import Event, FrameResult
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
+    from maskwatch.runner.status import RunStatus
+
 BOUNDARY = "frame"
 TEXT = "text/plain; charset=utf-8"
 _ROUTES = {"/": "_page", "/status": "_status", "/events": "_events", "/metrics": "_metrics"}
@@ -113,7 +115,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, body.encode(), "application/json", head)
 
     def _page(self, head: bool, query: dict) -> None:
-        source = html.escape(scrub_url(str(self.server.view.status().get("source", ""))))
+        status = self.server.view.status()
+        source = html.escape(scrub_url(status.source if status is not None else ""))
         csp = "default-src 'none'; img-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; "
         csp += "script-src 'unsafe-inline'; frame-ancestors 'none'"
         body = PAGE.replace("{{source}}", source).encode()
@@ -205,7 +208,7 @@ class WebView:
         port: int = 8080,
         *,
         token: str | None = None,
-        status: Callable[[], dict] | None = None,
+        status: Callable[[], RunStatus | None] | None = None,
         max_events: int = 200,
         jpeg_quality: int = 80,
         max_stream_fps: float = 15.0,
@@ -318,18 +321,19 @@ class WebView:
         offered += [query_token] if query_token is not None else []
         return any(hmac.compare_digest(value.encode(), self.token.encode()) for value in offered)
 
-    def status(self) -> dict:
-        """What the application's status callback reports (a copy), or {}."""
-        return dict(self._status_fn() or {}) if self._status_fn is not None else {}
+    def status(self) -> RunStatus | None:
+        """What the application's status callback reports, or None without one."""
+        return self._status_fn() if self._status_fn is not None else None
 
     def status_json(self) -> dict:
-        """``status()`` plus the latest frame index and the number of stream clients."""
-        data = self.status()
+        """``status()`` as JSON, plus the latest frame index (per source too) and the number of stream clients."""
+        status = self.status()
+        data = status.to_json() if status is not None else {}
         if "source" in data:
             data["source"] = scrub_url(str(data["source"]))
         with self._cond:
             for row in data.get("sources") or ():
-                if isinstance(row, dict) and row.get("name") in self._channels:
+                if row["name"] in self._channels:
                     row["frame"] = self._channels[row["name"]].index
             return data | {"frame": self._channels[self._default].index, "clients": self.clients}
 

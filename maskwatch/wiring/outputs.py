@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from maskwatch.capture.base import Source
     from maskwatch.outputs.events import EventOutputs, EventSink
     from maskwatch.outputs.sinks import NullVideoSink, Sink, VideoSink
+    from maskwatch.runner.status import RunStatus
     from maskwatch.serve.web import WebView
 
 
@@ -134,7 +135,7 @@ def http_bind(cfg: Config) -> tuple[str, int] | None:
 
 
 def build_web_view(
-    cfg: Config, bind: tuple[str, int], status: Callable[[], dict], *, sources: list[str] | None = None
+    cfg: Config, bind: tuple[str, int], status: Callable[[], RunStatus], *, sources: list[str] | None = None
 ) -> WebView:
     """The ``--http`` remote view on ``bind`` (see :func:`http_bind`), not started; ``sources`` names a tile each."""
     from maskwatch.serve.web import WebView

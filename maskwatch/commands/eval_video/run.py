@@ -66,7 +66,7 @@ def run_clip(cfg, pipeline, truth: ClipTruth) -> RecordSink:
         )
         settings = run_settings(cfg) | {"status_interval_s": 1e9, "summary_interval_s": 1e9}
         run(source, monitor, [sink], None, progress=False, **settings)
-        sink.people_counted = int(monitor.snapshot()["people_total"])
+        sink.people_counted = monitor.people_status().people_total
     finally:
         source.close()
     return sink
