@@ -144,3 +144,17 @@ def test_train_without_epochs_uses_the_recipe_and_reports_bad_data_in_one_line(t
     assert run.returncode == 1, run.stderr[-2000:]
     assert "Traceback" not in run.stderr and "required positional argument" not in run.stderr
     assert sum("ERROR" in line for line in run.stderr.splitlines()) == 1
+
+
+def test_no_product_default_points_beside_the_checkout():
+    """Defaults must work from any install: nothing in the package reaches for a ``../shared`` folder."""
+    package = ROOT / "maskwatch"
+    offenders = [str(p.relative_to(ROOT)) for p in package.rglob("*.py") if '"shared"' in p.read_text()]
+    assert offenders == []
+
+
+def test_quantize_needs_data_and_the_detector_trainer_needs_init(tmp_path):
+    quantize = maskwatch("quantize", "--out", str(tmp_path))
+    assert quantize.returncode == 2 and "--data" in quantize.stderr, quantize.stderr[-2000:]
+    train = maskwatch("train", "detector", "--data", str(tmp_path), "--out", str(tmp_path / "d.pt"))
+    assert_user_error(train, "train detector needs --init PATH")
