@@ -80,3 +80,31 @@ def test_a_background_video_holds_every_frame(tmp_path):
         assert sink.path == out  # the inner sink's attributes show through
     n, size, _ = count_frames(out)
     assert n == 20 and size == (64, 48) and video.frames_written == 20
+
+
+class Stuck(Recorder):
+    """A writer that never returns (a hung device or network file system)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def write(self, result, annotated) -> None:
+        self.release.wait()
+
+
+def test_a_stuck_writer_fails_write_and_close_in_bounded_time_with_a_clear_error():
+    inner = Stuck()
+    sink = BackgroundSink(inner, depth=1, timeout_s=0.5, name="out.mp4")
+    started = time.monotonic()
+    try:
+        with pytest.raises(OutputError, match=r"out\.mp4: the writer took no frame for 0\.5 s"):
+            for i in range(10):  # the first is stuck in the writer, the second waits in the queue
+                sink.write(*_result(i))
+        with pytest.raises(OutputError, match=r"out\.mp4: the writer did not finish within 0\.5 s"):
+            sink.close()
+        sink.close()  # once closed, closing again returns at once
+    finally:
+        inner.release.set()
+    assert time.monotonic() - started < 3.0
+    assert not inner.closed  # never closed under a writer still inside it

@@ -45,7 +45,7 @@ def output_sinks(cfg: Config, args: argparse.Namespace, sources: Sequence[Source
         out.mkdir(exist_ok=True)
         return [build_video_sink(cfg, out / f"{source.name}.mp4", source.fps) for source in sources]
     sink = build_output_sink(cfg, out, sources[0])
-    return [BackgroundSink(sink) if isinstance(sink, VideoSink) else sink]
+    return [BackgroundSink(sink, name=str(out)) if isinstance(sink, VideoSink) else sink]
 
 
 def wire_sinks(
