@@ -451,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except MaskwatchError as exc:
         logger.error(str(exc))
-        return EXIT_ERROR
+        return exc.exit_status
     except ModuleNotFoundError as exc:  # an optional dependency this command needs is not installed
         hint = _EXTRAS.get((exc.name or "").split(".")[0])
         if hint is None:

@@ -1,11 +1,21 @@
 """Errors that the CLI reports as one line, without a traceback."""
 
+from maskwatch.media import EXIT_ERROR, EXIT_USAGE
+
 
 class MaskwatchError(Exception):
     """A problem the user can fix: bad input, bad config, missing or wrong weights.
 
-    The CLI prints ``str(error)`` and exits non-zero; anything else is a bug and keeps its traceback.
+    The CLI prints ``str(error)`` and exits with ``exit_status``; anything else is a bug and keeps its traceback.
     """
+
+    exit_status: int = EXIT_ERROR
+
+
+class UsageError(MaskwatchError):
+    """The command line asks for something that cannot be done as given (e.g. two outputs naming one file)."""
+
+    exit_status = EXIT_USAGE
 
 
 class ConfigError(MaskwatchError):

@@ -21,10 +21,10 @@ from maskwatch.commands.options import overrides, report_prefix
 from maskwatch.commands.run_outputs import check_outputs, output_sinks, wire_sinks
 from maskwatch.config import Config
 from maskwatch.errors import ConfigError, OutputError
-from maskwatch.media import EXIT_OK, EXIT_SIGNAL
+from maskwatch.media import EXIT_OK
 from maskwatch.monitor.pipeline import FacePipeline
 from maskwatch.runner.lane import Lane
-from maskwatch.runner.signals import stop_on_signals
+from maskwatch.runner.signals import exit_status, stop_on_signals
 from maskwatch.runner.status import log_done, view_status
 from maskwatch.wiring import (
     build_monitor,
@@ -60,22 +60,25 @@ def run_command(args: argparse.Namespace, setup_logging) -> int:
         if entries:
             logger.info(f"--source given: the config's {len(entries)} sources are not used")
         args.source = resolve_source(args.source)  # "demo": the clip shipped in the package
-    check_outputs(args, source_files(cfg) if many else (Path(args.source),), many=many)
+    names = [entry.name for entry in entries] if many else None
+    check_outputs(args, source_files(cfg) if many else (Path(args.source),), names=names)
     sources = (
         build_sources(cfg, realtime=args.realtime) if many else [build_source(cfg, args.source, realtime=args.realtime)]
     )
     stop = threading.Event()
-    try:
-        lanes, received = _run(args, cfg, bind, sources, stop, many=many)
-    finally:
-        stop.set()
-        for source in sources:
-            source.close()
-    return _finish(args, lanes, received, many=many)
+    with contextlib.ExitStack() as held:  # the signal handlers stay until the reports are written
+        try:
+            lanes, received = _run(args, cfg, bind, sources, stop, held, many=many)
+        finally:
+            stop.set()
+            for source in sources:
+                source.close()
+        return _finish(args, lanes, received, many=many)
 
 
-def _run(args, cfg: Config, bind, sources: Sequence[Source], stop: threading.Event, *, many: bool):
-    """Build the stages and sinks, run every source to its end or ``stop``; returns the lanes and the signal seen."""
+def _run(args, cfg: Config, bind, sources: Sequence[Source], stop, held: contextlib.ExitStack, *, many: bool):
+    """Build the stages and sinks, run every source to its end or ``stop``; returns the lanes and the signal seen
+    (its handlers, installed once the sinks are open, stay on ``held``)."""
     from maskwatch.capture.sources import ImageFilesSource
     from maskwatch.runner.lanes import run_sources
 
@@ -100,7 +103,7 @@ def _run(args, cfg: Config, bind, sources: Sequence[Source], stop: threading.Eve
             view_status=lambda: view_status(lanes, started, per_source=many),
             bind=bind,
         )
-        received = stack.enter_context(stop_on_signals(stop))
+        received = held.enter_context(stop_on_signals(stop))
         logger.info(_running_line(cfg, lanes, workers, tracking=tracking, many=many))
         progress = not args.no_progress and sys.stderr.isatty()
         settings = run_settings(cfg)
@@ -146,5 +149,5 @@ def _finish(args: argparse.Namespace, lanes: Sequence[Lane], received: dict, *, 
     if received.get("signal") is not None and any(not lane.source.is_live for lane in lanes):
         frames = sum(lane.stats.frames for lane in lanes)
         logger.warning(f"interrupted: {frames} frames processed and written; outputs finalized")
-        return EXIT_SIGNAL[received["signal"]]
+        return exit_status(received["signal"])
     return EXIT_OK

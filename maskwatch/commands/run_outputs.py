@@ -11,7 +11,7 @@ from pathlib import Path
 from maskwatch.capture.base import Source
 from maskwatch.commands.options import report_prefix
 from maskwatch.config import Config
-from maskwatch.errors import OutputError
+from maskwatch.errors import OutputError, UsageError
 from maskwatch.media import VIDEO_SUFFIXES
 from maskwatch.outputs.sinks import BackgroundSink, JsonLinesSink, Sink, VideoSink, WindowSink, check_writable
 from maskwatch.runner.lane import Lane
@@ -19,9 +19,11 @@ from maskwatch.runner.status import RunStatus
 from maskwatch.wiring.outputs import build_event_outputs, build_output_sink, build_video_sink, build_web_view
 
 
-def check_outputs(args: argparse.Namespace, inputs: tuple[Path, ...], *, many: bool) -> None:
-    """Fail early (one line) on an output that cannot be written or would overwrite an input; with several sources,
-    ``--output`` must be a folder (one video per source)."""
+def check_outputs(args: argparse.Namespace, inputs: tuple[Path, ...], *, names: Sequence[str] | None) -> None:
+    """Fail early (one line) on two outputs naming one file, an output that cannot be written or would overwrite an
+    input; with several sources (``names``), ``--output`` must be a folder (one video per source)."""
+    many = names is not None
+    check_distinct(output_files(args, names))
     for path in (args.detections, args.events):
         if path is not None:
             check_writable(path, inputs)
@@ -33,6 +35,31 @@ def check_outputs(args: argparse.Namespace, inputs: tuple[Path, ...], *, many: b
     prefix = report_prefix(args)
     if prefix is not None:
         check_writable(prefix.with_name(prefix.name + ".report.json"), inputs)
+
+
+def output_files(args: argparse.Namespace, names: Sequence[str] | None) -> list[tuple[str, Path]]:
+    """(what, path) of every file or folder a run will write: ``--output``, ``--detections``, ``--events`` and the
+    report's files (one set per source of ``names``, when several)."""
+    from maskwatch.outputs.report import report_paths
+
+    given = (("--output", args.output), ("--detections", args.detections), ("--events", args.events))
+    files = [(flag, path) for flag, path in given if path is not None]
+    prefix = report_prefix(args)
+    if prefix is not None:
+        what = "--report" if args.report is not None else "the report"
+        prefixes = [prefix.with_name(f"{prefix.name}.{name}") for name in names] if names is not None else [prefix]
+        files += [(f"{what} ({path.name})", path) for p in prefixes for path in report_paths(p)]
+    return files
+
+
+def check_distinct(files: Sequence[tuple[str, Path]]) -> None:
+    """Refuse two outputs naming one file (after resolving ``..`` and links): one would destroy the other."""
+    seen: dict[Path, str] = {}
+    for what, path in files:
+        key = path.resolve()
+        if key in seen:
+            raise UsageError(f"{seen[key]} and {what} name the same file ({path}): give each output its own path")
+        seen[key] = what
 
 
 def output_sinks(cfg: Config, args: argparse.Namespace, sources: Sequence[Source], *, many: bool) -> list[Sink | None]:

@@ -22,6 +22,16 @@ MAX_TIMELINE_POINTS = 2000
 MAX_MD_ALERTS = 100
 
 
+def report_paths(prefix: Path) -> tuple[Path, Path, Path]:
+    """The files a report at ``prefix`` writes: ``{prefix}.report.json``, ``.report.md`` and ``.compliance.png``."""
+    name = prefix.name
+    return (
+        prefix.with_name(name + ".report.json"),
+        prefix.with_name(name + ".report.md"),
+        prefix.with_name(name + ".compliance.png"),
+    )
+
+
 def write_report(
     prefix: Path,
     *,
@@ -39,9 +49,7 @@ def write_report(
     prefix = Path(prefix)
     source = scrub_url(source)
     report = build_report(source=source, summary=summary, people=people, timeline=timeline, events=events)
-    json_path = prefix.with_name(prefix.name + ".report.json")
-    md_path = prefix.with_name(prefix.name + ".report.md")
-    png_path = prefix.with_name(prefix.name + ".compliance.png")
+    json_path, md_path, png_path = report_paths(prefix)
     try:
         prefix.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
