@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from maskwatch.errors import OutputError
-from maskwatch.outputs.sinks import BackgroundSink, VideoSink
+from maskwatch.outputs.background import BackgroundSink
+from maskwatch.outputs.sinks import VideoSink
 from maskwatch.types import FaceDetections, Frame, FrameResult
 from tests.conftest import count_frames
 

@@ -13,7 +13,8 @@ from maskwatch.commands.options import report_prefix
 from maskwatch.config import Config
 from maskwatch.errors import OutputError, UsageError
 from maskwatch.media import VIDEO_SUFFIXES
-from maskwatch.outputs.sinks import BackgroundSink, JsonLinesSink, Sink, VideoSink, WindowSink, check_writable
+from maskwatch.outputs.background import BackgroundSink
+from maskwatch.outputs.sinks import JsonLinesSink, Sink, VideoSink, WindowSink, check_writable
 from maskwatch.runner.lane import Lane
 from maskwatch.runner.status import RunStatus
 from maskwatch.wiring.outputs import build_event_outputs, build_output_sink, build_video_sink, build_web_view

@@ -331,7 +331,8 @@ def inference_workers(cfg: Config, n_sources: int, *, show: bool = False) -> int
 
 
 def run_settings(cfg: Config) -> dict:
-    """The keyword arguments of :func:`maskwatch.runner.single.run` that come from the config."""
+    """The keyword arguments of :func:`maskwatch.runner.lanes.run_sources` (and of
+    :func:`maskwatch.runner.single.run`) that come from the config."""
     c, log = cfg.capture, cfg.logging
     return {
         "queue_size": c.queue_size,
@@ -341,9 +342,3 @@ def run_settings(cfg: Config) -> dict:
         "summary_interval_s": log.summary_interval_s,
         "batch_frames": batch_frames(cfg),
     }
-
-
-def lanes_settings(cfg: Config) -> dict:
-    """The keyword arguments of :func:`maskwatch.runner.lanes.run_sources` that come from the config."""
-    keys = ("queue_size", "read_timeout_s", "status_interval_s", "summary_interval_s")
-    return {k: v for k, v in run_settings(cfg).items() if k in keys}
