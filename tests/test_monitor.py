@@ -95,8 +95,9 @@ def test_a_video_shorter_than_min_hits_reports_the_face_it_shows(tmp_path, frame
     run(source, monitor, [], None, progress=False)
     assert monitor.snapshot()["people_total"] == 1
     assert len(monitor.people) == 1 and monitor.people[0].label == "without_mask"  # the fake's label, decided
-    # a long enough input keeps the configured min_hits (a one-frame false detection is no person)
-    long_monitor = build_monitor(cfg, pipeline, source_name="long", fps=10.0, live=False, frame_count=300)
+    # a long enough input keeps the configured min_hits (a one-frame false detection is no person), which are the
+    # counts of a 25-fps source (other frame rates get the counts that last as long)
+    long_monitor = build_monitor(cfg, pipeline, source_name="long", fps=25.0, live=False, frame_count=300)
     assert long_monitor.tracker.min_hits == cfg.tracking.min_hits
     assert build_monitor(cfg, pipeline, source_name="cam", fps=25.0, live=True).tracker.min_hits == 3
 

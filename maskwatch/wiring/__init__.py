@@ -21,6 +21,7 @@ from maskwatch.monitor.pipeline import FacePipeline
 if TYPE_CHECKING:
     from maskwatch.capture.base import Source
     from maskwatch.models.base import Classifier, Detector
+    from maskwatch.monitor.timebase import FrameRules
     from maskwatch.runner.lanes import NamedSource
 
 
@@ -186,8 +187,25 @@ def build_onnx_models(cfg: Config) -> tuple[Detector, Classifier]:
     return detector, classifier
 
 
-def build_tracker(cfg: Config, *, frame_count: int | None = None):
-    """A face tracker with the configured association and voting settings.
+def frame_rules_for(cfg: Config, fps: float | None) -> FrameRules:
+    """The tracking counts (detect stride, hits, votes, lost frames) a source at ``fps`` uses: the configured
+    ones last as long at any frame rate as at 25 fps (see :mod:`maskwatch.monitor.timebase`)."""
+    from maskwatch.monitor.timebase import REFERENCE_FPS, frame_rules
+
+    t = cfg.tracking
+    return frame_rules(
+        fps or REFERENCE_FPS,
+        detect_every=t.detect_every,
+        min_hits=t.min_hits,
+        min_votes=t.min_votes,
+        vote_window=t.vote_window,
+        max_lost=t.max_lost,
+    )
+
+
+def build_tracker(cfg: Config, *, frame_count: int | None = None, fps: float | None = None):
+    """A face tracker with the configured association and voting settings, its counts held in seconds at
+    ``fps`` (:func:`frame_rules_for`; None: as configured).
 
     ``frame_count``: the input's length when it is known (a file). An input with fewer detector frames than
     ``tracking.min_hits`` (or ``min_votes``) could never confirm a person (or decide a label): for it both are
@@ -196,18 +214,19 @@ def build_tracker(cfg: Config, *, frame_count: int | None = None):
     from maskwatch.monitor.track import FaceTracker
 
     t = cfg.tracking
-    min_hits, min_votes = t.min_hits, t.min_votes
+    rules = frame_rules_for(cfg, fps)
+    min_hits, min_votes = rules.min_hits, rules.min_votes
     if frame_count is not None and frame_count > 0:
-        detected = -(-frame_count // t.detect_every)  # frames the detector runs on (files keep a fixed stride)
+        detected = -(-frame_count // rules.detect_every)  # frames the detector runs on (files keep a fixed stride)
         min_hits, min_votes = min(min_hits, detected), min(min_votes, detected)
     return FaceTracker(
         high_score=cfg.detector.score_threshold,
         low_score=min(t.low_score, cfg.detector.score_threshold),
         new_track_score=max(t.new_track_score, cfg.detector.score_threshold),
         match_iou=t.match_iou,
-        max_lost=t.max_lost,
+        max_lost=rules.max_lost,
         min_hits=min_hits,
-        vote_window=t.vote_window,
+        vote_window=rules.vote_window,
         vote_threshold=t.vote_threshold,
         min_votes=min_votes,
         reid_max_gap_s=t.reid_max_gap_s,
@@ -240,11 +259,12 @@ def build_monitor(
         updates=a.updates,
         ends=a.ends,
     )
+    every = frame_rules_for(cfg, fps).detect_every
     stride = StrideControl(
-        t.detect_every, auto=live and t.auto_stride, max_every=t.max_detect_every, frame_interval_s=1.0 / fps
+        every, auto=live and t.auto_stride, max_every=max(every, t.max_detect_every), frame_interval_s=1.0 / fps
     )
     life = LifeMeter(static_after_s=t.static_after_s) if t.static_after_s > 0 else None
-    return Monitor(pipeline, build_tracker(cfg, frame_count=frame_count), policy, stride, life=life)
+    return Monitor(pipeline, build_tracker(cfg, frame_count=frame_count, fps=fps), policy, stride, life=life)
 
 
 # what a run command needs: sources, sinks, the web view, the runner's settings ----------------------------------
