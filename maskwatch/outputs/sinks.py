@@ -79,7 +79,7 @@ def _probe_folder(folder: Path) -> None:
 class VideoSink(_ClosingSink):
     """Writes annotated frames to a video with the source's size and fps; opened at the first frame.
 
-    The video is written under a temporary name beside ``path`` (``.NAME.partial.SUFFIX``) and renamed when it is
+    The video is written under a temporary name beside ``path`` (see :func:`partial_name`) and renamed when it is
     finalized, so a file under the final name always plays: a run killed with SIGKILL or by a power cut leaves only
     the partial file, never an ``out.mp4`` without its index.
 
