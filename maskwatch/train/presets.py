@@ -6,7 +6,7 @@ The mask classifier's preset is its :class:`maskwatch.train.classifier_crops.Rec
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 
 from maskwatch.errors import MaskwatchError
 
@@ -42,6 +42,7 @@ PRESETS: dict[str, dict[str, object]] = {
         "wide": RetinaFacePreset(closeup_prob=0.0),
         "unmasked": RetinaFacePreset(unmasked_weight=3.0),
         "small": RetinaFacePreset(small_face_matches=5, blank_prob=0.05),
+        "anchors-iou": RetinaFacePreset(blank_prob=0.05),
         "plain": RetinaFacePreset(scale_jitter=(0.8, 1.25), closeup_prob=0.0, photometric=False),
     },
 }
@@ -51,6 +52,7 @@ frame, as at a shop entrance; ``wide``: no close-ups (small faces in scenes, as 
 an unmasked face drawn three times as often (the faces that raise alerts, and the ones found least often);
 ``small``: at least 5 anchors per face in training, so that small faces get as many training signals as large
 ones, and 5 % empty frames (a detector trained to find faint faces otherwise also finds one in a black frame);
+``anchors-iou``: the empty frames of ``small`` with plain IoU anchor matching (no scale compensation);
 ``plain``: mild geometry and no colour changes, for debugging."""
 
 
@@ -74,4 +76,6 @@ def get_preset(kind: str, name: str) -> object:
 
 def as_plain(preset: object) -> dict:
     """The preset's fields as plain values (tuples as lists), for checkpoints and model files."""
+    if not is_dataclass(preset) or isinstance(preset, type):
+        raise TypeError(f"not a preset: {preset!r}")
     return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(preset).items()}

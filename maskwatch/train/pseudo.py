@@ -218,9 +218,11 @@ def label_photos(
         styled = apply_box_style(found, style)
         h, w = image.shape[:2]
         styled = styled.clip(0, [w, h, w, h])
-        scenes[str(path)] = {
+        # a doubtful box inside a sure face is that face boxed twice, which the detector must learn not to do
+        doubtful = styled[~sure][~covered(styled[~sure], styled[sure], s.covered_iou)]
+        scenes[str(Path(path).resolve())] = {
             "extra": [[round(float(v), 1) for v in b] for b in styled[sure]],
-            "ignore": [[round(float(v), 1) for v in b] for b in styled[~sure]],
+            "ignore": [[round(float(v), 1) for v in b] for b in doubtful],
         }
     result = {"teacher": str(teacher_path), "box_style": [float(v) for v in style], "scenes": scenes, "labels": {}}
     Path(out).parent.mkdir(parents=True, exist_ok=True)
