@@ -26,6 +26,8 @@ from pathlib import Path
 
 import yaml
 
+from maskwatch.config import DetectorConfig
+
 TOOLS = Path(__file__).resolve().parent
 SCORES = (
     "crops_any_face",
@@ -75,8 +77,9 @@ def check(name: str, folder: Path, shared: Path, bench: Path | None, work: Path)
     }
     cu = work / f"{name}_closeups.json"
     videos = [str(p) for p in sorted((shared / "data" / "videos").glob("*.mp4"))]
-    run([sys.executable, str(TOOLS / "closeups.py"), "--config", str(cfg), "--overlap", "0.6", "--videos", *videos,
-         "--json", str(cu)], work / f"{name}_closeups.log")  # fmt: skip
+    overlap = str(DetectorConfig().nested_overlap)  # what run does after the detector
+    cmd = [sys.executable, str(TOOLS / "closeups.py"), "--config", str(cfg), "--overlap", overlap]
+    run([*cmd, "--videos", *videos, "--json", str(cu)], work / f"{name}_closeups.log")
     close = json.loads(cu.read_text())["video_closeups"]
     scores["closeup_found"] = close["face_found_after"]
     scores["closeup_one_box"] = 1 - close["multi_box_rate_after"]

@@ -2,7 +2,8 @@
 
 - ``mask-crops`` (``../shared/data/mask-crops``, another dataset's face crops): the classifier's accuracy per class
   on the crops as they are and on the face the detector cuts from them (as ``run`` would), the detector's any-face
-  rate (the share of crops in which it finds at least one face at score >= 0.5) and multi-box rate (two or more);
+  rate (the share of crops in which it finds at least one face at score >= 0.5) and multi-box rate (two or more,
+  as the detector gives them and after the pipeline's nested-box suppression);
 - the real clips (``../shared/data/videos``): for the face the detector finds on every 3rd frame, the classifier's
   mean class probabilities and the share of each arg-max label.
 
@@ -21,10 +22,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from maskwatch.config import DetectorConfig
+from maskwatch.metrics import suppress_nested
 from maskwatch.models.onnx_engine import OnnxMaskClassifier, OnnxRetinaFaceDetector
 from maskwatch.monitor.crop import DEFAULT_CROP_MARGIN, crop_face
 from maskwatch.train.pseudo import crops_half
 from maskwatch.types import CLASS_NAMES
+
+NESTED_OVERLAP = DetectorConfig().nested_overlap
+"""``detector.nested_overlap`` of the default config: what ``run`` does after the detector."""
 
 
 def clip_crops(detector: OnnxRetinaFaceDetector, video: Path, every: int = 3) -> list[np.ndarray]:
@@ -72,6 +78,8 @@ def main() -> None:
         found = [detector.detect(c) for c in crops]
         row[f"any_face {args.detector}"] = round(float(np.mean([len(d) > 0 for d in found])), 4)
         row[f"multi_box {args.detector}"] = round(float(np.mean([len(d) > 1 for d in found])), 4)
+        nested = [len(suppress_nested(d.xyxy, d.det_score, NESTED_OVERLAP)) > 1 for d in found]
+        row[f"multi_box_after_nested {args.detector}"] = round(float(np.mean(nested)), 4)
         cut = [
             crop_face(c, d.xyxy[int(np.argmax(d.det_score))], DEFAULT_CROP_MARGIN)
             for c, d in zip(crops, found, strict=True)
