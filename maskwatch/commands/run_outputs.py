@@ -92,7 +92,8 @@ def wire_sinks(
     outputs (one fan-out). Returns the shared sinks."""
     for lane, output in zip(lanes, outputs, strict=True):
         if output is not None:
-            lane.sinks.append(stack.enter_context(output))
+            lane.sinks.append(output)
+            stack.callback(output.close)
     shared: list[Sink] = []
     if args.detections is not None:
         shared.append(stack.enter_context(JsonLinesSink(args.detections)))

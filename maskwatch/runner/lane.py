@@ -61,6 +61,17 @@ class Lane:
     def error(self) -> BaseException | None:
         return self.producer.error if self.producer is not None else None
 
+    def _opened(self) -> tuple[queue.Queue, Producer]:
+        """The frame queue and the capture thread (made by :meth:`open`)."""
+        if self.frames is None or self.producer is None:
+            raise RuntimeError(f"lane {self.name} was not opened")
+        return self.frames, self.producer
+
+    def start(self, started: float) -> None:
+        """Start the capture thread; the run's clock started at ``started``."""
+        self.stats.started = started
+        self._opened()[1].start()
+
     def open(self, stop: threading.Event, ready: threading.Event, *, queue_size: int, **producer_kw) -> None:
         """Make the frame queue (``queue_size`` frames, wakes ``ready``) and the capture thread (not started)."""
         live = self.source.is_live
@@ -69,11 +80,12 @@ class Lane:
 
     def take(self, limit: int) -> tuple[list[Frame], bool]:
         """The frames waiting now (up to ``limit``), and whether the source ended among them (or its thread died)."""
+        frames, producer = self._opened()
         try:
-            first = self.frames.get_nowait()
+            first = frames.get_nowait()
         except queue.Empty:
-            return [], not self.producer.is_alive() and self.frames.empty()
-        return ([], True) if first is END else take_waiting(self.frames, first, limit)
+            return [], not producer.is_alive() and frames.empty()
+        return ([], True) if first is END else take_waiting(frames, first, limit)
 
     def serve(self, batch: list[Frame], shared: Sequence[Sink], renderer: OverlayRenderer | None) -> None:
         """Process ``batch`` (one model batch when several), then draw, write and count each frame in order."""
@@ -87,7 +99,7 @@ class Lane:
             annotated, render_ms, sinks_ms = write_frame(result, fps, draw, sinks)
             self.last = (result, annotated)
             self.process.observe(share_ms + render_ms + sinks_ms, result.detected)
-            self.stats.dropped = self.producer.stats.dropped
+            self.stats.dropped = self._opened()[1].stats.dropped
             self.stats.record(result, render_ms, sinks_ms, fps, (time.monotonic() - frame.captured_at) * 1e3)
             if self.bar is not None:
                 self.bar.update(1)
@@ -114,12 +126,13 @@ class Lane:
 
     def shutdown(self, deadline: float, *, stopped: bool, started: float) -> None:
         """Join the capture thread (until ``deadline``), release the source, settle the counters."""
-        self.producer.join(timeout=max(deadline - time.monotonic(), 0.1))
-        if not self.producer.is_alive():  # a thread stuck in a driver read must not see a released capture
+        producer = self._opened()[1]
+        producer.join(timeout=max(deadline - time.monotonic(), 0.1))
+        if not producer.is_alive():  # a thread stuck in a driver read must not see a released capture
             self.source.close()
         self.stats.wall_s = time.monotonic() - started
-        self.stats.dropped = self.producer.stats.dropped
-        self.stats.stopped_early = stopped and not self.producer.stats.exhausted  # this source was cut short
+        self.stats.dropped = producer.stats.dropped
+        self.stats.stopped_early = stopped and not producer.stats.exhausted  # this source was cut short
         if self.bar is not None:
             self.bar.close()
 

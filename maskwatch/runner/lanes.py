@@ -148,8 +148,7 @@ def run_sources(
     ]
     started = time.monotonic()
     for lane in lanes:
-        lane.stats.started = started
-        lane.producer.start()
+        lane.start(started)
     for helper in helpers:
         helper.start()
     try:
@@ -195,10 +194,11 @@ def _log_summaries(lanes: Sequence[Lane]) -> None:
 
 def _raise_source_errors(lanes: Sequence[Lane]) -> None:
     """Raise a failed capture's error: as it is with one source; with several, one line naming the failed ones."""
-    failed = [lane for lane in lanes if lane.error is not None]
-    if not failed:
+    errors = [lane.error for lane in lanes if lane.error is not None]
+    if not errors:
         return
-    first = failed[0].error
+    first = errors[0]
+    failed = [lane for lane in lanes if lane.error is not None]
     if len(lanes) > 1 and isinstance(first, MaskwatchError):
         names = ", ".join(lane.name for lane in failed)
         raise SourceError(f"{len(failed)} of {len(lanes)} sources failed ({names}); first: {first}") from None
