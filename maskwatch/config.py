@@ -14,7 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from maskwatch.errors import ConfigError
-from maskwatch.types import UNDECIDED_COLOR, UNDECIDED_KEY, MaskClass
+from maskwatch.types import ClassKey, ColorKey, MaskClass, default_colors
 
 BGR = tuple[int, int, int]
 
@@ -125,8 +125,8 @@ class RuntimeConfig(_Section):
 
 
 class RenderConfig(_Section):
-    colors: dict[Literal["with_mask", "without_mask", "mask_weared_incorrect", "undecided"], BGR] = Field(
-        default_factory=lambda: {c.key: c.color for c in MaskClass} | {UNDECIDED_KEY: UNDECIDED_COLOR},
+    colors: dict[ColorKey, BGR] = Field(
+        default_factory=default_colors,
         description="Box colour per class, as B, G, R (0-255); undecided (grey) is also a face that never moved "
         "(a poster, a screen), drawn without a person id.",
     )
@@ -195,7 +195,7 @@ class TrackingConfig(_Section):
 
 
 class AlertsConfig(_Section):
-    labels: list[Literal["without_mask", "mask_weared_incorrect", "with_mask"]] = Field(
+    labels: list[ClassKey] = Field(
         default_factory=lambda: [c.key for c in MaskClass if c.alerts],
         description="Decided labels that raise an alert.",
     )

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Literal, get_args
+from typing import Final, Literal, get_args
 
 import numpy as np
+
+ClassKey = Literal["with_mask", "without_mask", "mask_weared_incorrect"]
+"""A class's name in data, config, detections, events and reports (:attr:`MaskClass.key`)."""
 
 
 class MaskClass(IntEnum):
@@ -23,10 +26,11 @@ class MaskClass(IntEnum):
     INCORRECT = 2
 
     @property
-    def key(self) -> str:
+    def key(self) -> ClassKey:
         """The name in the training data, config files, detections, events and reports (``mask_weared_incorrect``
         is the dataset's own spelling)."""
-        return ("with_mask", "without_mask", "mask_weared_incorrect")[self]
+        keys: tuple[ClassKey, ClassKey, ClassKey] = ("with_mask", "without_mask", "mask_weared_incorrect")
+        return keys[self]
 
     @property
     def display(self) -> str:
@@ -64,10 +68,20 @@ UNMASKED: frozenset[str] = frozenset(c.key for c in MaskClass if c.alerts)
 
 UNDECIDED = -1
 """Class id of a face that has not been classified (drawn grey)."""
-UNDECIDED_KEY = "undecided"
+UNDECIDED_KEY: Final = "undecided"
 """The name of :data:`UNDECIDED` in config colours, counts and reports."""
 UNDECIDED_COLOR: tuple[int, int, int] = (160, 160, 160)
 """Grey: a face without a decided label (not classified yet, or a face that never moved: a poster, a screen)."""
+ColorKey = ClassKey | Literal["undecided"]
+"""The names that have a box colour: the classes and ``undecided``."""
+
+
+def default_colors() -> dict[ColorKey, tuple[int, int, int]]:
+    """The box colours (B, G, R) of every class (:attr:`MaskClass.color`) and of ``undecided`` (grey)."""
+    colors: dict[ColorKey, tuple[int, int, int]] = {c.key: c.color for c in MaskClass}
+    colors["undecided"] = UNDECIDED_COLOR
+    return colors
+
 
 NO_TRACK = -1
 """Track id of a face the tracker has not (yet) confirmed as a person."""
@@ -84,9 +98,9 @@ class FaceDetections:
 
     xyxy: np.ndarray
     det_score: np.ndarray
-    class_id: np.ndarray = field(default=None)  # type: ignore[assignment]
-    class_prob: np.ndarray = field(default=None)  # type: ignore[assignment]
-    track_id: np.ndarray = field(default=None)  # type: ignore[assignment]
+    class_id: np.ndarray = field(default=None)  # type: ignore[arg-type]
+    class_prob: np.ndarray = field(default=None)  # type: ignore[arg-type]
+    track_id: np.ndarray = field(default=None)  # type: ignore[arg-type]
 
     def __post_init__(self) -> None:
         self.xyxy = np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4)

@@ -41,7 +41,7 @@ class EvalResult:
     map50: float
     face_ap50: float
     confusion: dict
-    recall: dict[str, float]
+    recall: dict[str, float | None]
     operating_threshold: float
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
     non_face: dict = field(default_factory=dict)

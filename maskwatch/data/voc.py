@@ -45,7 +45,13 @@ def parse_annotation(xml_path: Path, images_dir: Path) -> AnnotatedImage:
         if bb is None:
             raise MaskwatchError(f"{xml_path}: an object has no <bndbox>")
         labels.append(class_id_of(obj.findtext("name") or "", where=str(xml_path)))
-        boxes.append([float(bb.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax")])
+        box = []
+        for key in ("xmin", "ymin", "xmax", "ymax"):
+            text = bb.findtext(key)
+            if text is None:
+                raise MaskwatchError(f"{xml_path}: a <bndbox> has no <{key}>")
+            box.append(float(text))
+        boxes.append(box)
     filename = root.findtext("filename") or (xml_path.stem + ".jpg")
     image_path = images_dir / filename
     if not image_path.is_file():

@@ -34,6 +34,9 @@ IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
 class MaskClassifierNet(nn.Module):
     """Raw BGR (0..255) NCHW float input -> (N, num_classes) logits."""
 
+    pixel_mean_bgr: torch.Tensor
+    pixel_std_bgr: torch.Tensor
+
     def __init__(self, num_classes: int = len(CLASS_NAMES), dropout: float = 0.2) -> None:
         super().__init__()
         # Normalisation in BGR order, then a channel flip to the RGB order the ImageNet weights expect.

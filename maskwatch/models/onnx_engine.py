@@ -134,8 +134,8 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou: float, limit: int | None = N
         return np.zeros(0, np.int64)
     xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1).astype(np.float64)
     ranked = scores.astype(np.float64) - float(scores.min()) + 1.0  # OpenCV keeps scores above a threshold >= 0
-    keep = np.asarray(cv2.dnn.NMSBoxes(xywh, ranked, 0.0, float(iou)))
-    return keep.reshape(-1).astype(np.int64)[:limit]
+    keep = cv2.dnn.NMSBoxes(xywh.tolist(), ranked.tolist(), 0.0, float(iou))
+    return np.asarray(keep, np.int64).reshape(-1)[:limit]
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -111,6 +111,8 @@ class RetinaFace(nn.Module):
     ``landmarks`` (N, P, 10), for the P priors of :func:`prior_boxes` at the input's height and width.
     """
 
+    pixel_mean: torch.Tensor
+
     def __init__(self, channels: int = 64, anchors_per_cell: int = 2) -> None:
         super().__init__()
         self.register_buffer("pixel_mean", torch.tensor(BGR_MEAN).view(1, 3, 1, 1), persistent=False)
@@ -174,7 +176,7 @@ def _strip_prefix(state: dict, prefix: str = "module.") -> dict:
     return {(k[len(prefix) :] if k.startswith(prefix) else k): v for k, v in state.items()}
 
 
-def load_retinaface(weights: str | Path) -> tuple[nn.Module, dict]:
+def load_retinaface(weights: str | Path) -> tuple[RetinaFace, dict]:
     """Load a verified weights file: a maskwatch model file (float or int8) or the raw WIDER FACE state_dict.
 
     Returns (model, meta). An old torch int8 file is refused in one line: int8 runs on the onnx engine.
@@ -211,15 +213,17 @@ class RetinaFaceDetector:
         min_sizes: tuple[tuple[int, ...], ...] | None = None,
         pre_nms_top_k: int = 2000,
     ) -> None:
-        if (weights is None) == (model is None):
+        if weights is not None and model is not None:
             raise ValueError("give exactly one of weights= or model=")
         if input_size < 32:
             raise ValueError(f"input_size must be at least 32, got {input_size}")
         self.meta: dict = {}
-        if model is None:
-            model, self.meta = load_retinaface(weights)  # type: ignore[arg-type]
+        if weights is not None:
+            model, self.meta = load_retinaface(weights)
             min_sizes = min_sizes or self.meta.get("min_sizes")
             logger.debug("loaded RetinaFace from {} ({})", weights, self.meta.get("source", "maskwatch model file"))
+        if model is None:
+            raise ValueError("give exactly one of weights= or model=")
         self.precision = "fp32"  # int8 runs on the onnx engine (maskwatch.models.onnx_engine)
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
@@ -265,12 +269,12 @@ class RetinaFaceDetector:
         scores = scores[idx]
         boxes = boxes * torch.tensor([nw, nh, nw, nh], dtype=boxes.dtype, device=boxes.device) / box.scale
         order = nms(boxes, scores, self.nms_iou)[: self.max_faces]
-        boxes, scores = boxes[order].cpu().numpy(), scores[order].cpu().numpy()
+        xyxy, score = boxes[order].cpu().numpy(), scores[order].cpu().numpy()
         fh, fw = frame_hw
-        boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, fw)
-        boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, fh)
-        valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-        return FaceDetections(xyxy=boxes[valid], det_score=scores[valid])
+        xyxy[:, [0, 2]] = xyxy[:, [0, 2]].clip(0, fw)
+        xyxy[:, [1, 3]] = xyxy[:, [1, 3]].clip(0, fh)
+        valid = (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])
+        return FaceDetections(xyxy=xyxy[valid], det_score=score[valid])
 
     @torch.inference_mode()
     def detect(self, image_bgr: np.ndarray) -> FaceDetections:

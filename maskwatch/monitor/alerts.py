@@ -11,12 +11,16 @@ from typing import Protocol
 
 import numpy as np
 
-from maskwatch.types import CLASS_NAMES, UNDECIDED, Event, MaskClass
+from maskwatch.types import CLASS_NAMES, UNDECIDED, Event, EventKind, MaskClass
 
 
 def utc_now() -> str:
     """The current time as ISO 8601 UTC with milliseconds (``2026-11-26T10:00:00.123Z``)."""
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+DEFAULT_ALERT_LABELS: tuple[str, ...] = tuple(c.key for c in MaskClass if c.alerts)
+"""The decided labels that alert unless configured otherwise: no mask, and a mask worn incorrectly."""
 
 
 class TrackLike(Protocol):
@@ -72,7 +76,7 @@ class AlertPolicy:
         self,
         source: str,
         *,
-        alert_labels: Iterable[str] = tuple(c.key for c in MaskClass if c.alerts),
+        alert_labels: Iterable[str] = DEFAULT_ALERT_LABELS,
         min_duration_s: float = 1.0,
         min_confidence: float = 0.0,
         cooldown_s: float = 300.0,
@@ -128,7 +132,7 @@ class AlertPolicy:
                 table.pop(track.track_id, None)
         return events
 
-    def _event(self, kind: str, frame_index: int, ts: float, track: TrackLike) -> Event:
+    def _event(self, kind: EventKind, frame_index: int, ts: float, track: TrackLike) -> Event:
         label = None if track.label == UNDECIDED else CLASS_NAMES[int(track.label)]
         return Event(
             event=kind,

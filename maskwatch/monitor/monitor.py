@@ -161,14 +161,15 @@ class Monitor:
         timings: dict[str, float] = dict(result.timings_ms) if result is not None else {}
         t0 = time.perf_counter()
         if result is not None:
-            matrix, gray = np.eye(2, 3), None
+            matrix: np.ndarray | None = np.eye(2, 3)
+            gray: np.ndarray | None = None
             if self.camera is not None:
-                image = frame.image
-                gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
+                pixels = frame.image
+                gray = cv2.cvtColor(pixels, cv2.COLOR_BGR2GRAY) if pixels.ndim == 3 else pixels
                 matrix = self.camera.update(gray)
             image = frame.image if self.tracker.reid else None
             step = self.tracker.update(result.faces, frame.index, t, image=image, cut=matrix is None)
-            if self.life is not None:
+            if self.life is not None and gray is not None:  # the camera's gray frame: there with a life meter
                 self.life.observe(gray, self.tracker.tracks, frame.index, matrix)
         else:
             step = self.tracker.predict(frame.index, t)

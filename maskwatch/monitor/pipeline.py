@@ -88,7 +88,7 @@ class FacePipeline:
         timings = {"detect_ms": (t1 - t0) * 1e3 / len(frames), "classify_ms": (t2 - t1) * 1e3 / len(frames)}
         results, start = [], 0
         for frame, faces in zip(frames, detections, strict=True):
-            if len(faces):
+            if len(faces) and prob is not None:  # one crop per face: prob has a row for each
                 faces, start = self._labelled(faces, prob[start : start + len(faces)]), start + len(faces)
             results.append(FrameResult(frame=frame, faces=faces, timings_ms=dict(timings)))
         return results

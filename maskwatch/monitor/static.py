@@ -163,7 +163,8 @@ class LifeMeter:
         signs = track.signs
         height = max(float(box[3] - box[1]), 1.0)
         signs.evidence = max(signs.evidence, float(np.hypot(*signs.drift)) / height / self.drift_frac)
-        signs.evidence = max(signs.evidence, self._moved(signs.anchor, box) / self.move_frac)
+        anchor = signs.anchor if signs.anchor is not None else box  # set on this frame at the latest
+        signs.evidence = max(signs.evidence, self._moved(anchor, box) / self.move_frac)
         if len(signs.steps) == signs.steps.maxlen:  # steadily moving, if only a little (a person in place)
             signs.evidence = max(signs.evidence, sorted(signs.steps)[len(signs.steps) // 2] / self.step_px)
         if signs.evidence >= 1.0:

@@ -20,6 +20,7 @@ occluded, crosses someone, leaves and comes back, or survives a cut stays one pe
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -72,9 +73,9 @@ class Track:
     label: int = UNDECIDED
     confidence: float = 0.0
     state: str = TENTATIVE
-    det_xyxy: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
-    mean: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
-    cov: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
+    det_xyxy: np.ndarray = field(default=None, repr=False)  # type: ignore[arg-type]
+    mean: np.ndarray = field(default=None, repr=False)  # type: ignore[arg-type]
+    cov: np.ndarray = field(default=None, repr=False)  # type: ignore[arg-type]
     votes: deque = field(default_factory=deque, repr=False)
     feature: np.ndarray | None = field(default=None, repr=False)  # appearance signature (reid)
     placed: int = 0
@@ -406,7 +407,7 @@ class FaceTracker:
         return sum(1 for t in self._alive if t.state == TENTATIVE)
 
     @staticmethod
-    def _rows(rows: list[tuple[Track, int | None]], faces: FaceDetections | None) -> FaceDetections:
+    def _rows(rows: Sequence[tuple[Track, int | None]], faces: FaceDetections | None) -> FaceDetections:
         """Output rows: the matched detection's box and score when ``faces`` is given, else the track's own.
 
         A static track (a poster) is an untracked, undecided face: drawn grey, never counted as a person.

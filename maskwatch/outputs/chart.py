@@ -108,7 +108,7 @@ def compliance_chart(
     peak = 1.0 if empty else float(counts.sum(axis=0).max())
     top = Panel(canvas, (60, 60, w - 20, int(h * 0.55)), x_range, (0, peak * 1.1))
     bottom = Panel(canvas, (60, int(h * 0.55) + 40, w - 20, h - 40), x_range, (-5, 105))
-    top.frame("people in view", np.unique(np.linspace(0, peak, min(int(peak), 4) + 1).round()))
+    top.frame("people in view", np.unique(np.linspace(0, peak, min(int(peak), 4) + 1).round()).tolist())
     bottom.frame("compliance %", (0, 25, 50, 75, 100))
     cv2.putText(canvas, "time in source (s)", (w // 2 - 60, h - 8), FONT, 0.45, INK, 1, cv2.LINE_AA)
     if empty:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import cv2
 import numpy as np
 
-from maskwatch.types import NO_TRACK, UNDECIDED, UNDECIDED_COLOR, UNDECIDED_KEY, FrameResult, MaskClass
+from maskwatch.types import NO_TRACK, UNDECIDED, UNDECIDED_KEY, ColorKey, FrameResult, MaskClass, default_colors
 
 REFERENCE_SHORT_SIDE = 480
 """``thickness`` and ``font_scale`` are what a frame with this short side gets; others are scaled to match."""
@@ -14,7 +16,7 @@ HUD_MAX_HEIGHT = 0.12
 """The HUD strip never covers more than this share of the frame height (nor more than its width)."""
 MIN_FONT_SCALE = 0.25
 
-DEFAULT_COLORS: dict[str, tuple[int, int, int]] = {c.key: c.color for c in MaskClass} | {UNDECIDED_KEY: UNDECIDED_COLOR}
+DEFAULT_COLORS: dict[ColorKey, tuple[int, int, int]] = default_colors()
 """Box colours by class name (see :class:`~maskwatch.types.MaskClass`)."""
 
 
@@ -48,7 +50,7 @@ class OverlayRenderer:
 
     def __init__(
         self,
-        colors: dict[str, tuple[int, int, int]] | None = None,
+        colors: Mapping[ColorKey, tuple[int, int, int]] | None = None,
         thickness: int = 2,
         font_scale: float = 0.5,
         hud: bool = True,
@@ -81,12 +83,15 @@ class OverlayRenderer:
             color = self.colors[label.key if label is not None else UNDECIDED_KEY]
             cv2.rectangle(canvas, (x1, y1), (x2, y2), color, thickness, cv2.LINE_AA)
             tid = int(faces.track_id[i])
-            if tid != NO_TRACK:
+            texts: tuple[str, ...]
+            if tid != NO_TRACK and label is not None:
                 texts = (f"#{tid} {label.display} {scores[i]:.0%}", f"#{tid} {label.display}", f"#{tid}")
-                texts = texts if label is not None else (f"#{tid} ...", f"#{tid}")
+            elif tid != NO_TRACK:
+                texts = (f"#{tid} ...", f"#{tid}")
+            elif label is not None:
+                texts = (f"{label.display} {scores[i]:.0%}", label.display)
             else:
-                texts = (f"{label.display} {scores[i]:.0%}", label.display) if label is not None else ()
-                texts = texts or (f"face {faces.det_score[i]:.0%}", "face")
+                texts = (f"face {faces.det_score[i]:.0%}", "face")
             self._label(canvas, texts, (x1, y1, x2, y2), color, font_scale)
         if self.hud:
             self._hud(canvas, result, fps, font_scale)

@@ -105,8 +105,8 @@ def render_markdown(report: dict, events: list[dict]) -> str:
         fps = summary.get("processing_fps")
         speed = f", processed at {_fmt(fps)} frames/s (maskwatch's speed)" if isinstance(fps, int | float) else ""
         lines.append(f"- Frames: {frames}{speed}")
-    shown = ("frames", "processing_fps", "partial", "partial_reason")
-    extra = {k: v for k, v in summary.items() if k not in shown}
+    listed = ("frames", "processing_fps", "partial", "partial_reason")
+    extra = {k: v for k, v in summary.items() if k not in listed}
     if extra:
         lines.append("- Run: " + ", ".join(f"{k} {_fmt(v)}" for k, v in extra.items()))
     if summary.get("partial"):

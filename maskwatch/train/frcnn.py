@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 import time
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -52,17 +53,17 @@ def build_frcnn(
     if arch not in ARCHS:
         raise ValueError(f"unknown Faster R-CNN arch {arch!r}; choose one of {', '.join(ARCHS)}")
     builder = getattr(det, arch)
-    attempts = [{"weights": "DEFAULT"}, {"weights": None, "weights_backbone": "DEFAULT"}] if pretrained else []
-    attempts.append({"weights": None, "weights_backbone": None})
+    attempts: list[dict[str, str | None]] = [{"weights": "DEFAULT"}, {"weights": None, "weights_backbone": "DEFAULT"}]
     model = None
-    for kwargs in attempts:
+    for kwargs in attempts if pretrained else []:
         try:
             model = builder(**kwargs, min_size=input_size, max_size=input_size)
             break
         except Exception as exc:  # no network or no cache: fall back to the next starting point
             logger.warning(f"{arch} with {kwargs} unavailable ({type(exc).__name__}); falling back")
-    if kwargs.get("weights_backbone") is None and kwargs.get("weights") is None:
+    if model is None:
         logger.warning(f"{arch} starts from random weights (from scratch)")
+        model = builder(weights=None, weights_backbone=None, min_size=input_size, max_size=input_size)
     in_features = model.roi_heads.box_predictor.cls_score.in_features
     model.roi_heads.box_predictor = FastRCNNPredictor(in_features, num_classes)
     return model
@@ -87,7 +88,7 @@ class FasterRCNNDetector(Detector):
             raise WeightsError(f"weights file {weights} holds a {arch!r} model, not a Faster R-CNN")
         meta = payload.get("meta", {})
         size = int(input_size or meta.get("input_size", 800))
-        self.model = build_frcnn(arch, pretrained=False, input_size=size)
+        self.model: Any = build_frcnn(arch, pretrained=False, input_size=size)  # torchvision's FasterRCNN
         load_state_dict_strict(self.model, payload["state_dict"], weights)
         self.model.roi_heads.nms_thresh = nms_iou
         self.model.roi_heads.score_thresh = min(score_threshold, 0.05)
@@ -199,7 +200,7 @@ def train(
         num_workers=0,
     )
     scheduler = warmup_cosine(optimizer, max(1, epochs * len(loader)), WARMUP_STEPS)
-    start, history = 0, []
+    start, history = 0, list[dict]()
     if resume is not None:
         start, history = resume_checkpoint(resume, model, optimizer, scheduler)
     ckpt_dir = Path("runs") / arch

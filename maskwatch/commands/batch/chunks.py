@@ -186,7 +186,7 @@ def link_ids(previous: dict[int, list[dict]], overlap: list[dict], min_iou: floa
         seen.update(f["track_id"] for f in mine)
         if not mine or not theirs:
             continue
-        iou = box_iou([f["box"] for f in mine], [f["box"] for f in theirs])
+        iou = box_iou(np.array([f["box"] for f in mine], np.float32), np.array([f["box"] for f in theirs], np.float32))
         for i, j in zip(*np.nonzero(iou >= min_iou), strict=True):
             votes[(mine[i]["track_id"], theirs[j]["track_id"])] += 1
     mapping: dict[int, int] = {}
@@ -317,11 +317,11 @@ def faces_from_json(faces: list[dict]) -> FaceDetections:
         if class_id[i] != UNDECIDED:
             prob[i, class_id[i]] = f["score"]
     return FaceDetections(
-        xyxy=[f["box"] for f in faces] if n else np.zeros((0, 4), np.float32),
-        det_score=[f["det_score"] for f in faces],
+        xyxy=np.array([f["box"] for f in faces], np.float32) if n else np.zeros((0, 4), np.float32),
+        det_score=np.array([f["det_score"] for f in faces], np.float32),
         class_id=class_id,
         class_prob=prob,
-        track_id=[f.get("track_id", -1) for f in faces],
+        track_id=np.array([f.get("track_id", -1) for f in faces], np.int64),
     )
 
 
@@ -402,7 +402,7 @@ def concat_videos(parts: list[Path], out: Path, fps: float, fourcc: str = "mp4v"
                     break
                 if writer is None:
                     h, w = frame.shape[:2]
-                    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*fourcc), fps, (w, h))
+                    writer = cv2.VideoWriter(str(out), cv2.VideoWriter.fourcc(*fourcc), fps, (w, h))
                     if not writer.isOpened():
                         raise OutputError(f"cannot write video {out}")
                 writer.write(frame)

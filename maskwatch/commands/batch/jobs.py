@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from loguru import logger
 
@@ -105,7 +106,7 @@ def run_batch(
     if jobs:
         _init_ray(ray, address, workers)
         task = ray.remote(num_cpus=1, max_retries=0)(_timed_task)
-        progress = ray.remote(num_cpus=0)(_Progress).remote()
+        progress: Any = ray.remote(num_cpus=0)(_Progress).remote()  # an actor handle
         cfg = str(config.resolve()) if config else None
         out_s = str(out.resolve())
         pending: dict = {}

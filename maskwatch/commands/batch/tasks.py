@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import cv2
 
@@ -154,7 +156,12 @@ def finish_task(video: str, out: str, stem: str, stitched: dict, task_s: float, 
     return done
 
 
-TASKS = {"analyse": analyse_task, "stitch": stitch_task, "render": render_task, "finish": finish_task}
+TASKS: dict[str, Callable[..., Any]] = {
+    "analyse": analyse_task,
+    "stitch": stitch_task,
+    "render": render_task,
+    "finish": finish_task,
+}
 
 
 def _write_lines(path: Path, rows: list[dict]) -> None:

@@ -27,6 +27,7 @@ from maskwatch.commands.bench.e2e import e2e_figures
 from maskwatch.commands.bench.process import process_figures
 from maskwatch.config import Config
 from maskwatch.errors import MaskwatchError, SourceError
+from maskwatch.models.base import Classifier, Detector
 
 BENCH_SIZE_WH = (640, 480)
 
@@ -110,7 +111,7 @@ def synthetic_frames(frames: int) -> list[np.ndarray]:
 
 
 def write_clip(frames: list[np.ndarray], path: Path, fps: float = 25.0) -> Path:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, BENCH_SIZE_WH)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, BENCH_SIZE_WH)
     for frame in frames:
         writer.write(frame)
     writer.release()
@@ -151,11 +152,11 @@ def onnx_int8_files(cfg: Config) -> tuple[Path, Path] | None:
     """The int8 ONNX detector and classifier files (``*.onnx_int8_weights``) when both exist, else None."""
     from maskwatch.models.manifest import resolve_weights
 
-    names = (getattr(cfg.detector, "onnx_int8_weights", None), getattr(cfg.classifier, "onnx_int8_weights", None))
-    if not all(names):
-        return None
-    paths = tuple(resolve_weights(n) for n in names)
-    return paths if all(p.is_file() for p in paths) else None  # type: ignore[return-value]
+    detector, classifier = (
+        resolve_weights(cfg.detector.onnx_int8_weights),
+        resolve_weights(cfg.classifier.onnx_int8_weights),
+    )
+    return (detector, classifier) if detector.is_file() and classifier.is_file() else None
 
 
 def engines(cfg: Config) -> dict[str, str | None]:
@@ -169,10 +170,14 @@ def engines(cfg: Config) -> dict[str, str | None]:
     }
 
 
-def load_models(cfg: Config, engine: str, precision: str):
+def load_models(cfg: Config, engine: str | None, precision: str) -> tuple[Detector, Classifier]:
     """(detector, classifier) of ``engine`` at ``precision`` from the config's files, each checked to be that
-    precision."""
+    precision; ``engine`` None: nothing runs that precision here (see :func:`engines`)."""
     d = cfg.detector
+    det: Detector
+    cls: Classifier
+    if engine is None:
+        raise MaskwatchError(f"no {precision} model files to time (make the int8 ones with `maskwatch quantize`)")
     if engine == "onnx":
         from maskwatch.models.onnx_engine import OnnxMaskClassifier
         from maskwatch.models.registry import load_onnx_detector
@@ -182,8 +187,14 @@ def load_models(cfg: Config, engine: str, precision: str):
         if files is None:
             raise MaskwatchError("no int8 ONNX model files to time (make them with `maskwatch quantize`)")
         threads = onnx_threads(cfg)
-        kw = {"score_threshold": d.score_threshold, "nms_iou": d.nms_iou, "max_faces": d.max_faces}
-        det = load_onnx_detector(files[0], input_size=d.input_size, threads=threads, **kw)
+        det = load_onnx_detector(
+            files[0],
+            input_size=d.input_size,
+            threads=threads,
+            score_threshold=d.score_threshold,
+            nms_iou=d.nms_iou,
+            max_faces=d.max_faces,
+        )
         cls = OnnxMaskClassifier(files[1], threads=threads)
     else:
         from maskwatch.models.classifier import MaskClassifier
@@ -192,8 +203,13 @@ def load_models(cfg: Config, engine: str, precision: str):
         if precision == "int8":
             raise MaskwatchError("the torch engine runs fp32 only; int8 runs on the onnx engine")
         files = (d.weights, cfg.classifier.weights)
-        kw = {"score_threshold": d.score_threshold, "nms_iou": d.nms_iou, "max_faces": d.max_faces}
-        det = load_detector(files[0], input_size=d.input_size, **kw)
+        det = load_detector(
+            files[0],
+            input_size=d.input_size,
+            score_threshold=d.score_threshold,
+            nms_iou=d.nms_iou,
+            max_faces=d.max_faces,
+        )
         cls = MaskClassifier(files[1])
     for model in (det, cls):
         if getattr(model, "precision", precision) != precision:

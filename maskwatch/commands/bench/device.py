@@ -43,7 +43,7 @@ def _synced(fn: Callable[[], object], device: str) -> Callable[[], None]:
 def _clip(frames: list[np.ndarray], path: Path, fps: float = 25.0) -> tuple[Path, float]:
     """Write ``frames`` as an mp4v clip; returns the path and the encode rate (frames per second)."""
     h, w = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (w, h))
     t0 = time.perf_counter()
     for frame in frames:
         writer.write(frame)
@@ -112,7 +112,7 @@ def device_bench(
     for w, h in sizes:
         entry: dict = {key: {b: timed[(key, (w, h), b)] for b in batches} for key in ("detector_ms", "classifier_ms")}
         per_frame = {b: entry["detector_ms"][b]["median_ms"] / b for b in batches}
-        best = min(per_frame, key=per_frame.get)
+        best = min(per_frame, key=lambda b: per_frame[b])
         entry["best_batch"] = best
         entry["detector_ms_per_frame"] = {"batch_1": per_frame[batches[0]], "best": per_frame[best]}
         with tempfile.TemporaryDirectory() as tmp:
@@ -129,7 +129,7 @@ def device_bench(
             "encode (CPU)": entry["encode_fps"],
             "models (batched)": 1000.0 / (per_frame[best] + entry["classifier_ms"][batches[0]]["median_ms"]),
         }
-        entry["bound_by"] = min(stages, key=stages.get)
+        entry["bound_by"] = min(stages, key=lambda k: stages[k])
         result["sizes"][f"{w}x{h}"] = entry
     return result
 

@@ -42,7 +42,8 @@ def _stage_costs(cfg: Config, video: Path, frames: int, threads: int) -> dict:
     from maskwatch.wiring.outputs import build_renderer, output_fourcc
 
     cap = cv2.VideoCapture(str(video))
-    images, decode = [], []
+    images: list[np.ndarray] = []
+    decode: list[float] = []
     while len(images) < frames:
         t0 = time.perf_counter()
         ok, image = cap.read()
@@ -70,7 +71,7 @@ def _stage_costs(cfg: Config, video: Path, frames: int, threads: int) -> dict:
         render.append((time.perf_counter() - t0) * 1e3)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out.mp4"
-        writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*output_fourcc(cfg)), fps, (w, h))
+        writer = cv2.VideoWriter(str(out), cv2.VideoWriter.fourcc(*output_fourcc(cfg)), fps, (w, h))
         for image in annotated:
             t0 = time.perf_counter()
             writer.write(image)

@@ -215,7 +215,7 @@ def _mot_accumulator(truth: ClipTruth, hyps, assoc: _Associations):
                     dropped.add(h)
         if acc is None:
             continue
-        keep = [h for h in range(len(tracks)) if h not in dropped]
+        keep = np.array([h for h in range(len(tracks)) if h not in dropped], np.intp)
         dist = 1.0 - iou[np.ix_(considered, keep)] if iou.size else np.zeros((int(considered.sum()), len(keep)))
         dist = np.where(dist <= 1.0 - MATCH_IOU, dist, np.nan)
         acc.update(list(ids[considered]), [tracks[h] for h in keep], dist, frameid=frame)
