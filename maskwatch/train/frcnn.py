@@ -13,13 +13,13 @@ from __future__ import annotations
 import random
 import time
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
 import torch
 from loguru import logger
 from torch.utils.data import DataLoader, Dataset
+from torchvision.models.detection import FasterRCNN
 from tqdm import tqdm
 
 from maskwatch.data.voc import AnnotatedImage, read_voc
@@ -41,7 +41,7 @@ torchvision's default (800 / 1333) would upscale these scenes about 2.8x in pixe
 
 def build_frcnn(
     arch: str, pretrained: bool = True, num_classes: int = 2, input_size: int = DEFAULT_INPUT_SIZE
-) -> torch.nn.Module:
+) -> FasterRCNN:
     """A torchvision Faster R-CNN with a ``num_classes`` head (background + face) at ``input_size`` px.
 
     With ``pretrained`` the COCO weights are fetched through torchvision (cached in ``$TORCH_HOME``);
@@ -88,7 +88,7 @@ class FasterRCNNDetector(Detector):
             raise WeightsError(f"weights file {weights} holds a {arch!r} model, not a Faster R-CNN")
         meta = payload.get("meta", {})
         size = int(input_size or meta.get("input_size", 800))
-        self.model: Any = build_frcnn(arch, pretrained=False, input_size=size)  # torchvision's FasterRCNN
+        self.model = build_frcnn(arch, pretrained=False, input_size=size)
         load_state_dict_strict(self.model, payload["state_dict"], weights)
         self.model.roi_heads.nms_thresh = nms_iou
         self.model.roi_heads.score_thresh = min(score_threshold, 0.05)
