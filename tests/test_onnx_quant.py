@@ -255,7 +255,7 @@ def test_quantize_command_errors_are_one_line(fp32: Path, tmp_path: Path) -> Non
 def test_quantize_parser_has_no_qat() -> None:
     from maskwatch.cli import _parser
 
-    args = _parser().parse_args(["quantize"])
+    args = _parser().parse_args(["quantize", "--data", "voc"])
     assert (args.detector, args.classifier, args.calib) == ("detector.onnx", "classifier.onnx", 64)
     with pytest.raises(SystemExit):
         _parser().parse_args(["quantize", "--qat-epochs", "1"])

@@ -93,7 +93,7 @@ def run_variant(kind: str, clip: Path, yunet: Path, out: Path) -> dict:
     if done.returncode != 0:
         raise SystemExit(f"{kind} failed:\n{done.stderr[-2000:]}")
     if kind == "maskwatch":
-        line = next(x for x in done.stderr.splitlines() if " done: " in x)  # "done: N frames in S s (F fps)"
+        line = next(x for x in done.stderr.splitlines() if " done: " in x)  # "done: N frames in S s (…)"
         words = line.split()
         frames = int(words[words.index("done:") + 1])
         loop_s = float(words[words.index("in") + 1])

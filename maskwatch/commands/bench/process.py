@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-_DONE = re.compile(r"done: (\d+) frames in ([\d.]+) s \(([\d.]+) fps\)")
+_DONE = re.compile(r"done: (\d+) frames in ([\d.]+) s \(processed at ([\d.]+) frames/s\)")
 
 
 def _run(args: list[str]) -> tuple[float, float, str]:
