@@ -36,6 +36,7 @@ def _batch(*args: str) -> subprocess.CompletedProcess:
     return maskwatch("batch", *args, timeout=600)
 
 
+@pytest.mark.slow
 def test_batch_on_local_ray_with_a_corrupt_video_and_a_rerun(tmp_path):
     pytest.importorskip("ray")
     videos = tmp_path / "videos"

@@ -52,6 +52,7 @@ def test_e2e_figures_time_the_default_beside_detect_every_1(tmp_path):
     assert ref["frames"] == 12 and ref["same_count"] == 1.0 and ref["same_people_labels"]
 
 
+@pytest.mark.slow
 def test_bench_json_defaults_to_onnx_and_reports_end_to_end_fps(tmp_path):
     from maskwatch.cli import main
 

@@ -115,6 +115,7 @@ def test_classifier_matches_torch(classifier: tuple[nn.Module, Path], batch: int
         np.testing.assert_allclose(logits, net.fused_for_inference()(x).numpy(), rtol=0, atol=tol)
 
 
+@pytest.mark.slow
 def test_export_is_deterministic_and_eval_mode(tmp_path: Path) -> None:
     import onnx
 

@@ -76,6 +76,7 @@ def test_torch_engine_refuses_int8_model_files(tmp_path):
     assert "\n" not in str(error.value)
 
 
+@pytest.mark.slow
 def test_quantize_command_exports_pt_files_first(tmp_path):
     """``maskwatch quantize`` from the shipped .pt files on a tiny synthetic VOC set: int8 ONNX files that load."""
     pytest.importorskip("onnxruntime")
@@ -98,6 +99,7 @@ def test_quantize_command_exports_pt_files_first(tmp_path):
     assert "detector_int8.onnx" in (out / "SHA256SUMS").read_text()
 
 
+@pytest.mark.slow
 def test_bench_writes_json(tmp_path):
     from maskwatch.cli import main
     from tests.conftest import write_video
@@ -111,6 +113,7 @@ def test_bench_writes_json(tmp_path):
         assert {"fp32_ms", "int8_ms", "fp32_bytes", "int8_bytes"} <= set(result[name])
 
 
+@pytest.mark.slow
 def test_seed_frcnn_timing_runs_offline():
     from maskwatch.commands.bench.core import seed_frcnn_ms
 

@@ -179,6 +179,7 @@ def _write_tiny_voc(root: Path, n: int = 4) -> None:
     (root / "val.txt").write_text("s3\n")
 
 
+@pytest.mark.slow
 def test_two_step_training_run(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)  # checkpoints go to ./runs/detector
     data = tmp_path / "voc"
