@@ -289,9 +289,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         preset = get_preset(kind, args.preset)  # an unknown name fails here, before any data is read
         common.update({"recipe": preset} if kind == "classifier" else {"preset": args.preset})
     if args.model == "classifier":
-        from maskwatch.train.classifier import train
+        from maskwatch.train import classifier
 
-        path = train(
+        path = classifier.train(
             **common,
             extra_crops=args.crops,
             detector=args.mine_with or _shipped_detector(),
@@ -300,13 +300,13 @@ def cmd_train(args: argparse.Namespace) -> int:
             teacher=args.teacher,
         )
     elif args.arch == "retinaface_mnet025":
-        from maskwatch.train.detector import train
+        from maskwatch.train import detector
 
-        path = train(**common, init=_init(args.init), pseudo=args.pseudo)
+        path = detector.train(**common, init=_init(args.init), pseudo=args.pseudo)
     else:
-        from maskwatch.train.frcnn import train
+        from maskwatch.train import frcnn
 
-        path = train(**common, arch=args.arch)
+        path = frcnn.train(**common, arch=args.arch)
     logger.info(f"wrote {path}")
     return EXIT_OK
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -172,7 +173,7 @@ def training_samples(
 def make_loader(dataset: TrainCrops, weights: torch.Tensor, batch_size: int, recipe: Recipe, generator) -> DataLoader:
     """Batches of ``recipe.samples_per_epoch`` weighted draws with replacement (at most 4 per sample on average)."""
     n_draws = max(batch_size, min(recipe.samples_per_epoch, 4 * len(dataset)))
-    sampler = WeightedRandomSampler(weights, n_draws, replacement=True, generator=generator)
+    sampler = WeightedRandomSampler(weights.tolist(), n_draws, replacement=True, generator=generator)
     return DataLoader(
         dataset, batch_size=batch_size, sampler=sampler, num_workers=0, drop_last=len(dataset) > batch_size
     )
@@ -304,7 +305,7 @@ def train(
         "input_size": input_size,
         "batch_size": batch_size,
         "seed": seed,
-        "pretrained": Path(pretrained).name if use_pretrained else None,
+        "pretrained": Path(pretrained).name if use_pretrained and pretrained is not None else None,
         "arch": arch,
         "teacher": str(teacher) if teacher else None,
         "distill": list(distill) if teacher else None,
@@ -317,7 +318,8 @@ def train(
         sampler_gen.manual_seed(seed * 1000 + epoch)
         t0 = time.perf_counter()
         loss = train_one_epoch(net, loader, optimizer, scheduler, criterion, dev, epoch, teacher_net)
-        record = {"epoch": epoch, "train_loss": round(loss, 5), "seconds": round(time.perf_counter() - t0, 1)}
+        record: dict[str, Any] = {"epoch": epoch, "train_loss": round(loss, 5)}
+        record["seconds"] = round(time.perf_counter() - t0, 1)
         if len(val_y):
             record["val"] = evaluate(net, val_x, val_y, dev)
             record["val_non_face"] = non_face_rates(net, val_bg, dev)

@@ -11,6 +11,7 @@ Validation uses the val split's boxes cut with the pipeline's margin and no jitt
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +54,12 @@ class Recipe:
     margin: float = DEFAULT_CROP_MARGIN
 
 
+def box4(box: Sequence[float] | np.ndarray) -> tuple[float, float, float, float]:
+    """A box (x1, y1, x2, y2) as four plain floats."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    return x1, y1, x2, y2
+
+
 @dataclass(frozen=True)
 class Sample:
     """One training crop: a scene box (``box`` set) or a whole extra crop (``box`` None).
@@ -84,7 +91,7 @@ def voc_samples(scenes: list[AnnotatedImage], min_side: float) -> list[Sample]:
     for scene in scenes:
         for box, label in zip(scene.xyxy, scene.class_id, strict=True):
             if min(box[2] - box[0], box[3] - box[1]) >= min_side:
-                out.append(Sample(scene.image_path, int(label), tuple(float(v) for v in box)))
+                out.append(Sample(scene.image_path, int(label), box4(box)))
     return out
 
 
@@ -157,8 +164,9 @@ def augment(crop: np.ndarray, rng: np.random.Generator, downscale_p: float) -> n
     out = np.clip(img, 0, 255).astype(np.uint8)
     if rng.random() < 0.2:
         ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(30, 90))])
-        if ok:
-            out = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+        decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR) if ok else None
+        if decoded is not None:
+            out = decoded.astype(np.uint8)
     return out
 
 

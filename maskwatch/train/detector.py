@@ -36,7 +36,7 @@ from maskwatch.models.retinaface import (
 from maskwatch.models.weights import save_model_file
 from maskwatch.train.engine import optimisation_step, save_checkpoint, seed_everything, warmup_cosine
 from maskwatch.train.engine import resume as resume_checkpoint
-from maskwatch.train.presets import RetinaFacePreset, get_preset
+from maskwatch.train.presets import RetinaFacePreset, retinaface_preset
 from maskwatch.types import CLASS_NAMES
 
 TRAIN_MIN_SIZES = (PRETRAINED_MIN_SIZES[0], PRETRAINED_MIN_SIZES[1], (128, 384))
@@ -67,17 +67,17 @@ class Settings:
 # --- augmentation
 def photometric(image: np.ndarray, rng: random.Random) -> np.ndarray:
     """Random brightness, contrast, saturation and hue changes (each with probability 1/2)."""
-    img = image.astype(np.float32)
+    pixels = image.astype(np.float32)
     if rng.random() < 0.5:
-        img += rng.uniform(-32, 32)
+        pixels += rng.uniform(-32, 32)
     if rng.random() < 0.5:
-        img *= rng.uniform(0.6, 1.4)
-    img = np.clip(img, 0, 255).astype(np.uint8)
+        pixels *= rng.uniform(0.6, 1.4)
+    img = np.clip(pixels, 0, 255).astype(np.uint8)
     if rng.random() < 0.5:
         hsv = cv2.cvtColor(img, cv2.COLOR_BGR2HSV).astype(np.int16)
         hsv[..., 0] = (hsv[..., 0] + rng.randint(-9, 9)) % 180
         hsv[..., 1] = np.clip(hsv[..., 1] * rng.uniform(0.6, 1.4), 0, 255)
-        img = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2BGR)
+        img = np.asarray(cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2BGR), np.uint8)
     return img
 
 
@@ -393,7 +393,7 @@ def train(
     The last epoch's model is written (not the best val epoch: val is for measurement only).
     """
     s = Settings(input_size=input_size, crop_size=min(crop_size, input_size), batch_size=batch_size, lr=lr, seed=seed)
-    s = replace(s, augmentation=get_preset("retinaface", preset))
+    s = replace(s, augmentation=retinaface_preset(preset))
     seed_everything(seed)
     rng = random.Random(seed)
     dev = torch.device(device)
@@ -413,7 +413,7 @@ def train(
     total_steps = max(1, epochs * math.ceil(len(items) / s.batch_size))
 
     scheduler = warmup_cosine(optimizer, total_steps, s.warmup_steps)
-    start_epoch, history = 0, []
+    start_epoch, history = 0, list[dict]()
     if resume is not None:
         start_epoch, history = resume_checkpoint(resume, model, optimizer, scheduler)
         rng.seed(seed + start_epoch)

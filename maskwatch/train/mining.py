@@ -21,7 +21,7 @@ from maskwatch.data.voc import AnnotatedImage
 from maskwatch.errors import MaskwatchError
 from maskwatch.metrics import box_iou
 from maskwatch.monitor.crop import DEFAULT_CROP_MARGIN
-from maskwatch.train.classifier_crops import NOT_A_FACE, Sample
+from maskwatch.train.classifier_crops import NOT_A_FACE, Sample, box4
 
 
 def detector_samples(
@@ -41,7 +41,7 @@ def detector_samples(
         boxes = boxes[np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) >= min_side]
         iou = box_iou(boxes, scene.xyxy) if len(scene.xyxy) else np.zeros((len(boxes), 0))
         for i, box in enumerate(boxes):
-            as_tuple = tuple(float(v) for v in box)
+            as_tuple = box4(box)
             if iou.shape[1] and iou[i].max() >= 0.5:
                 label = int(scene.class_id[int(iou[i].argmax())])
                 faces.append(Sample(scene.image_path, label, as_tuple, jitter=False))
@@ -57,5 +57,5 @@ def background_samples(scenes: list[AnnotatedImage], per_scene: int, seed: int) 
     out = []
     for scene in scenes:
         for box in background_boxes(scene.size_wh, scene.xyxy, per_scene, rng):
-            out.append(Sample(scene.image_path, NOT_A_FACE, tuple(float(v) for v in box)))
+            out.append(Sample(scene.image_path, NOT_A_FACE, box4(box)))
     return out

@@ -74,6 +74,14 @@ def get_preset(kind: str, name: str) -> object:
     return kinds[kind][name]
 
 
+def retinaface_preset(name: str) -> RetinaFacePreset:
+    """The RetinaFace trainer's preset ``name`` (:func:`get_preset` with its type)."""
+    preset = get_preset("retinaface", name)
+    if not isinstance(preset, RetinaFacePreset):
+        raise TypeError(f"retinaface preset {name!r} is a {type(preset).__name__}")
+    return preset
+
+
 def as_plain(preset: object) -> dict:
     """The preset's fields as plain values (tuples as lists), for checkpoints and model files."""
     if not is_dataclass(preset) or isinstance(preset, type):
