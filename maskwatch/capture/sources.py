@@ -105,6 +105,7 @@ class VideoFileSource(Source):
     def read(self) -> RawFrame | None:
         if self.stop is not None and self.first_index + self.frames_read >= self.stop:
             return None
+        frame: np.ndarray | None
         if self._pending is not None:
             frame, self._pending = self._pending, None
         else:
@@ -247,8 +248,7 @@ class LiveSource(Source):
             raise SourceError(f"cannot open {what}: no such device or the stream is unreachable")
         fps = self._cap.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps) if fps and 0 < fps < 1000 else 25.0
-        http = isinstance(spec, str) and spec.lower().startswith(("http://", "https://"))
-        self.recording = http and int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT)) > 0
+        self.recording = isinstance(spec, str) and _is_http(spec) and int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT)) > 0
         """A URL of a finite recording (the container announces a frame count), not a live stream."""
 
     def read(self) -> RawFrame | None:
@@ -319,7 +319,7 @@ def open_source(
     if index is not None or is_live_spec(spec):
         target: str | int = index if index is not None else spec
         live = LiveSource(target, open_timeout_s)
-        if live.recording:  # a file served over HTTP ends: read it once, as a file
+        if _is_http(spec) and live.recording:  # a file served over HTTP ends: read it once, as a file
             live.close()
             return _file_source(VideoFileSource(spec), realtime)
         if not reconnect:
@@ -346,6 +346,10 @@ def open_source(
             raise SourceError(f"cannot read image {path}: {unreadable_reason(path)}")
         return ImageFilesSource([path], name=str(path))
     return _file_source(VideoFileSource(path), realtime)
+
+
+def _is_http(spec: str) -> bool:
+    return spec.lower().startswith(("http://", "https://"))
 
 
 def _file_source(video: VideoFileSource, realtime: bool) -> Source:
