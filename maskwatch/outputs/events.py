@@ -158,7 +158,7 @@ class Snapshots:
             folder.mkdir(exist_ok=True)
             tmp = target.with_name(f".{target.stem}.partial.jpg")
             ok, data = cv2.imencode(".jpg", crop) if crop.size else (False, None)
-            if not ok:
+            if not ok or data is None:
                 raise OSError("image not written")
             tmp.write_bytes(data.tobytes())  # by Python: OpenCV crashes on a folder name that is not UTF-8
             os.replace(tmp, target)

@@ -47,6 +47,9 @@ class _ClosingSink:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def close(self) -> None:
+        """Finalize the output (each sink says how)."""
+
 
 def check_writable(path: Path, inputs: tuple[Path, ...] = ()) -> None:
     """Fail early if ``path`` cannot be written or would overwrite an input."""
@@ -152,7 +155,7 @@ class VideoSink(_ClosingSink):
             logger.info(f"{self.path}: written {w + w % 2}x{h + h % 2} (the {w}x{h} frames with one edge "
                         "column/row repeated: video encoders need even sizes)")  # fmt: skip
         remove_stale_partials(self.path)
-        fourcc = cv2.VideoWriter_fourcc(*self.fourcc)
+        fourcc = cv2.VideoWriter.fourcc(*self.fourcc)
         self._writer = cv2.VideoWriter(str(self.partial_path), fourcc, self.fps, (w + w % 2, h + h % 2))
         if not self._writer.isOpened():
             self._writer = None
@@ -172,6 +175,8 @@ class VideoSink(_ClosingSink):
             self._encode(self._last)
 
     def _encode(self, image: np.ndarray) -> None:
+        if self._writer is None:
+            raise OutputError(f"video {self.path} is closed")
         if self.frames_encoded % self.check_every == 0:
             self._check_space()
         self._writer.write(image)
@@ -325,6 +330,7 @@ def _x11_reachable(display: str, timeout_s: float = 2.0) -> bool:
     if not found:
         return False
     host, number = found.group(2), int(found.group(3))
+    addresses: list[tuple[socket.AddressFamily, str | tuple[str, int]]]
     if host in ("", "unix"):
         addresses = [(socket.AF_UNIX, f"\0/tmp/.X11-unix/X{number}"), (socket.AF_UNIX, f"/tmp/.X11-unix/X{number}")]
     else:

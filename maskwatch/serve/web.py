@@ -227,7 +227,8 @@ class WebView:
         self._cond = threading.Condition()
         self._closed = threading.Event()
         # the latest frame per source; one unnamed channel for a single source, else one per name, first is default
-        self._channels = {name: _Channel() for name in (sources or [None])}
+        names: list[str | None] = list(sources) if sources else [None]
+        self._channels = {name: _Channel() for name in names}
         self._default = next(iter(self._channels))
         self._jpeg_lock = threading.Lock()
         self.clients = 0
