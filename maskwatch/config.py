@@ -154,20 +154,29 @@ class TrackingConfig(_Section):
     )
     new_track_score: float = Field(0.6, gt=0.0, le=1.0, description="Minimum detector score to start a new track.")
     match_iou: float = Field(0.3, gt=0.0, lt=1.0, description="Minimum IoU between a track and a detection to match.")
-    min_hits: int = Field(3, ge=1, le=100, description="Detections needed before a track counts as a person.")
-    max_lost: int = Field(
-        30, ge=1, le=10000, description="Frames a person may be unseen (occlusion) and keep the same id."
+    min_hits: int = Field(
+        3,
+        ge=1,
+        le=100,
+        description="Detections needed before a track counts as a person (at 25 fps; see detect_every).",
     )
-    vote_window: int = Field(15, ge=1, le=1000, description="Recent classifications a track's label is voted over.")
+    max_lost: int = Field(
+        30, ge=1, le=10000, description="Frames (at 25 fps) a person may be unseen (occlusion) and keep the same id."
+    )
+    vote_window: int = Field(
+        15, ge=1, le=1000, description="Recent classifications (at 25 fps) a track's label is voted over."
+    )
     vote_threshold: float = Field(
         0.6, gt=0.0, le=1.0, description="Share of the window's votes a class needs to become the track's label."
     )
-    min_votes: int = Field(3, ge=1, le=1000, description="Votes needed before a track's label is decided.")
+    min_votes: int = Field(3, ge=1, le=1000, description="Votes needed (at 25 fps) before a track's label is decided.")
     detect_every: int = Field(
         4,
         ge=1,
         le=100,
-        description="Run the detector on every Nth frame, the tracker carries the boxes in between (1 = every frame).",
+        description="Run the detector on every Nth frame, the tracker carries the boxes in between (1 = every frame). "
+        "This and the other counts of frames and detections here are for a 25-fps source: at another frame rate "
+        "each becomes the count that lasts as long (a 2-fps camera detects on every frame).",
     )
     auto_stride: bool = Field(
         True,
