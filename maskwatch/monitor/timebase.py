@@ -36,10 +36,11 @@ def frame_rules(
     """The counts that last at ``fps`` what the configured ones last at :data:`REFERENCE_FPS`.
 
     Confirmation and decision keep at least two detections where two or more are configured (one frame alone is
-    never a person), and a track always survives the frames between two detector runs.
+    never a person), and a track always survives the frames between two detector runs. ``detect_every`` 1 stays
+    1 (detect on every frame, at any rate).
     """
     fps = fps if fps and fps > 0 else REFERENCE_FPS
-    every = max(1, round(detect_every * fps / REFERENCE_FPS))
+    every = 1 if detect_every == 1 else max(1, round(detect_every * fps / REFERENCE_FPS))  # 1: every frame
     detections = (fps / every) / (REFERENCE_FPS / detect_every)  # detections per second against the reference
 
     def scaled(count: int) -> int:
