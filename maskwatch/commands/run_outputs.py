@@ -65,15 +65,14 @@ def check_distinct(files: Sequence[tuple[str, Path]]) -> None:
 
 def output_sinks(cfg: Config, args: argparse.Namespace, sources: Sequence[Source], *, many: bool) -> list[Sink | None]:
     """Each source's ``--output`` sink, not yet entered (None without ``--output``): one source writes the video or
-    images named; several write ``OUTPUT/<source>.mp4`` each. A video is encoded on a second core."""
+    images named; several write ``OUTPUT/<source>.mp4`` each."""
     out = args.output
     if out is None:
         return [None for _ in sources]
     if many:
         out.mkdir(exist_ok=True)
         return [build_video_sink(cfg, out / f"{source.name}.mp4", source.fps) for source in sources]
-    sink = build_output_sink(cfg, out, sources[0])
-    return [BackgroundSink(sink, name=str(out)) if isinstance(sink, VideoSink) else sink]
+    return [build_output_sink(cfg, out, sources[0])]
 
 
 def wire_sinks(
@@ -92,6 +91,8 @@ def wire_sinks(
     outputs (one fan-out). Returns the shared sinks."""
     for lane, output in zip(lanes, outputs, strict=True):
         if output is not None:
+            if not many and isinstance(output, VideoSink):  # encode on a second core, beside the next detection
+                output = BackgroundSink(output, name=str(args.output))
             lane.sinks.append(output)
             stack.callback(output.close)
     shared: list[Sink] = []
