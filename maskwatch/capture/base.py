@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import Generic, NamedTuple, Protocol, TypeVar, overload
 
 import numpy as np
+
+T = TypeVar("T")
 
 
 class RawFrame(NamedTuple):
@@ -45,9 +47,6 @@ class Source(Protocol):
     """The source waits out stalls itself (reopening the device), so a silence is not the end of the run."""
     outages: int = 0
     """Times the source was lost (and reopened)."""
-    connected: bool = True
-    downtime_s: float = 0.0
-    """Seconds spent disconnected so far."""
     truncated: bool = False
     """The input ended before the frame count its header announces (a truncated or damaged file); known at its end."""
     frames_lost: int = 0
@@ -57,6 +56,42 @@ class Source(Protocol):
     paths: Sequence[Path] = ()
     """The files this source reads (none for cameras and streams)."""
 
+    @property
+    def connected(self) -> bool:
+        """Whether frames can arrive now (a reconnecting source is not, while it is down)."""
+        return True
+
+    @property
+    def downtime_s(self) -> float:
+        """Seconds spent disconnected so far."""
+        return 0.0
+
     def read(self) -> RawFrame | None: ...
 
     def close(self) -> None: ...
+
+
+class Forwarded(Generic[T]):
+    """A :class:`Source` attribute of a source that wraps another: read from, and written to, the wrapped
+    source (the attribute named ``via``), so the wrapper never holds a stale copy."""
+
+    def __init__(self, via: str = "inner") -> None:
+        self.via = via
+        self.attr = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.attr = name
+
+    @overload
+    def __get__(self, obj: None, objtype: type | None = None) -> Forwarded[T]: ...
+
+    @overload
+    def __get__(self, obj: object, objtype: type | None = None) -> T: ...
+
+    def __get__(self, obj: object | None, objtype: type | None = None) -> Forwarded[T] | T:
+        if obj is None:
+            return self
+        return getattr(getattr(obj, self.via), self.attr)
+
+    def __set__(self, obj: object, value: T) -> None:
+        setattr(getattr(obj, self.via), self.attr, value)

@@ -43,7 +43,8 @@ class ReconnectingSource(Source):
         self.stall_s, self.backoff_s, self.max_backoff_s = stall_s, backoff_s, max_backoff_s
         self.outages = 0
         self._inner: Source | None = first
-        self._fps = float(first.fps) if first is not None else 25.0
+        self.fps = float(first.fps) if first is not None else 25.0
+        """The frame rate of the source as last opened (25 until it opens)."""
         self._lock = threading.Lock()
         self._closed = self._error_logged = False
         self._last_frame_at = self._next_try_at = clock()
@@ -55,11 +56,6 @@ class ReconnectingSource(Source):
     @property
     def connected(self) -> bool:
         return self._inner is not None
-
-    @property
-    def fps(self) -> float:
-        inner = self._inner
-        return float(inner.fps) if inner is not None else self._fps
 
     @property
     def downtime_s(self) -> float:
@@ -88,7 +84,7 @@ class ReconnectingSource(Source):
         if now - self._last_frame_at >= self.stall_s:
             logger.warning(f"lost {self.name}: no frames for {now - self._last_frame_at:.1f} s; reconnecting")
             with self._lock:
-                self._inner, self._fps = None, float(inner.fps)
+                self._inner, self.fps = None, float(inner.fps)
                 self.outages += 1
                 # down since its last frame, not since the stall was noticed: a read that blocked through the
                 # whole outage (OpenCV's read timeout) would otherwise leave a reopen at once counting 0 s
@@ -115,7 +111,7 @@ class ReconnectingSource(Source):
             if not self._closed:
                 outage = now - self._down_since if self._down_since is not None else 0.0
                 self._downtime += max(outage, 0.0)
-                self._inner, self._fps, self._down_since = source, float(source.fps), None
+                self._inner, self.fps, self._down_since = source, float(source.fps), None
                 self._last_frame_at, self._error_logged, self._backoff = now, False, self.backoff_s
         if self._inner is not source:  # closed while the opener ran
             _close_quietly(source, self.name)

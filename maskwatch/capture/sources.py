@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 from loguru import logger
 
-from maskwatch.capture.base import RawFrame, Source
+from maskwatch.capture.base import Forwarded, RawFrame, Source
 from maskwatch.capture.formats import IMAGE_FORMATS, OpenCVName, matroska_durations, quiet_opencv, sniff
 from maskwatch.capture.images import read_image, to_bgr8
 from maskwatch.capture.resolve import camera_index, find_path, folder_images, unreadable_reason
@@ -264,6 +264,8 @@ class RealtimeFileSource(Source):
 
     is_live = True
     finite = True
+    truncated: Forwarded[bool] = Forwarded("video")
+    frames_lost: Forwarded[int] = Forwarded("video")
 
     def __init__(self, video: VideoFileSource) -> None:
         self.video = video
@@ -274,14 +276,6 @@ class RealtimeFileSource(Source):
         self.paths = video.paths
         self._start: float | None = None
         self._sent = 0
-
-    @property
-    def truncated(self) -> bool:
-        return self.video.truncated
-
-    @property
-    def frames_lost(self) -> int:
-        return self.video.frames_lost
 
     def read(self) -> RawFrame | None:
         if self._start is None:

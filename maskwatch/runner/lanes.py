@@ -22,7 +22,7 @@ import numpy as np
 from loguru import logger
 from tqdm import tqdm
 
-from maskwatch.capture.base import RawFrame, Source
+from maskwatch.capture.base import Forwarded, RawFrame, Source
 from maskwatch.errors import MaskwatchError, SourceError
 from maskwatch.outputs.render import OverlayRenderer
 from maskwatch.outputs.sinks import Sink
@@ -36,37 +36,21 @@ class NamedSource(Source):
     Everything else (``is_live``, ``fps``, ``outages``, ``connected``, ``reconnects`` …) is the wrapped source's.
     """
 
+    is_live: Forwarded[bool] = Forwarded()
+    finite: Forwarded[bool] = Forwarded()
+    fps: Forwarded[float] = Forwarded()
+    frame_count: Forwarded[int | None] = Forwarded()
+    first_index: Forwarded[int] = Forwarded()
+    reconnects: Forwarded[bool] = Forwarded()
+    outages: Forwarded[int] = Forwarded()
+    truncated: Forwarded[bool] = Forwarded()
+    frames_lost: Forwarded[int] = Forwarded()
+    skipped: Forwarded[Sequence[Path]] = Forwarded()
+    paths: Forwarded[Sequence[Path]] = Forwarded()
+
     def __init__(self, inner: Source, name: str) -> None:
         self.inner = inner
         self.name = name
-
-    @property
-    def is_live(self) -> bool:
-        return self.inner.is_live
-
-    @property
-    def finite(self) -> bool:
-        return self.inner.finite
-
-    @property
-    def fps(self) -> float:
-        return self.inner.fps
-
-    @property
-    def frame_count(self) -> int | None:
-        return self.inner.frame_count
-
-    @property
-    def first_index(self) -> int:
-        return self.inner.first_index
-
-    @property
-    def reconnects(self) -> bool:
-        return self.inner.reconnects
-
-    @property
-    def outages(self) -> int:
-        return self.inner.outages
 
     @property
     def connected(self) -> bool:
@@ -75,18 +59,6 @@ class NamedSource(Source):
     @property
     def downtime_s(self) -> float:
         return self.inner.downtime_s
-
-    @property
-    def truncated(self) -> bool:
-        return self.inner.truncated
-
-    @property
-    def skipped(self) -> Sequence[Path]:
-        return self.inner.skipped
-
-    @property
-    def paths(self) -> Sequence[Path]:
-        return self.inner.paths
 
     def read(self) -> RawFrame | None:
         item = self.inner.read()
