@@ -73,11 +73,11 @@ def test_bench_json_defaults_to_onnx_and_reports_end_to_end_fps(tmp_path):
 
 
 def test_int8_figures_come_from_onnx_files_when_they_exist(monkeypatch, tmp_path):
-    from maskwatch.commands.bench import core
+    from maskwatch.commands.bench import models
     from maskwatch.config import load_config
 
     cfg = load_config(None, {"runtime.engine": "onnx"})
-    monkeypatch.setattr(core, "onnx_int8_files", lambda cfg: (tmp_path / "d.onnx", tmp_path / "c.onnx"))
-    assert core.engines(cfg) == {"fp32": "onnx", "int8": "onnx"}
-    monkeypatch.setattr(core, "onnx_int8_files", lambda cfg: None)
-    assert core.engines(cfg) == {"fp32": "onnx", "int8": None}  # no int8 files at all: int8 figures are null
+    monkeypatch.setattr(models, "onnx_int8_files", lambda cfg: (tmp_path / "d.onnx", tmp_path / "c.onnx"))
+    assert models.engines(cfg) == {"fp32": "onnx", "int8": "onnx"}
+    monkeypatch.setattr(models, "onnx_int8_files", lambda cfg: None)
+    assert models.engines(cfg) == {"fp32": "onnx", "int8": None}  # no int8 files at all: int8 figures are null
