@@ -11,16 +11,10 @@ from pathlib import Path
 from loguru import logger
 
 from maskwatch import __version__
+from maskwatch.commands.train import DEFAULT_EPOCHS, default_split
 from maskwatch.errors import MaskwatchError, require
 from maskwatch.media import EXIT_ERROR, EXIT_OK, EXIT_SIGNAL
 
-DEFAULT_EPOCHS = {
-    "classifier": 20,
-    "retinaface_mnet025": 20,
-    "fasterrcnn_resnet50_fpn": 10,
-    "fasterrcnn_mobilenet_v3_large_fpn": 10,
-}
-"""Epochs of the shipped models' recipes (see weights/README.md)."""
 ENGINES = ["auto", "onnx", "torch"]
 ENGINE_HELP = (
     "what runs the models: onnx (ONNX Runtime, CPU), torch (fp32 .pt files, cpu or cuda; pip install "
@@ -265,57 +259,9 @@ def cmd_eval_video(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from maskwatch.models.manifest import WEIGHTS_DIRS
+    from maskwatch.commands.train import train_command
 
-    split = args.split or _default_split(args.data, "train.txt")
-    val_split = args.val_split or _default_split(args.data, "val.txt")
-    out = args.out or WEIGHTS_DIRS[0] / f"{args.model}.pt"
-    common = {
-        "data": args.data,
-        "split": split,
-        "device": args.device,
-        "out": out,
-        "resume": args.resume,
-        "val_split": val_split,
-    }
-    recipe = "classifier" if args.model == "classifier" else args.arch
-    common["epochs"] = args.epochs if args.epochs is not None else DEFAULT_EPOCHS[recipe]
-    kind = {"classifier": "classifier", "retinaface_mnet025": "retinaface"}.get(recipe)
-    if kind is None and args.preset != "default":
-        raise MaskwatchError(f"--preset: {recipe} has no augmentation presets")
-    if kind is not None:
-        from maskwatch.train.presets import get_preset
-
-        preset = get_preset(kind, args.preset)  # an unknown name fails here, before any data is read
-        common.update({"recipe": preset} if kind == "classifier" else {"preset": args.preset})
-    if args.model == "classifier":
-        from maskwatch.train import classifier
-
-        path = classifier.train(
-            **common,
-            extra_crops=args.crops,
-            detector=args.mine_with or _shipped_detector(),
-            pretrained=None if args.init is None else _init(args.init),
-            arch=args.backbone,
-            teacher=args.teacher,
-        )
-    elif args.arch == "retinaface_mnet025":
-        from maskwatch.train import detector
-
-        path = detector.train(**common, init=_init(args.init), pseudo=args.pseudo)
-    else:
-        from maskwatch.train import frcnn
-
-        path = frcnn.train(**common, arch=args.arch)
-    logger.info(f"wrote {path}")
-    return EXIT_OK
-
-
-def _shipped_detector() -> Path | None:
-    from maskwatch.models.manifest import WEIGHTS_DIRS
-
-    path = WEIGHTS_DIRS[0] / "detector.pt"
-    return path if path.is_file() else None
+    return train_command(args)
 
 
 def _positive(value: int, flag: str, minimum: int = 1) -> int:
@@ -329,7 +275,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     from maskwatch.models.manifest import WEIGHTS_DIRS
 
     _positive(args.calib, "--calib")
-    split = args.split or _default_split(args.data, "train.txt")
+    split = args.split or default_split(args.data, "train.txt")
     out = args.out or WEIGHTS_DIRS[0]
     paths = quantize_files(
         args.data, split, out, n_images=args.calib, detector_weights=args.detector, classifier_weights=args.classifier
@@ -413,23 +359,6 @@ def cmd_soak(args: argparse.Namespace) -> int:
         logger.error("soak: " + "; ".join(problems))
         return EXIT_ERROR
     return EXIT_OK
-
-
-def _init(path: Path | None) -> Path:
-    """The detector's starting weights: ``--init``, which must name a file."""
-    if path is None:
-        raise MaskwatchError(
-            "train detector needs --init PATH: the pretrained weights to start from "
-            "(e.g. the WIDER FACE retinaface_mobilenet0.25.pth)"
-        )
-    if not Path(path).is_file():
-        raise MaskwatchError(f"--init {path} does not exist")
-    return Path(path)
-
-
-def _default_split(data: Path, name: str) -> Path | None:
-    candidate = Path(data) / "splits" / name
-    return candidate if candidate.is_file() else None
 
 
 _TRAIN_HINT = "pip install 'maskwatch[train]' (torch and torchvision: training, export, the torch engine)"
