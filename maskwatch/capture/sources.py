@@ -73,7 +73,11 @@ class VideoFileSource(Source):
 
     def _open(self) -> cv2.VideoCapture:
         with quiet_opencv():
-            cap = cv2.VideoCapture(self._alias.name if self._alias else str(self.path))
+            if isinstance(self.path, Path):
+                cap = cv2.VideoCapture(self._alias.name if self._alias else str(self.path))
+            else:  # a recording over HTTP: a server that stops answering ends the read instead of hanging it
+                limits = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 10_000, cv2.CAP_PROP_READ_TIMEOUT_MSEC, 10_000]
+                cap = cv2.VideoCapture(self.path, cv2.CAP_ANY, limits)
         if not cap.isOpened():
             self._close_alias()
             raise SourceError(f"video {self.name} has no readable frames (empty, truncated or not a video)")
