@@ -17,6 +17,9 @@ from maskwatch.capture.resolve import camera_index, find_path, folder_images, un
 from maskwatch.errors import SourceError
 from maskwatch.media import IMAGE_SUFFIXES, is_live_spec, scrub_url
 
+MJPEG_SUFFIXES = (".mjpeg", ".mjpg", ".avi", ".mov", ".mkv", ".mp4")
+"""Names of a video that may begin with a JPEG (a raw Motion-JPEG stream saved to a file)."""
+
 
 class VideoFileSource(Source):
     """A video file (or a finite recording served over HTTP) decoded with OpenCV; fails at open if it has no
@@ -338,6 +341,8 @@ def open_source(
         raise SourceError(f"source {path} is not a file, folder, camera index or URL")
     fmt = sniff(path)
     if fmt == "GIF" and _frame_count(path) > 1:  # an animation is a video; one frame, an image
+        return _file_source(VideoFileSource(path), realtime)
+    if fmt == "JPEG" and path.suffix.lower() in MJPEG_SUFFIXES:  # JPEG frames one after another: a video
         return _file_source(VideoFileSource(path), realtime)
     if fmt in IMAGE_FORMATS or (fmt is None and path.suffix.lower() in IMAGE_SUFFIXES):
         if read_image(path) is None:

@@ -459,3 +459,19 @@ def test_one_face_gets_one_box_however_much_its_second_box_overlaps(record):
     expected = "a second box 35-80 % inside the face box dropped whatever the scores; two faces side by side kept"
     record(AREA, "close face boxed twice, at overlaps seen across JPEG qualities", expected, observed, ok)
     assert ok, got
+
+
+def test_a_motion_jpeg_stream_file_stays_a_video(tmp_path, record):
+    from maskwatch.capture.sources import VideoFileSource, open_source
+
+    clip = tmp_path / "door.mjpeg"  # JPEG frames one after another, as saved from an IP camera
+    clip.write_bytes(b"".join(_jpeg(40 * i) for i in range(3)))
+    source = open_source(str(clip))
+    frames = 0
+    while source.read() is not None:
+        frames += 1
+    source.close()
+    ok = isinstance(source, VideoFileSource) and frames == 3
+    observed = f"opened as {type(source).__name__}, {frames} frames"
+    record(AREA, "Motion-JPEG stream saved as .mjpeg (starts like a JPEG)", "a 3-frame video", observed, ok)
+    assert ok
