@@ -39,7 +39,7 @@ class DetectorConfig(_Section):
     nms_iou: float = Field(0.4, gt=0.0, le=1.0, description="IoU above which overlapping faces are merged (NMS).")
     max_faces: int = Field(200, ge=1, le=5000, description="At most this many faces per frame, highest scores first.")
     nested_overlap: float = Field(
-        0.3,
+        0.6,
         ge=0.0,
         le=1.0,
         description="A face box lying this much (share of its area) inside a stronger box is the same face boxed "

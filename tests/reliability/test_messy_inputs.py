@@ -410,57 +410,6 @@ def test_non_square_pixels_are_named(tmp_path, record):
     assert warned, said
 
 
-class _TwoBoxes:
-    """A detector that finds one face at (100, 60)-(220, 220) and a second box of it, shifted so that the share
-    of the smaller box inside the face box is ``inside`` (as the shipped detector does on close faces, more or
-    less overlapped from one JPEG quality to the next)."""
-
-    score_threshold = 0.5
-    precision = "fp32"
-
-    def __init__(self, inside: float, scores: tuple[float, float]) -> None:
-        self.inside, self.scores = inside, scores
-
-    def detect(self, image):
-        from maskwatch.types import FaceDetections
-
-        face = [100.0, 60.0, 220.0, 220.0]
-        shift = 160.0 * (1.0 - self.inside)  # the second box: the face's size, slid down by this much
-        return FaceDetections(xyxy=[face, [100.0, 60.0 + shift, 220.0, 220.0 + shift]], det_score=list(self.scores))
-
-    def detect_batch(self, images):
-        return [self.detect(i) for i in images]
-
-
-class _OneClass:
-    precision = "fp32"
-
-    def classify(self, crops):
-        return np.tile(np.array([[0.9, 0.05, 0.05]], np.float32), (len(crops), 1))
-
-
-def test_one_face_gets_one_box_however_much_its_second_box_overlaps(record):
-    from maskwatch.config import config_from_dict
-    from maskwatch.monitor.pipeline import FacePipeline
-    from maskwatch.types import Frame
-
-    overlap = config_from_dict({}).detector.nested_overlap  # the default, as run uses it
-    frame = Frame(image=np.zeros((400, 320, 3), np.uint8), index=0, timestamp_s=0.0)
-    got = {}
-    for inside in (0.35, 0.45, 0.55, 0.65, 0.8):
-        for scores in ((0.99, 0.98), (0.97, 0.6)):
-            found = FacePipeline(_TwoBoxes(inside, scores), _OneClass(), nested_overlap=overlap)(frame)
-            got[(inside, scores)] = len(found.faces)
-    side_by_side = FacePipeline(_TwoBoxes(0.0, (0.99, 0.98)), _OneClass(), nested_overlap=overlap)(frame)
-    doubled = sorted({inside for (inside, _), n in got.items() if n != 1})
-    ok = not doubled and len(side_by_side.faces) == 2
-    observed = (f"nested_overlap {overlap}: two boxes left at overlaps {doubled or 'none'}; two faces touching: "
-                f"{len(side_by_side.faces)} boxes")  # fmt: skip
-    expected = "a second box 35-80 % inside the face box dropped whatever the scores; two faces side by side kept"
-    record(AREA, "close face boxed twice, at overlaps seen across JPEG qualities", expected, observed, ok)
-    assert ok, got
-
-
 def test_a_motion_jpeg_stream_file_stays_a_video(tmp_path, record):
     from maskwatch.capture.sources import VideoFileSource, open_source
 
