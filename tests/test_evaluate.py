@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from maskwatch.commands.evaluate import confusion_matrix, score
+from maskwatch.commands.evaluate import confusion_matrix, report_lines, score
 from maskwatch.data.formats import read_coco, read_dataset, read_yolo
 from maskwatch.data.voc import AnnotatedImage, read_voc
 from maskwatch.errors import MaskwatchError
@@ -147,3 +147,9 @@ def test_unknown_class_and_unknown_layout_are_clear(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(MaskwatchError, match="not a recognised dataset"):
         read_dataset(tmp_path / "empty")
+
+
+def test_the_printed_scores_name_classes_as_users_read_them():
+    lines = report_lines(score(IMAGES, [_pred(g.xyxy, g.class_id) for g in IMAGES]))
+    assert "  AP mask worn incorrectly: 1.0000" in lines
+    assert not any("mask_weared_incorrect" in line for line in lines)  # the dataset's spelling stays in the JSON

@@ -25,7 +25,7 @@ from maskwatch.data.voc import AnnotatedImage
 from maskwatch.errors import MaskwatchError, require
 from maskwatch.metrics import average_precision, match_image
 from maskwatch.monitor.pipeline import FacePipeline
-from maskwatch.types import CLASS_NAMES, UNDECIDED, FaceDetections, Frame
+from maskwatch.types import CLASS_NAMES, UNDECIDED, FaceDetections, Frame, MaskClass
 
 SMALL_FACE_PX = 32
 """Faces whose longer side is below this are 'small' (a separate recall is reported)."""
@@ -210,20 +210,28 @@ def write_plots(result: EvalResult, folder: Path) -> list[Path]:
     return [pr_path, cm_path]
 
 
+def _readable(name: str) -> str:
+    """A class name as users read it (``mask worn incorrectly``); other names (``background``) as they are."""
+    try:
+        return MaskClass.from_key(name).description
+    except KeyError:
+        return name
+
+
 def report_lines(result: EvalResult) -> list[str]:
     lines = [
         f"{result.n_images} images, IoU ≥ {result.iou:g}: mAP@{result.iou:g} {result.map50:.4f}, "
         f"face AP {result.face_ap50:.4f}"
     ]
-    lines += [f"  AP {name}: {ap:.4f}" for name, ap in result.ap50.items()]
+    lines += [f"  AP {_readable(name)}: {ap:.4f}" for name, ap in result.ap50.items()]
     lines.append(
         f"  at detector score ≥ {result.operating_threshold:g}: recall "
         + ", ".join(f"{k} {v}" for k, v in result.recall.items())
     )
     labels = result.confusion["labels"]
-    lines.append("  confusion (rows ground truth, columns prediction): " + " | ".join(labels))
+    lines.append("  confusion (rows ground truth, columns prediction): " + " | ".join(map(_readable, labels)))
     for label, row in zip(labels, result.confusion["matrix"], strict=True):
-        lines.append(f"    {label:>22}: {row}")
+        lines.append(f"    {_readable(label):>22}: {row}")
     if result.non_face.get("crops"):
         nf = result.non_face
         lines.append(
