@@ -221,6 +221,41 @@ def model_meta(input_size: int, recipe: Recipe, use_pretrained: bool, args: dict
     }
 
 
+def _run_args(data, split, extra_crops, detector, val_split, recipe: Recipe, **plain: Any) -> dict:
+    """The training arguments stored in checkpoints and the model file (paths as strings)."""
+
+    def text(path: Path | None) -> str | None:
+        return str(path) if path else None
+
+    return {
+        "data": str(data),
+        "split": text(split),
+        "extra_crops": text(extra_crops),
+        "detector": text(detector),
+        "val_split": text(val_split),
+        **plain,
+        "recipe": {k: list(v) if isinstance(v, tuple) else v for k, v in recipe.__dict__.items()},
+    }
+
+
+def _val_data(data: Path, val_split: Path | None, input_size: int, recipe: Recipe) -> tuple[torch.Tensor, ...]:
+    """The val split's face crops and labels, and its background crops (empty without a val split)."""
+    scenes = read_voc(data, val_split) if val_split else []
+    x, y = val_tensors(scenes, input_size, recipe.margin)
+    return x, y, non_face_tensors(scenes, input_size, recipe.margin)
+
+
+def _epoch_record(net: nn.Module, epoch: int, loss: float, seconds: float, val: tuple, dev: torch.device) -> dict:
+    """One epoch's line of the history: loss, time and the val metrics; logged."""
+    record: dict[str, Any] = {"epoch": epoch, "train_loss": round(loss, 5), "seconds": round(seconds, 1)}
+    val_x, val_y, val_bg = val
+    if len(val_y):
+        record["val"] = evaluate(net, val_x, val_y, dev)
+        record["val_non_face"] = non_face_rates(net, val_bg, dev)
+    log_epoch(epoch, loss, record)
+    return record
+
+
 def _build_net(arch: str, pretrained: Path | None) -> nn.Module:
     if arch == "efficientnet_lite0":
         return build_teacher_net(len(CLASS_NAMES), pretrained)
@@ -279,9 +314,7 @@ def train(
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
 
     samples, n_extra = training_samples(data, split, extra_crops, recipe, seed, detector)
-    val_scenes = read_voc(data, val_split) if val_split else []
-    val_x, val_y = val_tensors(val_scenes, input_size, recipe.margin)
-    val_bg = non_face_tensors(val_scenes, input_size, recipe.margin)
+    val = _val_data(data, val_split, input_size, recipe)
 
     use_pretrained = pretrained is not None and Path(pretrained).is_file()
     if pretrained is not None and not use_pretrained:
@@ -293,24 +326,11 @@ def train(
     loader = make_loader(dataset, sample_weights(samples, n_extra, recipe), batch_size, recipe, sampler_gen)
     optimizer, scheduler = make_optimizer(net, recipe, epochs * len(loader))
     criterion: nn.Module = SoftTargetLoss(len(CLASS_NAMES), recipe.label_smoothing)
-    if teacher_net is not None:
-        criterion = DistillationLoss(criterion, *distill)
-    args = {
-        "data": str(data),
-        "split": str(split) if split else None,
-        "extra_crops": str(extra_crops) if extra_crops else None,
-        "detector": str(detector) if detector else None,
-        "val_split": str(val_split) if val_split else None,
-        "epochs": epochs,
-        "input_size": input_size,
-        "batch_size": batch_size,
-        "seed": seed,
-        "pretrained": Path(pretrained).name if use_pretrained and pretrained is not None else None,
-        "arch": arch,
-        "teacher": str(teacher) if teacher else None,
-        "distill": list(distill) if teacher else None,
-        "recipe": {k: list(v) if isinstance(v, tuple) else v for k, v in recipe.__dict__.items()},
-    }
+    criterion = criterion if teacher_net is None else DistillationLoss(criterion, *distill)
+    args = _run_args(data, split, extra_crops, detector, val_split, recipe, epochs=epochs, input_size=input_size,
+                     batch_size=batch_size, seed=seed, arch=arch,
+                     pretrained=Path(pretrained).name if use_pretrained and pretrained is not None else None,
+                     teacher=str(teacher) if teacher else None, distill=list(distill) if teacher else None)  # fmt: skip
     start_epoch, history = resume_engine(resume, net, optimizer, scheduler) if resume is not None else (0, [])
 
     for epoch in range(start_epoch, epochs):
@@ -318,12 +338,7 @@ def train(
         sampler_gen.manual_seed(seed * 1000 + epoch)
         t0 = time.perf_counter()
         loss = train_one_epoch(net, loader, optimizer, scheduler, criterion, dev, epoch, teacher_net)
-        record: dict[str, Any] = {"epoch": epoch, "train_loss": round(loss, 5)}
-        record["seconds"] = round(time.perf_counter() - t0, 1)
-        if len(val_y):
-            record["val"] = evaluate(net, val_x, val_y, dev)
-            record["val_non_face"] = non_face_rates(net, val_bg, dev)
-        log_epoch(epoch, loss, record)
+        record = _epoch_record(net, epoch, loss, time.perf_counter() - t0, val, dev)
         history.append(record)
         save_checkpoint(checkpoint_dir, epoch, net, optimizer, scheduler, args, history)
 
