@@ -233,12 +233,12 @@ def test_vote_needs_min_votes() -> None:
     assert not run.steps[2].faces.class_prob.any() and tracker.tracks[0].confidence == pytest.approx(0.85)
 
 
-def test_vote_switches_after_window_share_passes_threshold() -> None:
+def test_vote_follows_a_clear_change_at_once() -> None:
     tracker = FaceTracker(vote_window=15, vote_threshold=0.6, min_votes=3)
     run = simulate(tracker, [Person(20, 50, 2, 0, cls=lambda f: WITHOUT if f < 30 else WITH)], 50)
-    # After the switch at 30, the k-th WITH vote gives a share of k/15; 9/15 >= 0.6 on frame 38.
-    assert _labels(run, range(2, 38)) == [WITHOUT] * 36
-    assert _labels(run, range(38, 50)) == [WITH] * 12
+    # The change detector takes the second WITH vote (frame 31), long before the window's majority (frame 38).
+    assert _labels(run, range(2, 31)) == [WITHOUT] * 29
+    assert _labels(run, range(31, 50)) == [WITH] * 19
     assert tracker.tracks[0].confidence == pytest.approx(0.8)
 
 

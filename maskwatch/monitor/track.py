@@ -27,6 +27,7 @@ import numpy as np
 
 from maskwatch.monitor.kalman import buffered, kf_init, kf_predict, kf_update, match, state_to_xyxy, xyxy_to_z
 from maskwatch.monitor.reid import appearance, similarity
+from maskwatch.monitor.vote import LabelChange
 from maskwatch.types import CLASS_NAMES, NO_TRACK, UNDECIDED, FaceDetections
 
 TENTATIVE, TRACKED, LOST, DORMANT = "tentative", "tracked", "lost", "dormant"
@@ -46,6 +47,7 @@ class LifeSigns:
     drift: np.ndarray = field(default_factory=lambda: np.zeros(2))  # moved against the scene (px)
     flow_points: np.ndarray | None = None  # face points followed by optical flow
     steps: deque = field(default_factory=lambda: deque(maxlen=5))  # recent drift steps (px)
+    changes: deque = field(default_factory=lambda: deque(maxlen=16))  # (ts, share of the face changed inside)
     evidence: float = 0.0  # largest evidence of life seen (1: enough)
     live: bool = False  # has shown life (moved in the scene): a person
     static: bool = False  # no life for tracking.static_after_s: a poster, a screen
@@ -80,6 +82,7 @@ class Track:
     feature: np.ndarray | None = field(default=None, repr=False)  # appearance signature (reid)
     placed: int = 0
     signs: LifeSigns = field(default_factory=LifeSigns, repr=False)
+    change: LabelChange = field(default_factory=LabelChange, repr=False)
 
     @property
     def live(self) -> bool:
@@ -106,9 +109,19 @@ class Track:
             return np.zeros(_NUM_CLASSES, np.float32)
         return np.mean([prob for _, prob in self.votes], axis=0).astype(np.float32)
 
-    def vote(self, class_id: int, prob: np.ndarray, *, threshold: float, min_votes: int) -> None:
-        """Add one classification and re-decide the label (it only changes when another class wins)."""
+    def vote(
+        self, class_id: int, prob: np.ndarray, *, threshold: float, min_votes: int, ts: float | None = None
+    ) -> None:
+        """Add one classification (made at ``ts`` s) and re-decide the label: it changes when another class wins
+        the window, or at once when the change detector (:class:`~maskwatch.monitor.vote.LabelChange`) sees the
+        person change (the window then keeps only the votes since)."""
         self.votes.append((int(class_id), np.asarray(prob, np.float32).copy()))
+        switched = self.change.update(self.label, int(class_id), prob, ts)
+        if switched is not None:
+            kept = list(self.votes)[-self.change.confirm :]
+            self.votes.clear()
+            self.votes.extend(kept)
+            self.label = switched
         counts = np.bincount([c for c, _ in self.votes], minlength=_NUM_CLASSES)
         best = int(np.argmax(counts))
         if counts[best] >= min_votes and counts[best] / len(self.votes) >= threshold:
@@ -295,7 +308,7 @@ class FaceTracker:
         track.last_frame, track.last_ts = int(frame_index), float(ts)
         track.hits += 1
         if vote and faces.class_id[d] != UNDECIDED:
-            track.vote(faces.class_id[d], faces.class_prob[d], threshold=self.vote_threshold, min_votes=self.min_votes)
+            self._vote(track, faces, d, ts)
         if vote and (track.state == TENTATIVE or (not track.static and track.hits % 4 == 0)):
             self._learn(track, self._feature(d))
         if track.state != TENTATIVE:
@@ -319,9 +332,14 @@ class FaceTracker:
             feature=self._feature(d),
         )
         if faces.class_id[d] != UNDECIDED:
-            track.vote(faces.class_id[d], faces.class_prob[d], threshold=self.vote_threshold, min_votes=self.min_votes)
+            self._vote(track, faces, d, ts)
         self._alive.append(track)
         return track
+
+    def _vote(self, track: Track, faces: FaceDetections, d: int, ts: float) -> None:
+        track.vote(
+            faces.class_id[d], faces.class_prob[d], threshold=self.vote_threshold, min_votes=self.min_votes, ts=ts
+        )
 
     def _take(self, pairs, pool, dets, faces, frame_index, ts, matched, *, vote: bool) -> set[int]:
         """Update each paired track with its detection (``pairs`` index ``pool`` and ``dets``), record it in
