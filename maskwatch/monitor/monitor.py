@@ -166,7 +166,7 @@ class Monitor:
             if self.camera is not None:
                 pixels = frame.image
                 gray = cv2.cvtColor(pixels, cv2.COLOR_BGR2GRAY) if pixels.ndim == 3 else pixels
-                matrix = self.camera.update(gray)
+                matrix = self.camera.update(gray, result.faces.xyxy)
             image = frame.image if self.tracker.reid else None
             step = self.tracker.update(result.faces, frame.index, t, image=image, cut=matrix is None)
             if self.life is not None and gray is not None:  # the camera's gray frame: there with a life meter

@@ -7,10 +7,14 @@ window around the face), takes their median motion and subtracts what the camera
 summed over time, is how far the
 face moved *in the scene* (``drift``). A poster's steps stay at sensor noise (median 0.1-0.2 px per detector
 frame on the benchmark, pans and zooms included) and its drift under about 0.1 face heights; a person who walks,
-turns, sways or leans moves by more. A track *shows life* once its drift reaches ``drift_frac`` face heights, or
+turns, sways or leans moves by more. The camera's motion is measured on the scene around the people, so a face
+that fills much of the picture is not taken for the scene. A living face also changes *inside itself* while it
+stands still (blinks, a moving mouth): :mod:`maskwatch.monitor.facechange` measures that change after registering
+the face onto its previous view. A track *shows life* once its drift reaches ``drift_frac`` face heights, or
 its last five steps have a median of ``step_px`` pixels (someone moving in place), or its detected box leaves
-where a fixed face would be by ``move_frac`` heights; a track that has not shown life after ``static_after_s`` is
-*static*: drawn grey, never counted as a person, never alerted.
+where a fixed face would be by ``move_frac`` heights, or ``change_frames`` detector frames within ``change_s``
+seconds show ``change_share`` of its interior changed; a track that has not shown life after ``static_after_s``
+is *static*: drawn grey, never counted as a person, never alerted.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from maskwatch.monitor.facechange import face_motion, interior_change
 from maskwatch.monitor.track import TRACKED, Track
 
 
@@ -35,14 +40,18 @@ class CameraMotion:
         self._prev: np.ndarray | None = None
         self._points: np.ndarray | None = None
 
-    def update(self, gray: np.ndarray) -> np.ndarray | None:
-        """``gray``: the frame as one channel (uint8), at full size."""
+    def update(self, gray: np.ndarray, people: np.ndarray | None = None) -> np.ndarray | None:
+        """``gray``: the frame as one channel (uint8), at full size; ``people``: faces (N x 4 boxes, pixels) in it.
+
+        The camera's motion is measured on the scene around the people (their heads and bodies, see
+        :func:`person_region`, are left out when enough of the scene is left): a face close to the camera would
+        otherwise be the scene whose motion is subtracted from its own."""
         h, w = gray.shape[:2]
         scale = min(self.width / max(w, 1), 1.0)
         gray = cv2.resize(gray, (max(round(w * scale), 8), max(round(h * scale), 8)), interpolation=cv2.INTER_AREA)
         prev, points = self._prev, self._points
         self._prev = gray
-        self._points = cv2.goodFeaturesToTrack(gray, self.max_corners, 0.01, 4)
+        self._points = self._corners(gray, people, scale)
         if prev is None:
             return np.eye(2, 3)
         if points is None or len(points) < self.min_inliers or prev.shape != gray.shape:
@@ -59,6 +68,18 @@ class CameraMotion:
         matrix = matrix.astype(np.float64)
         matrix[:, 2] /= scale  # the linear part is the same at every scale, the shift grows with it
         return matrix
+
+    def _corners(self, gray: np.ndarray, people: np.ndarray | None, scale: float) -> np.ndarray | None:
+        """Corners to follow to the next frame: off the people when enough are left there, else anywhere."""
+        if people is not None and len(people):
+            mask = np.full(gray.shape, 255, np.uint8)
+            for box in np.asarray(people, np.float64).reshape(-1, 4):
+                x1, y1, x2, y2 = person_region(box) * scale
+                mask[max(int(y1), 0) : max(int(y2) + 1, 0), max(int(x1), 0) : max(int(x2) + 1, 0)] = 0
+            found = cv2.goodFeaturesToTrack(gray, self.max_corners, 0.01, 4, mask=mask)
+            if found is not None and len(found) >= 2 * self.min_inliers:
+                return found
+        return cv2.goodFeaturesToTrack(gray, self.max_corners, 0.01, 4)
 
 
 def warp_boxes(xyxy: np.ndarray, matrix: np.ndarray) -> np.ndarray:
@@ -118,7 +139,13 @@ class LifeMeter:
         step_px: float = 0.6,
         move_frac: float = 0.6,
         points: int = 16,
+        change_share: float = 0.03,
+        change_frames: int = 2,
+        change_s: float = 1.0,
     ) -> None:
+        self.change_share = change_share
+        self.change_frames = change_frames
+        self.change_s = change_s
         self.static_after_s = static_after_s
         self.step_px = step_px
         self.drift_frac = drift_frac
@@ -167,6 +194,8 @@ class LifeMeter:
         signs.evidence = max(signs.evidence, self._moved(anchor, box) / self.move_frac)
         if len(signs.steps) == signs.steps.maxlen:  # steadily moving, if only a little (a person in place)
             signs.evidence = max(signs.evidence, sorted(signs.steps)[len(signs.steps) // 2] / self.step_px)
+        changed = [t for t, share in signs.changes if share >= self.change_share and t >= track.last_ts - self.change_s]
+        signs.evidence = max(signs.evidence, len(changed) / self.change_frames)  # changes inside itself: alive
         if signs.evidence >= 1.0:
             signs.live = True
 
@@ -227,6 +256,9 @@ class LifeMeter:
             step = residual[len(residual) // 2].astype(np.float64)
             track.signs.drift = track.signs.drift + step
             track.signs.steps.append(float(np.hypot(*step)))
+            change = interior_change(prev, gray, boxes[i], face_motion(pts[ok], p1 + (ra, rb), camera, step))
+            if change is not None:
+                track.signs.changes.append((track.last_ts, change))
 
     @staticmethod
     def _moved(anchor: np.ndarray, box: np.ndarray) -> float:
