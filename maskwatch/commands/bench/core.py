@@ -255,6 +255,20 @@ def model_entry(t1: dict, tb: dict, sizes: dict, usual: int, chosen: dict, engin
     return {**out, "onnx_ms": fp32, "torch_fp32_ms": tb["torch_fp32"]["median_ms"] if "torch_fp32" in tb else None}
 
 
+def _pipeline_runs(
+    cfg: Config, chosen: dict[str, str | None], variants: tuple[str, ...], clip: Path, repeats: int
+) -> tuple[dict[str, list[float]], dict[str, int]]:
+    """``repeats`` rounds of :func:`pipeline_fps` over the precisions, interleaved: (fps per run, faces seen)."""
+    fps: dict[str, list[float]] = {p: [] for p in variants}
+    faces_seen: dict[str, int] = {}
+    for r in range(repeats):
+        for p in variants:
+            value, faces_seen[p] = pipeline_fps(cfg, p, clip)
+            fps[p].append(value)
+            logger.info(f"pipeline {p} ({chosen[p]}) run {r + 1}/{repeats}: {value:.1f} fps")
+    return fps, faces_seen
+
+
 def run_bench(
     cfg: Config,
     video: Path | None,
@@ -290,17 +304,10 @@ def run_bench(
     chosen = engines(cfg)
     variants = tuple(p for p in ("fp32", "int8") if chosen[p] is not None)
     clip_dir = tempfile.TemporaryDirectory(prefix="maskwatch-bench-")
-    fps: dict[str, list[float]] = {p: [] for p in variants}
-    faces_seen = {}
     with clip_dir:
         folder = Path(clip_dir.name)
         clip = write_clip(images, folder / "bench.mp4")
-        for r in range(repeats):
-            for p in variants:
-                value, faces_seen[p] = pipeline_fps(cfg, p, clip)
-                fps[p].append(value)
-                logger.info(f"pipeline {p} ({chosen[p]}) run {r + 1}/{repeats}: {value:.1f} fps")
-
+        fps, faces_seen = _pipeline_runs(cfg, chosen, variants, clip, repeats)
         logger.info("timing whole processes: one-image start-up, video peak RSS, one core busy")
         process = process_figures(clip, images[0], flags, repeats)
         logger.info("timing whole runs end to end (decode → detect → classify → track → draw → encode)")
