@@ -199,7 +199,7 @@ class TrackingConfig(_Section):
         "their id and alert state (0: off, a person lost beyond max_lost is gone).",
     )
     reid_similarity: float = Field(
-        0.8, gt=0.0, le=1.0, description="Appearance similarity (0-1) a new face needs to be a lost person again."
+        0.65, gt=0.0, le=1.0, description="Appearance similarity (0-1) a new face needs to be a lost person again."
     )
 
 

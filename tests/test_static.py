@@ -113,7 +113,7 @@ def test_the_builder_follows_the_config():
     pipeline = FacePipeline(FakeDetector(), FakeClassifier())
     monitor = build_monitor(config_from_dict({}), pipeline, source_name="cam", fps=25.0, live=True)
     assert monitor.life is not None and monitor.life.static_after_s == 3.0
-    assert monitor.tracker.reid_max_gap_s == 30.0 and monitor.tracker.reid_similarity == 0.8
+    assert monitor.tracker.reid_max_gap_s == 30.0 and monitor.tracker.reid_similarity == 0.65
     off = config_from_dict({"tracking": {"static_after_s": 0, "reid_max_gap_s": 0}})
     monitor = build_monitor(off, pipeline, source_name="cam", fps=25.0, live=True)
     assert monitor.life is None and not monitor.tracker.reid

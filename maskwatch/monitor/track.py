@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from maskwatch.monitor.kalman import buffered, kf_init, kf_predict, kf_update, match, state_to_xyxy, xyxy_to_z
-from maskwatch.monitor.reid import appearance, similarity
+from maskwatch.monitor.reid import appearance, held_elsewhere, similarity
 from maskwatch.monitor.vote import LabelChange
 from maskwatch.types import CLASS_NAMES, NO_TRACK, UNDECIDED, FaceDetections
 
@@ -156,7 +156,7 @@ class FaceTracker:
         vote_threshold: float = 0.6,
         min_votes: int = 3,
         reid_max_gap_s: float = 0.0,
-        reid_similarity: float = 0.8,
+        reid_similarity: float = 0.65,
         hold_unmoved_s: float = 0.0,
     ) -> None:
         self.high_score = high_score
@@ -390,6 +390,9 @@ class FaceTracker:
                 sim = similarity(old.feature, track.feature)
                 if old.last_frame < track.first_frame and sim >= best_sim:
                     best, best_sim = old, sim
+        others = [(t.xyxy, t.last_ts) for t in self._alive if t.state == LOST and t is not best]
+        if best is not None and held_elsewhere(track.xyxy, track.first_ts, others):
+            best = None  # where another person was a moment ago: theirs more likely than a look-alike's
         if best is None:
             self.confirmed_total += 1
             track.track_id = self.confirmed_total
