@@ -74,7 +74,7 @@ class CameraMotion:
         if people is not None and len(people):
             mask = np.full(gray.shape, 255, np.uint8)
             for box in np.asarray(people, np.float64).reshape(-1, 4):
-                x1, y1, x2, y2 = person_region(box) * scale
+                x1, y1, x2, y2 = _head_and_body(box) * scale
                 mask[max(int(y1), 0) : max(int(y2) + 1, 0), max(int(x1), 0) : max(int(x2) + 1, 0)] = 0
             found = cv2.goodFeaturesToTrack(gray, self.max_corners, 0.01, 4, mask=mask)
             if found is not None and len(found) >= 2 * self.min_inliers:
@@ -108,6 +108,14 @@ def person_region(box: np.ndarray) -> np.ndarray:
     x1, y1, x2, y2 = np.asarray(box, np.float64)
     w, h = x2 - x1, y2 - y1
     return np.array([x1 - 0.5 * w, y1 - 0.5 * h, x2 + 0.5 * w, y2 + 2.0 * h])
+
+
+def _head_and_body(box: np.ndarray) -> np.ndarray:
+    """The head around a face ``box`` and a body as wide below it: what moves with a person (narrower than
+    :func:`person_region`, so that a face close to the camera leaves some of the scene beside it)."""
+    x1, y1, x2, y2 = np.asarray(box, np.float64)
+    w, h = x2 - x1, y2 - y1
+    return np.array([x1 - 0.25 * w, y1 - 0.4 * h, x2 + 0.25 * w, y2 + 2.0 * h])
 
 
 def _at_edge(box: np.ndarray, width: int, height: int) -> bool:
