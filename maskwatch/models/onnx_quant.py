@@ -204,21 +204,28 @@ def quantize_onnx(
             nodes_to_exclude=exclude,
             extra_options=extra,
         )
-        model = onnx.load(str(quantized))
         meta = {
             **props,
             "precision": json.dumps("int8"),
             "quantization": json.dumps({**recipe.as_meta(), "calibration_inputs": len(inputs), "kept_fp32": exclude}),
             **{key: json.dumps(value) for key, value in (extra_meta or {}).items()},
         }
-        del model.metadata_props[:]
-        onnx.helper.set_model_props(model, meta)
-        part = out_path.with_name(out_path.name + ".tmp")
-        try:
-            onnx.save(model, str(part))
-            part.replace(out_path)
-        except OSError as exc:
-            raise OutputError(f"cannot write {out_path}: {exc.strerror or exc}") from exc
-        finally:
-            part.unlink(missing_ok=True)
+        _save_with_metadata(quantized, out_path, meta)
     return out_path
+
+
+def _save_with_metadata(model_path: Path, out_path: Path, meta: dict[str, str]) -> None:
+    """Write the ONNX model at ``model_path`` to ``out_path`` (atomically) with exactly ``meta`` as its
+    ``metadata_props``."""
+    onnx = require("onnx")
+    model = onnx.load(str(model_path))
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, meta)
+    part = out_path.with_name(out_path.name + ".tmp")
+    try:
+        onnx.save(model, str(part))
+        part.replace(out_path)
+    except OSError as exc:
+        raise OutputError(f"cannot write {out_path}: {exc.strerror or exc}") from exc
+    finally:
+        part.unlink(missing_ok=True)
