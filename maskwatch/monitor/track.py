@@ -179,6 +179,7 @@ class FaceTracker:
         self._image: np.ndarray | None = None
         self._boxes: np.ndarray = np.zeros((0, 4), np.float32)
         self._frame: int | None = None
+        self._cut_ts = -np.inf  # when the picture last changed completely
 
     @property
     def tracks(self) -> list[Track]:
@@ -205,6 +206,7 @@ class FaceTracker:
         track only continues on a face that looks like it (``reid_similarity``).
         """
         self._advance(frame_index)
+        self._cut_ts = float(ts) if cut else self._cut_ts
         self._features = {}
         self._image = image if self.reid else None
         self._boxes = faces.xyxy
@@ -390,9 +392,10 @@ class FaceTracker:
                 sim = similarity(old.feature, track.feature)
                 if old.last_frame < track.first_frame and sim >= best_sim:
                     best, best_sim = old, sim
-        others = [(t.xyxy, t.last_ts) for t in self._alive if t.state == LOST and t is not best]
-        if best is not None and held_elsewhere(track.xyxy, track.first_ts, others):
-            best = None  # where another person was a moment ago: theirs more likely than a look-alike's
+        # where another person was a moment ago (since the last cut): theirs more likely than a look-alike's
+        lost = [t for t in self._alive if t.state == LOST and t is not best and t.last_ts > self._cut_ts]
+        if best is not None and held_elsewhere(track.xyxy, track.first_ts, [(t.xyxy, t.last_ts) for t in lost]):
+            best = None
         if best is None:
             self.confirmed_total += 1
             track.track_id = self.confirmed_total
