@@ -121,6 +121,7 @@ class ClipSpec:
     shots: list[Shot]
     walkers: list[Walker]
     occluders: list[tuple[int, tuple[float, float, float, float]]] = field(default_factory=list)
+    pictures: list[tuple[int, Sprite, float, float, float]] = field(default_factory=list)  # scene, sprite, x, y, face_h
     size_wh: tuple[int, int] = (640, 480)
     fps: float = 25.0
 
@@ -206,6 +207,12 @@ class Renderer:
             x1, y1, x2, y2 = (float(v) * img_scale * s for v in box)
             faces.append((STATIC_ID0 + 100 * scene + k, (x1 + tx, y1 + ty, x2 + tx, y2 + ty), 0))
             labels[faces[-1][0]] = label
+        for k, (pic_scene, sprite, x, y, face_h) in enumerate(self.spec.pictures):  # prints: fixed in the scene
+            if pic_scene == scene:
+                center = (x * base.shape[1] * s + tx, y * base.shape[0] * s + ty)
+                box = _paste(image, sprite, center, face_h * s)
+                faces.append((STATIC_ID0 + 100 * scene + 50 + k, box, 0))
+                labels[faces[-1][0]] = sprite.label
         placed = []
         for walker in self.spec.walkers:
             where = walker.at(t) if walker.scene == scene else None
@@ -254,6 +261,32 @@ class Renderer:
         image[:] = (bgr * alpha[..., None] + image * (1 - alpha[..., None])).astype(np.uint8)
         owner[alpha > 0.5] = rank
         return (cx - fw * k / 2, cy - fh * k / 2, cx + fw * k / 2, cy + fh * k / 2)
+
+
+def _paste(image: np.ndarray, sprite: Sprite, center, face_h_px: float) -> tuple[float, float, float, float]:
+    """Composite ``sprite`` still (a print on the wall: no sway, no blur change) at ``center``; its face box."""
+    fx, fy = (sprite.face[0] + sprite.face[2]) / 2, (sprite.face[1] + sprite.face[3]) / 2
+    fw, fh = sprite.face[2] - sprite.face[0], sprite.face[3] - sprite.face[1]
+    k = face_h_px / fh
+    a = np.float64([[k, 0, center[0] - k * fx], [0, k, center[1] - k * fy]])
+    h, w = image.shape[:2]
+    bgr = cv2.warpAffine(sprite.bgr, a, (w, h), flags=cv2.INTER_LINEAR)
+    alpha = cv2.warpAffine(np.ones(sprite.alpha.shape, np.float32), a, (w, h), flags=cv2.INTER_LINEAR)
+    image[:] = (bgr * alpha[..., None] + image * (1 - alpha[..., None])).astype(np.uint8)
+    return (center[0] - fw * k / 2, center[1] - fh * k / 2, center[0] + fw * k / 2, center[1] + fh * k / 2)
+
+
+def _alike(sprites: list[Sprite]) -> list[Sprite]:
+    """``sprites`` given the colours of the first (each Lab channel's mean and spread moved to the first's):
+    people dressed and lit alike, whom a colour signature can hardly tell apart."""
+    labs = [cv2.cvtColor(sp.bgr, cv2.COLOR_BGR2LAB).astype(np.float32) for sp in sprites]
+    mean, std = labs[0].mean(axis=(0, 1)), labs[0].std(axis=(0, 1)) + 1e-3
+    out = []
+    for sp, lab in zip(sprites, labs, strict=True):
+        moved = (lab - lab.mean(axis=(0, 1))) / (lab.std(axis=(0, 1)) + 1e-3) * std + mean
+        bgr = cv2.cvtColor(np.clip(moved, 0, 255).astype(np.uint8), cv2.COLOR_LAB2BGR)
+        out.append(Sprite(bgr, sp.alpha, sp.face, sp.label))
+    return out
 
 
 def _visibility(owner: np.ndarray, box: tuple[float, float, float, float], rank: int) -> float:
@@ -453,7 +486,48 @@ def clip_specs(lib: Library) -> list[ClipSpec]:
             [],
         ),
     ]
-    return specs
+    return specs + hard_specs(lib)
+
+
+def hard_specs(lib: Library) -> list[ClipSpec]:
+    """Clips for the cases a walking person does not test: people standing still from the first frame, a print
+    of a face among people under a fixed camera, people dressed alike."""
+    still = [Shot(0, 0, [(0, 0.5, 0.5, 1.0)])]
+    stay = lambda pid, sprite, x, y, h, phase=0.0: _walk(pid, sprite, 0, 8, (x, y), (x, y), (h, h), phase=phase)  # noqa: E731
+    alike = _alike([lib.sprite("without_mask", skip=2), lib.sprite("with_mask", skip=2)])
+    return [
+        ClipSpec(
+            "r11_still_people",
+            8,
+            [lib.scene(47)],
+            still,
+            [
+                stay(1, lib.sprite("without_mask", skip=1), 0.35, 0.5, 80),
+                stay(2, lib.sprite("with_mask"), 0.7, 0.5, 75, 1.3),
+            ],
+        ),
+        ClipSpec(
+            "r12_picture_among_people",
+            12,
+            [lib.scene(51)],
+            still,
+            [
+                _walk(1, lib.sprite("with_mask", skip=3), 0.5, 11.5, (-0.05, 0.55), (1.05, 0.5), (70, 75)),
+                _walk(2, lib.sprite("without_mask", skip=3), 3, 11.5, (1.05, 0.6), (0.1, 0.55), (75, 75), phase=0.9),
+            ],
+            pictures=[(0, lib.sprite("without_mask", skip=4), 0.5, 0.3, 70)],
+        ),
+        ClipSpec(
+            "r13_alike",
+            14,
+            [lib.scene(55)],
+            still,
+            [
+                _walk(1, alike[0], 0.5, 6.5, (0.1, 0.5), (1.15, 0.5), (70, 72)),  # leaves to the right
+                _walk(2, alike[1], 7.5, 13.5, (1.1, 0.52), (0.55, 0.5), (72, 72), phase=1.1),  # comes in, stops
+            ],
+        ),
+    ]
 
 
 def demo_spec(lib: Library) -> ClipSpec:
@@ -528,6 +602,34 @@ def real_clips(videos: Path, out: Path, size_wh: tuple[int, int] = (640, 360), f
     return [*made, folder.name]
 
 
+STILL_CLIPS = {  # name: (video, label, crop x0, y0, width, height in the source, output size)
+    "v_still_nomask_portrait": ("nomask", "without_mask", 443, 0, 404, 720, (404, 720)),
+    "v_still_nomask_landscape": ("nomask", "without_mask", 128, 0, 1024, 576, (640, 360)),
+    "v_still_mask_portrait": ("mask", "with_mask", 248, 0, 227, 404, (404, 720)),
+}
+"""The real clips cut as a phone records a person standing still close to it: the first 3 s, cropped to the
+person (portrait, or a landscape crop), from the first frame."""
+
+
+def still_clips(videos: Path, out: Path, fps: float = 25.0, seconds: float = 3.0) -> list[str]:
+    """The real videos as short close-up clips of a person standing still (``STILL_CLIPS``); boxes unknown."""
+    made = []
+    for name, (video, label, x, y, w, h, size_wh) in STILL_CLIPS.items():
+        frames = [
+            cv2.resize(f[y : y + h, x : x + w], size_wh, interpolation=cv2.INTER_AREA)
+            for f in _frames(videos / f"{video}.mp4")[: int(seconds * fps)]
+        ]
+        folder = out / name
+        folder.mkdir(parents=True, exist_ok=True)
+        _write(folder / "video.mp4", frames, fps, size_wh)
+        spells = [Spell(1, 1, len(frames), label)]
+        write_clip(
+            folder, name=name, video="video.mp4", fps=fps, frames=len(frames), size_wh=size_wh, spells=spells, rows=None
+        )
+        made.append(name)
+    return made
+
+
 def _write(path: Path, frames: list[np.ndarray], fps: float, size_wh: tuple[int, int]) -> None:
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size_wh)
     for frame in frames:
@@ -555,7 +657,7 @@ def main() -> None:
         n = render_clip(spec, args.out / spec.name)
         print(f"{spec.name}: {n} frames, {n / spec.fps:.0f} s")
     if not args.only and not args.demo_only and (args.videos / "mask.mp4").is_file():
-        for name in real_clips(args.videos, args.out):
+        for name in real_clips(args.videos, args.out) + still_clips(args.videos, args.out):
             print(f"{name}: real clip, boxes unknown")
     if args.demo is not None:
         n = render_clip(demo, args.demo)
