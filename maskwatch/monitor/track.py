@@ -7,7 +7,8 @@ tracks seen last time and the confident detections is matched again on boxes wid
 that moved more than its size between detector frames: Yang et al., C-BIoU, 2023). A candidate becomes a
 confirmed track (a person with an id) after ``min_hits`` consecutive matches; a confirmed track survives
 ``max_lost`` frames without detections, so short occlusions keep their id. Confident matches vote on the label;
-the decided label only changes when another class wins the vote window.
+the decided label changes when another class wins the vote window, or sooner when a change detector
+(:mod:`maskwatch.monitor.vote`) sees the person put a mask on or take it off.
 
 Re-identification: with an image, faces get an appearance signature (:mod:`maskwatch.monitor.reid`; computed for
 new candidates, every 4th match of a person, and after a cut).
