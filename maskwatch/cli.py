@@ -58,6 +58,11 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--events", type=Path, help="append alert / update / end events as JSON lines to this file")
     run.add_argument("--snapshots", action="store_true", help="save a face snapshot with each alert (off by default)")
     run.add_argument("--webhook", metavar="URL", help="POST each event as JSON to URL (retried, never blocks)")
+    run.add_argument(
+        "--mqtt",
+        metavar="URL",
+        help="publish events, state and Home Assistant discovery to mqtt://[user:pass@]host:port[/prefix]",
+    )
     run.add_argument("--http", metavar="HOST:PORT", help="serve the remote view: MJPEG, status page, /events, /metrics")
     run.add_argument("--http-token", help="token the remote view requires (default $MASKWATCH_HTTP_TOKEN)")
     run.add_argument("--blur-faces", action="store_true", help="blur every face in outputs, the stream and snapshots")
@@ -369,6 +374,7 @@ _EXTRAS = {
     "matplotlib": "pip install 'maskwatch[train]' (matplotlib: the plots of eval --plots and soak)",
     "ray": "pip install 'maskwatch[ray]'",
     "imageio_ffmpeg": "pip install 'maskwatch[ray]' (imageio-ffmpeg)",
+    "paho": "pip install 'maskwatch[mqtt]' (paho-mqtt: --mqtt)",
 }
 """Optional packages by import name, and how to install them."""
 

@@ -254,6 +254,31 @@ class HttpConfig(_Section):
     max_stream_fps: float = Field(15.0, gt=0.0, le=120.0, description="Frame rate cap of the MJPEG stream.")
 
 
+class MqttTlsConfig(_Section):
+    ca_file: str | None = Field(None, description="CA certificate file of the broker (null: the system's CAs).")
+    cert_file: str | None = Field(None, description="Client certificate file, for brokers that want one.")
+    key_file: str | None = Field(None, description="Private key file of the client certificate.")
+    insecure: bool = Field(False, description="Accept a certificate whose host name does not match (testing only).")
+
+
+class MqttConfig(_Section):
+    host: str | None = Field(None, description="MQTT broker host (also set by `--mqtt URL`); null: no MQTT output.")
+    port: int = Field(1883, ge=1, le=65535, description="Broker port (1883; 8883 is usual with TLS).")
+    prefix: str = Field(
+        "maskwatch", pattern=r"^[^#+]{1,64}$", description="Topic prefix: PREFIX/SOURCE/event, /state, /availability."
+    )
+    username: str | None = Field(None, description="Broker user name, or null.")
+    password: str | None = Field(None, description="Broker password (never logged), or null.")
+    tls: MqttTlsConfig | None = Field(
+        None, description="TLS (also `mqtts://`): {ca_file, cert_file, key_file, insecure: false}; null: plain TCP."
+    )
+    client_id: str = Field("", max_length=64, description="MQTT client id; empty: maskwatch-HOSTNAME-PID.")
+    keepalive_s: int = Field(60, ge=5, le=3600, description="Seconds between keep-alive pings to the broker.")
+    buffer_size: int = Field(1000, ge=10, le=10**6, description="Events kept while the broker is away (alerts last).")
+    state_interval_s: float = Field(2.0, gt=0.0, le=3600.0, description="Seconds between retained state messages.")
+    discovery_prefix: str | None = Field("homeassistant", description="Home Assistant discovery prefix; null: none.")
+
+
 class OutputConfig(_Section):
     fourcc: str = Field("mp4v", min_length=4, max_length=4, description="FourCC codec of output videos.")
     jpeg_quality: int = Field(92, ge=1, le=100, description="Quality of annotated JPEG images.")
@@ -324,6 +349,7 @@ class Config(_Section):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     sources: list[SourceConfig] = Field(

@@ -25,7 +25,21 @@ def overrides(args: argparse.Namespace) -> dict:
         "http.token": args.http_token or os.environ.get("MASKWATCH_HTTP_TOKEN") or None,
         "tracking.detect_every": args.detect_every,
         "tracking.enabled": False if args.no_track else None,
-    }
+    } | mqtt_overrides(args.mqtt)
+
+
+def mqtt_overrides(url: str | None) -> dict:
+    """``--mqtt URL`` as ``mqtt.*`` config keys (host, port, prefix, username, password, tls for mqtts://)."""
+    if url is None:
+        return {}
+    from maskwatch.errors import UsageError
+    from maskwatch.outputs.mqtt_topics import parse_mqtt_url
+
+    try:
+        keys = parse_mqtt_url(url)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return {f"mqtt.{key}": value for key, value in keys.items()}
 
 
 def report_prefix(args: argparse.Namespace) -> Path | None:

@@ -20,7 +20,7 @@ from maskwatch.capture.base import Source
 from maskwatch.commands.options import overrides, report_prefix
 from maskwatch.commands.run_outputs import check_outputs, output_sinks, wire_sinks
 from maskwatch.config import Config
-from maskwatch.errors import ConfigError, OutputError
+from maskwatch.errors import ConfigError, OutputError, require
 from maskwatch.media import EXIT_OK
 from maskwatch.monitor.pipeline import FacePipeline
 from maskwatch.runner.lane import Lane
@@ -49,6 +49,8 @@ def run_command(args: argparse.Namespace, setup_logging) -> int:
     cfg = load_config(args.config, overrides(args))
     if args.log_level is None:
         setup_logging(log_level(cfg))
+    if cfg.mqtt.host is not None:
+        require("paho.mqtt.client")  # before any work: a missing extra is one line naming it
     bind = http_bind(cfg)
     entries = configured_sources(cfg)
     many = args.source is None

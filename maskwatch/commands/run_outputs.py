@@ -102,7 +102,10 @@ def wire_sinks(
     if bind is not None:
         names = [lane.name for lane in lanes] if many else None
         view = stack.enter_context(build_web_view(cfg, bind, status=view_status, sources=names).start())
-    events = build_event_outputs(cfg, args.events, tracking=tracking, per_source=many, view=view)
+    sources = [lane.name for lane in lanes]
+    events = build_event_outputs(
+        cfg, args.events, tracking=tracking, per_source=many, view=view, status=view_status, sources=sources
+    )
     if events is not None:  # before the view: the view's frame then comes with its events already listed
         shared.append(stack.enter_context(events))
     if view is not None:

@@ -11,10 +11,11 @@ from maskwatch.errors import ConfigError, OutputError
 from maskwatch.outputs.render import OverlayRenderer
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from maskwatch.capture.base import Source
     from maskwatch.outputs.events import EventOutputs, EventSink
+    from maskwatch.outputs.mqtt import MqttOutput
     from maskwatch.outputs.sinks import NullVideoSink, Sink, VideoSink
     from maskwatch.runner.status import RunStatus
     from maskwatch.serve.web import WebView
@@ -34,11 +35,14 @@ def build_event_outputs(
     tracking: bool,
     per_source: bool = False,
     view: EventSink | None = None,
+    status: Callable[[], RunStatus] | None = None,
+    sources: Sequence[str] = (),
 ) -> EventOutputs | None:
     """Every event output of a run behind one fan-out, in order: the ``--events`` log (after its snapshots), the
     webhook (tracked runs), the web view. None when there is none. A new output is one line here.
 
-    ``per_source`` names alert snapshots ``<source>_<track>_<frame>.jpg`` (several sources share the log).
+    ``per_source`` names alert snapshots ``<source>_<track>_<frame>.jpg`` (several sources share the log);
+    ``status`` and ``sources`` (the run's source names) feed the MQTT output's state and discovery.
     """
     from maskwatch.outputs.events import EventOutputs
 
@@ -50,9 +54,48 @@ def build_event_outputs(
         from maskwatch.outputs.webhook import Webhook
 
         outputs.append(Webhook(a.webhook, timeout_s=a.webhook_timeout_s, retries=a.webhook_retries))
+    if cfg.mqtt.host is not None:
+        outputs.append(build_mqtt_output(cfg, status, sources))
     if view is not None:
         outputs.append(view)
     return EventOutputs(outputs) if outputs else None
+
+
+def build_mqtt_output(cfg: Config, status: Callable[[], RunStatus] | None, sources: Sequence[str]) -> MqttOutput:
+    """The ``mqtt`` section's output (connecting in the background); its state numbers come from ``status``."""
+    from maskwatch.outputs.mqtt import MqttOutput, MqttTls, SourceNumbers
+
+    m = cfg.mqtt
+    assert m.host is not None
+
+    def numbers() -> dict[str, SourceNumbers]:
+        rows = status().sources if status is not None else ()
+        return {
+            s.name: SourceNumbers(
+                people_in_view=s.people.people_now if s.people else None,
+                compliance=s.people.compliance if s.people else None,
+                fps=s.fps,
+                alerts=s.people.alerts if s.people else None,
+            )
+            for s in rows
+        }
+
+    tls = MqttTls(**m.tls.model_dump()) if m.tls is not None else None
+    return MqttOutput(
+        m.host,
+        m.port,
+        prefix=m.prefix,
+        sources=sources,
+        username=m.username,
+        password=m.password,
+        tls=tls,
+        client_id=m.client_id,
+        keepalive_s=m.keepalive_s,
+        buffer_size=m.buffer_size,
+        numbers=numbers if status is not None else None,
+        state_interval_s=m.state_interval_s,
+        discovery_prefix=m.discovery_prefix,
+    )
 
 
 def build_event_log(cfg: Config, path: Path, *, per_source: bool = False) -> EventOutputs:
