@@ -87,7 +87,9 @@ def test_parse_mqtt_url(url, expected):
 
 
 def test_topic_key_is_one_clean_level():
-    assert topic_key("rtsp://user:pw@cam/stream") == "rtsp_cam_stream"
+    assert topic_key("rtsp://user:pw@cam:554/live") == "cam-554-live"
+    assert topic_key("/videos/shop/entrance.mp4") == "entrance"
+    assert topic_key("0") == "camera0"
     assert topic_key("front door #2") == "front_door_2"
 
 
@@ -282,3 +284,21 @@ def test_run_with_a_bad_mqtt_url_is_one_line(capsys):
     assert main(["run", "--source", "demo", "--mqtt", "mqtt://shop:hunter2@:1883", "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--mqtt must look like" in err[0] and "hunter2" not in err[0]
+
+
+@needs_broker
+def test_run_demo_publishes_its_alert_state_and_discovery(broker, closing):
+    """``maskwatch run --source demo --mqtt URL``: the demo's unmasked walker alerts on maskwatch/demo/event."""
+    from tests.helpers import maskwatch
+
+    sub = Subscriber(broker.port, "shop/demo/#", "homeassistant/binary_sensor/#")
+    closing(sub)
+    done = maskwatch("run", "--source", "demo", "--mqtt", f"mqtt://127.0.0.1:{broker.port}/shop", "--no-progress")
+    assert done.returncode == 0, done.stderr
+    assert [m.payload for m in sub.wait("shop/demo/availability", 2)] == [b"online", b"offline"]  # the last message
+    events = [json.loads(m.payload) for m in sub.on("shop/demo/event")]
+    assert [e["event"] for e in events].count("alert") == 1 and events[-1]["event"] == "end"
+    states = [json.loads(m.payload) for m in sub.on("shop/demo/state")]
+    assert max(s["unmasked_in_view"] for s in states) == 1 and states[-1]["alerts"] == 1
+    assert sub.on("homeassistant/binary_sensor/shop_demo/unmasked_at_door/config")
+    assert "mqtt: connected to mqtt://127.0.0.1" in done.stderr

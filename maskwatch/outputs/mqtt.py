@@ -179,6 +179,9 @@ class MqttOutput:
     def close(self, timeout_s: float = 5.0) -> None:
         """Deliver what is queued for up to ``timeout_s``, publish ``offline``, disconnect; idempotent. Returns
         within about ``timeout_s + 3`` s whatever the broker does."""
+        if self._closed:
+            return
+        self._refresh_numbers()  # the last numbers: who is still in view when the run ends
         with self._cond:
             if self._closed:
                 return

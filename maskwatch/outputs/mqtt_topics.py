@@ -49,8 +49,13 @@ def parse_mqtt_url(url: str) -> dict[str, Any]:
 
 
 def topic_key(name: str) -> str:
-    """A source name as one topic level (no ``/``, ``+``, ``#``; credentials never appear)."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", scrub_url(name).replace("***@", "")).strip("_") or "source"
+    """A source name as one topic level: a file's stem, a stream's host and path, a camera's ``cameraN``, else the
+    name; without ``/``, ``+``, ``#`` or credentials."""
+    from maskwatch.config import default_source_name
+
+    if "/" in name or "\\" in name or name.strip().isdigit():
+        name = default_source_name(scrub_url(name).replace("***@", ""))
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "source"
 
 
 def discovery_configs(
