@@ -302,3 +302,11 @@ def test_run_demo_publishes_its_alert_state_and_discovery(broker, closing):
     assert max(s["unmasked_in_view"] for s in states) == 1 and states[-1]["alerts"] == 1
     assert sub.on("homeassistant/binary_sensor/shop_demo/unmasked_at_door/config")
     assert "mqtt: connected to mqtt://127.0.0.1" in done.stderr
+
+
+def test_a_missing_tls_file_is_a_config_error(tmp_path):
+    from maskwatch.errors import ConfigError
+    from maskwatch.outputs.mqtt import MqttTls
+
+    with pytest.raises(ConfigError, match="mqtt.tls"):
+        MqttOutput("127.0.0.1", free_port(), sources=["door"], tls=MqttTls(ca_file=str(tmp_path / "missing.pem")))

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from loguru import logger
 
+from maskwatch.errors import ConfigError
 from maskwatch.media import scrub_url
 from maskwatch.outputs.mqtt_topics import discovery_configs, topic_key
 from maskwatch.types import Event
@@ -134,7 +135,10 @@ class MqttOutput:
         if username:
             client.username_pw_set(username, password)
         if tls is not None:
-            client.tls_set(ca_certs=tls.ca_file, certfile=tls.cert_file, keyfile=tls.key_file)
+            try:
+                client.tls_set(ca_certs=tls.ca_file, certfile=tls.cert_file, keyfile=tls.key_file)
+            except (OSError, ValueError) as exc:  # a missing or unreadable file, a key that does not fit
+                raise ConfigError(f"mqtt.tls: {exc}") from None
             client.tls_insecure_set(tls.insecure)
         client.will_set(self.will_topic, "offline", qos=1, retain=True)
         client.reconnect_delay_set(1, max_backoff_s)
@@ -274,8 +278,8 @@ class MqttOutput:
         """Publish what is due (announcements, the next event, changed states); False when closed and done."""
         with self._cond:
             if not self._connected or not (self._announce or self._queue or self._dirty):
-                if self._closing and not self._queue and not self._dirty:
-                    return False
+                if self._closing and not self._queue and not (self._dirty and self._connected):
+                    return False  # closing: events are worth waiting for, states only while connected
                 self._cond.wait(timeout)
                 return True
             announce, self._announce = self._announce, False
