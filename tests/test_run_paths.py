@@ -26,7 +26,9 @@ def _two_faces(self, image_bgr: np.ndarray) -> FaceDetections:
 @pytest.fixture
 def two_faces(monkeypatch):
     monkeypatch.setattr(OnnxRetinaFaceDetector, "detect", _two_faces)
-    monkeypatch.setattr(OnnxRetinaFaceDetector, "detect_batch", lambda self, images: [_two_faces(self, i) for i in images])
+    monkeypatch.setattr(
+        OnnxRetinaFaceDetector, "detect_batch", lambda self, images: [_two_faces(self, i) for i in images]
+    )
 
 
 def _scores(path: Path) -> list[float]:
