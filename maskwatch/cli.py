@@ -63,6 +63,16 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         metavar="URL",
         help="publish events, state and Home Assistant discovery to mqtt://[user:pass@]host:port[/prefix]",
     )
+    run.add_argument(
+        "--zone",
+        metavar="POINTS",
+        help='one watch zone, "x1,y1 x2,y2 x3,y3 ..." as fractions of the frame: only faces in it count and alert',
+    )
+    run.add_argument("--history", type=Path, metavar="PATH", help="keep people and events in this SQLite history")
+    run.add_argument("--clips", type=Path, metavar="DIR", help="write an mp4 around each alert into DIR")
+    run.add_argument(
+        "--notify", action="append", metavar="URL", help="send each alert to this Apprise URL (repeatable)"
+    )
     run.add_argument("--http", metavar="HOST:PORT", help="serve the remote view: MJPEG, status page, /events, /metrics")
     run.add_argument("--http-token", help="token the remote view requires (default $MASKWATCH_HTTP_TOKEN)")
     run.add_argument("--blur-faces", action="store_true", help="blur every face in outputs, the stream and snapshots")

@@ -25,7 +25,24 @@ def overrides(args: argparse.Namespace) -> dict:
         "http.token": args.http_token or os.environ.get("MASKWATCH_HTTP_TOKEN") or None,
         "tracking.detect_every": args.detect_every,
         "tracking.enabled": False if args.no_track else None,
+        "history.path": str(args.history) if args.history is not None else None,
+        "clips.dir": str(args.clips) if args.clips is not None else None,
+        "notify": args.notify,
+        "zones": zone_override(args.zone),
     } | mqtt_overrides(args.mqtt)
+
+
+def zone_override(text: str | None) -> list[dict] | None:
+    """``--zone "x1,y1 x2,y2 ..."`` as the top-level ``zones`` list (one watch zone named ``zone``)."""
+    if text is None:
+        return None
+    from maskwatch.config.door import parse_points
+    from maskwatch.errors import UsageError
+
+    try:
+        return [{"name": "zone", "polygon": parse_points(text), "mode": "watch"}]
+    except ValueError as exc:
+        raise UsageError(f"--zone: {exc}") from None
 
 
 def mqtt_overrides(url: str | None) -> dict:

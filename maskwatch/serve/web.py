@@ -30,6 +30,7 @@ from maskwatch.media import scrub_url
 from maskwatch.serve.bind import is_loopback
 from maskwatch.serve.metrics import status_registry
 from maskwatch.serve.page import PAGE
+from maskwatch.serve.routes import Page, Reply, Request
 from maskwatch.types import Event, FrameResult
 
 if TYPE_CHECKING:
@@ -90,9 +91,12 @@ class _Handler(BaseHTTPRequestHandler):
                 extra = {"WWW-Authenticate": 'Bearer realm="maskwatch"'}
                 return self._send(401, b"unauthorized: token required\n", TEXT, head, extra)
             route = _ROUTES.get(parts.path)
-            if route is None:
+            if route is not None:
+                return getattr(self, route)(head, query)
+            page = view.routes.get(parts.path)
+            if page is None:
                 return self._send(404, b"not found\n", TEXT, head)
-            getattr(self, route)(head, query)
+            self._reply(page(Request(parts.path, query, dict(self.headers.items()), self.client_address[0])), head)
         except OSError:  # the client went away
             pass
         except Exception:
@@ -109,6 +113,26 @@ class _Handler(BaseHTTPRequestHandler):
         self._sent = True
         if not head:
             self.wfile.write(body)
+
+    def _reply(self, reply: Reply, head: bool) -> None:
+        if reply.stream is None:
+            return self._send(reply.code, reply.body, reply.ctype, head, dict(reply.headers))
+        self.send_response(reply.code)
+        headers = {"Content-Type": reply.ctype, "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+        for key, value in (headers | dict(reply.headers)).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self._sent = True
+        if head:
+            return
+        self.server.view.count_client(+1)
+        try:
+            for chunk in reply.stream:
+                self.wfile.write(chunk)
+                self.wfile.flush()
+        finally:
+            self.server.view.count_client(-1)
+            self.close_connection = True
 
     def _json(self, data: object, head: bool) -> None:
         body = json.dumps(data, default=lambda v: v.item() if isinstance(v, np.generic) else str(v))
@@ -235,6 +259,13 @@ class WebView:
         self._registry: CollectorRegistry | None = None
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self.routes: dict[str, Page] = {}
+
+    def add_route(self, path: str, page: Page) -> None:
+        """Serve ``page`` on ``path`` (behind the same token as the rest); built-in paths cannot be replaced."""
+        if path in _ROUTES or not path.startswith("/"):
+            raise ValueError(f"cannot mount a page on {path!r}")
+        self.routes[path] = page
 
     def start(self) -> WebView:
         """Bind and serve in a daemon thread; port 0 picks a free port (``self.port`` is updated)."""

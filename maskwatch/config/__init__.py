@@ -11,16 +11,32 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from maskwatch.config.base import Section
+from maskwatch.config.door import AlarmConfig, ClipsConfig, HistoryConfig, LineConfig, ZoneConfig
+from maskwatch.config.sources import SourceConfig, default_source_name
 from maskwatch.errors import ConfigError
 from maskwatch.types import ClassKey, ColorKey, MaskClass, default_colors
 
 BGR = tuple[int, int, int]
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+_Section = Section
+
+__all__ = [
+    "AlarmConfig",
+    "ClipsConfig",
+    "Config",
+    "HistoryConfig",
+    "LineConfig",
+    "SourceConfig",
+    "ZoneConfig",
+    "config_from_dict",
+    "default_source_name",
+    "load_config",
+    "render_reference",
+]
 
 
 class DetectorConfig(_Section):
@@ -294,50 +310,6 @@ class LoggingConfig(_Section):
     )
 
 
-class SourceConfig(_Section):
-    """One entry of ``sources:``: a camera index, a stream URL or a video file, with the name events carry."""
-
-    source: str = Field(..., min_length=1, description="Camera index (0), rtsp:// or http:// URL, or video file.")
-    name: str = Field(
-        "", max_length=64, description="Name shown in events, the HTTP view and logs; default from the source."
-    )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _normalise(cls, value: Any) -> Any:
-        """A plain string is the source; a missing or empty name is derived from it."""
-        if isinstance(value, int | str):
-            value = {"source": str(value)}
-        if isinstance(value, dict) and isinstance(value.get("source"), int | str):
-            value = {**value, "source": str(value["source"]).strip()}
-            if not str(value.get("name") or "").strip():
-                value["name"] = default_source_name(value["source"])
-            elif isinstance(value["name"], str):
-                value["name"] = value["name"].strip()
-        return value
-
-    @field_validator("name")
-    @classmethod
-    def _printable(cls, name: str) -> str:
-        if not name or not name.isprintable() or any(c in name for c in "/?&#"):
-            raise ValueError(f"source name {name!r} must be printable text without / ? & #")
-        return name
-
-
-def default_source_name(spec: str) -> str:
-    """A readable, credential-free name: ``camera0``, the host and port of a URL, or a video file's stem."""
-    spec = spec.strip()
-    if spec.isdigit():
-        return f"camera{spec}"
-    if "://" in spec:
-        parts = urlsplit(spec)
-        host = parts.hostname or "stream"
-        name = f"{host}-{parts.port}" if parts.port else host
-        tail = parts.path.strip("/").replace("/", "-")
-        return f"{name}-{tail}"[:64] if tail else name
-    return Path(spec).stem or spec
-
-
 class Config(_Section):
     """The whole maskwatch configuration (``configs/default.yaml`` lists every field)."""
 
@@ -352,6 +324,25 @@ class Config(_Section):
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    alarm: AlarmConfig = Field(default_factory=AlarmConfig)
+    history: HistoryConfig = Field(default_factory=HistoryConfig)
+    clips: ClipsConfig = Field(default_factory=ClipsConfig)
+    zones: list[ZoneConfig] = Field(
+        default_factory=list,
+        description="Zones [{name, polygon: [[x, y], ...], mode: watch or ignore}] in fractions of the frame (also "
+        "`--zone`): with a watch zone, only faces whose centre is in one (and in no ignore zone) are counted and "
+        "alerted; the others are drawn dimmed. Apply to `--source` and to each source without its own.",
+    )
+    lines: list[LineConfig] = Field(
+        default_factory=list,
+        description="Counting lines [{name, points: [[x, y], [x, y]], in: left or right}]: crossings are counted in "
+        "and out with the person's label. Apply to `--source` and to each source without its own.",
+    )
+    notify: list[str] = Field(
+        default_factory=list,
+        description="Apprise URLs notified of each alert with its snapshot (also `--notify`; needs "
+        "`pip install 'maskwatch[notify]'`).",
+    )
     sources: list[SourceConfig] = Field(
         default_factory=list,
         description="Live sources `maskwatch run` serves together when no --source is given: each a camera index, "
@@ -376,7 +367,8 @@ def _describe(error: ValidationError) -> str:
     key = ".".join(str(p) for p in first["loc"]) or "(top level)"
     if first["type"] == "extra_forbidden":
         return f"unknown config key '{key}'"
-    return f"invalid config value for '{key}': {first['msg']}"
+    message = str(first["msg"]).removeprefix("Value error, ")
+    return f"invalid config value for '{key}': {message}"
 
 
 def config_from_dict(data: dict[str, Any] | None) -> Config:
@@ -415,11 +407,15 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
 
 
 def _apply_overrides(data: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:
-    """Set ``section.key`` values (from CLI flags) on top of the file's; None means not given."""
+    """Set ``section.key`` values (from CLI flags) on top of the file's; a key without a dot sets a top-level
+    list (``zones``, ``notify``); None means not given."""
     for dotted, value in (overrides or {}).items():
         if value is None:
             continue
         section, _, key = dotted.partition(".")
+        if not key:
+            data[section] = value
+            continue
         current = data.get(section, {})
         if not isinstance(current, dict):
             raise ConfigError(f"config section '{section}' must be a mapping")
