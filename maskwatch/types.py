@@ -169,9 +169,9 @@ class Frame:
     """Name of what the frame came from: the video or stream, or the image file for image inputs."""
 
 
-EventKind = Literal["alert", "update", "end"]
-"""What an event says: a person was decided unmasked or wrongly masked (``alert``), changed label (``update``), or
-left (``end``)."""
+EventKind = Literal["alert", "update", "end", "cross"]
+"""What an event says: a person was decided unmasked or wrongly masked (``alert``), changed label (``update``),
+left (``end``), or crossed a counting line (``cross``: ``line`` and ``direction`` say which and which way)."""
 EVENT_KINDS: tuple[EventKind, ...] = get_args(EventKind)
 
 
@@ -194,6 +194,8 @@ class Event:
     duration_s: float = 0.0
     t_s: float = 0.0
     snapshot: str | None = None
+    line: str | None = None
+    direction: Literal["in", "out"] | None = None
 
     def __post_init__(self) -> None:
         if self.event not in EVENT_KINDS:
@@ -214,6 +216,8 @@ class Event:
         }
         if self.snapshot is not None:
             record["snapshot"] = self.snapshot
+        if self.line is not None:
+            record["line"], record["direction"] = self.line, self.direction
         return record
 
 

@@ -50,3 +50,14 @@ def test_built_in_paths_cannot_be_replaced() -> None:
     view = WebView(port=0)
     with pytest.raises(ValueError):
         view.add_route("/status", lambda request: Reply())
+
+
+def test_output_faults_show_in_metrics() -> None:
+    from maskwatch.runner.faults import record_fault, reset_faults
+    from maskwatch.serve.metrics import prometheus_text
+
+    reset_faults()
+    record_fault("clips", "disk full")
+    record_fault("clips", "disk full")
+    assert 'maskwatch_output_faults_total{output="clips"} 2.0' in prometheus_text(None, 0)
+    reset_faults()

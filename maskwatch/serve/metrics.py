@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
+from maskwatch.runner.faults import fault_counts
+
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
     from prometheus_client.metrics_core import Metric
@@ -103,6 +105,10 @@ class _StatusCollector:
                         family.add_metric(list(labels.values()), number)
                     yield family
         yield GaugeMetricFamily("maskwatch_http_stream_clients", "Clients watching the MJPEG stream.", int(clients))
+        faults = CounterMetricFamily("maskwatch_output_faults", "Run-time faults of each output.", labels=["output"])
+        for output, count in sorted(fault_counts().items()):
+            faults.add_metric([output], count)
+        yield faults
 
 
 def status_registry(read: Reading) -> CollectorRegistry:
