@@ -1,5 +1,15 @@
 """The remote view's status page: one self-contained HTML document (inline CSS and JS, no external files)."""
 
+import html
+from collections.abc import Sequence
+
+from maskwatch.serve.routes import HTML, Reply
+
+CSP = (
+    "default-src 'none'; img-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; "
+    "script-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"
+)
+
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>maskwatch</title>
@@ -7,6 +17,8 @@ PAGE = """<!doctype html>
 body{margin:0;font:14px system-ui,sans-serif;background:#16181d;color:#e6e6e6}
 header{padding:10px 16px;background:#20232b;display:flex;gap:12px;align-items:baseline}
 h1{margin:0;font-size:20px} #source{color:#9aa4b2} .bad{color:#ff8a8e}
+nav{margin-left:auto;display:flex;gap:12px;align-items:baseline} nav a{color:#9ecbff} nav form{margin:0}
+nav button{font:inherit;background:none;border:1px solid #3a3f4b;color:#e6e6e6;border-radius:4px;cursor:pointer}
 main{display:flex;gap:16px;padding:16px;align-items:flex-start} aside{flex:1;min-width:260px}
 #view{flex:2;min-width:0} #view img{width:100%;min-height:120px;background:#000;border-radius:4px}
 table{border-collapse:collapse;width:100%;margin-bottom:16px} h2{font-size:15px;margin:0 0 6px}
@@ -18,17 +30,17 @@ li.ev-alert{border-color:#e5484d;color:#ff8a8e} li.ev-change{border-color:#f5a52
 figure{margin:0;background:#1d2027;border-radius:4px;padding:6px} figcaption{font-weight:600;margin:4px 2px}
 figure table{margin:4px 0 0;font-size:13px}
 </style></head><body>
-<header><h1>maskwatch</h1><span id="source">{{source}}</span><span id="conn" class="bad"></span></header>
+<header><h1>maskwatch</h1><span id="source">{{source}}</span><span id="conn" class="bad"></span>
+<nav>{{links}}</nav></header>
 <main><div id="view"><img id="stream" alt="live view"></div>
 <aside><h2>Status</h2><table><tbody id="status"></tbody></table><h2>Latest events</h2><ul id="events"></ul></aside>
 </main>
 <script>
 "use strict";
-const params = new URLSearchParams(location.search), token = params.get("token");
+const params = new URLSearchParams(location.search);
 const $ = (id) => document.getElementById(id);
-function link(path, extra) {
+function link(path, extra) {  // relative; the login cookie goes with every request, no token in any URL
   const q = new URLSearchParams(extra || {});
-  if (token) q.set("token", token);
   return path + (q.toString() ? "?" + q : "");
 }
 function fmt(key, v) {
@@ -107,3 +119,15 @@ setInterval(refresh, 1000);
 window.addEventListener("load", () => { loaded = true; startStreams(); });
 </script></body></html>
 """
+
+
+LOGOUT = '<form method="post" action="logout"><button>log out</button></form>'
+
+
+def status_page(source: str, *, pages: Sequence[str] = (), login: bool = False) -> Reply:
+    """The page for a run watching ``source`` (shown as text: credentials already scrubbed by the caller), with
+    links to the mounted ``pages`` (``/door``...) and, with ``login`` (a token is set), a log-out button."""
+    links = "".join(f'<a href=".{html.escape(p)}">{html.escape(p[1:])}</a>' for p in pages)
+    links += LOGOUT if login else ""
+    body = PAGE.replace("{{source}}", html.escape(source)).replace("{{links}}", links).encode()
+    return Reply(body, ctype=HTML, headers={"Content-Security-Policy": CSP})

@@ -8,8 +8,6 @@ frame of each, by the frame's name; ``?source=NAME`` picks one for the stream an
 
 from __future__ import annotations
 
-import hmac
-import html
 import json
 import socket
 import socketserver
@@ -18,18 +16,19 @@ import time
 from collections import deque
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import parse_qs, urlsplit
 
-import cv2
 import numpy as np
 from loguru import logger
 
 from maskwatch.errors import ConfigError, OutputError
 from maskwatch.media import scrub_url
+from maskwatch.serve.auth import MAX_FORM_BYTES, Access, log_line, scrub_token
 from maskwatch.serve.bind import is_loopback
+from maskwatch.serve.channel import Channel
 from maskwatch.serve.metrics import status_registry
-from maskwatch.serve.page import PAGE
+from maskwatch.serve.page import status_page
 from maskwatch.serve.routes import Page, Reply, Request
 from maskwatch.types import Event, FrameResult
 
@@ -42,6 +41,18 @@ BOUNDARY = "frame"
 TEXT = "text/plain; charset=utf-8"
 _ROUTES = {"/": "_page", "/status": "_status", "/events": "_events", "/metrics": "_metrics"}
 _ROUTES |= {"/stream.mjpg": "_stream", "/snapshot.jpg": "_snapshot"}  # path -> handler method; nothing else
+_RESERVED = {"/login", "/logout"}  # answered by the access rules (maskwatch.serve.auth)
+
+
+class Watcher(Protocol):
+    """Something that follows the view's frames and events (the door display): cheap calls, on the inference
+    thread; ``close`` ends its pages' streams."""
+
+    def write(self, result: FrameResult, annotated: np.ndarray) -> None: ...
+
+    def send(self, event: Event, image: np.ndarray) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class _Server(ThreadingHTTPServer):
@@ -77,6 +88,21 @@ class _Handler(BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:
         self._dispatch(head=True)
 
+    def do_POST(self) -> None:
+        """Only the login form posts (``/login``, ``/logout``); any other path answers 405."""
+        path = urlsplit(self.path).path
+        if path not in ("/login", "/logout"):
+            return self._not_allowed()
+        length = self.headers.get("Content-Length", "0")
+        if not length.isdigit() or int(length) > MAX_FORM_BYTES:
+            return self._send(413, b"form too large\n", TEXT)
+        body = self.rfile.read(int(length))
+        try:
+            access, query = self.server.view.access, parse_qs(urlsplit(self.path).query)
+            self._reply(access.login(body, query) if path == "/login" else access.logout(self.headers), False)
+        except OSError:  # the client went away
+            pass
+
     def _not_allowed(self) -> None:
         length = self.headers.get("Content-Length", "0")
         if length.isdigit() and 0 < int(length) <= 1 << 16:
@@ -87,9 +113,10 @@ class _Handler(BaseHTTPRequestHandler):
         view, parts = self.server.view, urlsplit(self.path)
         query = parse_qs(parts.query)
         try:
-            if not view.authorized(self.headers.get("Authorization"), query.get("token", [None])[0]):
-                extra = {"WWW-Authenticate": 'Bearer realm="maskwatch"'}
-                return self._send(401, b"unauthorized: token required\n", TEXT, head, extra)
+            if parts.path == "/login":
+                return self._reply(view.access.login_form(query), head)
+            if not view.access.allows(parts.path, self.headers, query):
+                return self._reply(view.access.refuse(parts.path, query, self.headers), head)
             route = _ROUTES.get(parts.path)
             if route is not None:
                 return getattr(self, route)(head, query)
@@ -140,11 +167,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _page(self, head: bool, query: dict) -> None:
         status = self.server.view.status()
-        source = html.escape(scrub_url(status.source if status is not None else ""))
-        csp = "default-src 'none'; img-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; "
-        csp += "script-src 'unsafe-inline'; frame-ancestors 'none'"
-        body = PAGE.replace("{{source}}", source).encode()
-        self._send(200, body, "text/html; charset=utf-8", head, {"Content-Security-Policy": csp})
+        source = scrub_url(status.source if status is not None else "")
+        pages = [path for path in self.server.view.routes if "/" not in path[1:]]  # pages, not their streams
+        self._reply(status_page(source, pages=pages, login=self.server.view.token is not None), head)
 
     def _status(self, head: bool, query: dict) -> None:
         self._json(self.server.view.status_json(), head)
@@ -210,13 +235,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args) -> None:
         """Requests go to loguru at debug level, without query strings or the token."""
-        message, path, line = format % args, getattr(self, "path", "") or "", getattr(self, "requestline", "")
-        if line and path:
-            message = message.replace(line, line.replace(path, urlsplit(path).path))
-        message = message.replace(path, urlsplit(path).path) if path else message
-        if self.server.view.token:
-            message = message.replace(self.server.view.token, "***")
-        logger.debug(f"HTTP {self.client_address[0]}: {message}")
+        line = log_line(format % args, getattr(self, "path", "") or "", getattr(self, "requestline", ""))
+        logger.debug(f"HTTP {self.client_address[0]}: {scrub_token(line, self.server.view.token)}")
 
 
 class WebView:
@@ -237,6 +257,7 @@ class WebView:
         jpeg_quality: int = 80,
         max_stream_fps: float = 15.0,
         sources: list[str] | None = None,
+        session_ttl_s: float = 12 * 3600,
     ) -> None:
         if not is_loopback(host) and not token:
             raise ConfigError(
@@ -252,20 +273,25 @@ class WebView:
         self._closed = threading.Event()
         # the latest frame per source; one unnamed channel for a single source, else one per name, first is default
         names: list[str | None] = list(sources) if sources else [None]
-        self._channels = {name: _Channel() for name in names}
+        self._channels = {name: Channel() for name in names}
         self._default = next(iter(self._channels))
-        self._jpeg_lock = threading.Lock()
         self.clients = 0
         self._registry: CollectorRegistry | None = None
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self.routes: dict[str, Page] = {}
+        self.access = Access(self.token, ttl_s=session_ttl_s)
+        self._watchers: list[Watcher] = []
 
     def add_route(self, path: str, page: Page) -> None:
-        """Serve ``page`` on ``path`` (behind the same token as the rest); built-in paths cannot be replaced."""
-        if path in _ROUTES or not path.startswith("/"):
+        """Serve ``page`` on ``path`` (behind the same access rules as the rest); built-in paths cannot be replaced."""
+        if path in _ROUTES or path in _RESERVED or not path.startswith("/"):
             raise ValueError(f"cannot mount a page on {path!r}")
         self.routes[path] = page
+
+    def watch(self, watcher: Watcher) -> None:
+        """Hand ``watcher`` every frame and event this view gets (a page that shows live state); closed with it."""
+        self._watchers.append(watcher)
 
     def start(self) -> WebView:
         """Bind and serve in a daemon thread; port 0 picks a free port (``self.port`` is updated)."""
@@ -283,6 +309,7 @@ class WebView:
                 f"cannot serve HTTP on {self.host}:{self.port}: {reason[:1].lower()}{reason[1:]}"
             ) from None
         self.port = int(self._server.server_address[1])
+        self.access.cookie = f"maskwatch_session_{self.port}"  # two views on one host keep their own sessions
         self._thread = threading.Thread(target=self._serve, args=(self._server,), name="maskwatch-http", daemon=True)
         self._thread.start()
         logger.info(f"HTTP view on {self.url}")
@@ -311,6 +338,8 @@ class WebView:
                 return
             self._closed.set()
             self._cond.notify_all()
+        for watcher in self._watchers:  # first: their streams end before the server stops
+            watcher.close()
         if self._server is not None and self._thread is not None:
             if self._thread.is_alive():
                 stopper = threading.Thread(target=self._server.shutdown, daemon=True)
@@ -335,23 +364,19 @@ class WebView:
             channel.frame, channel.index = annotated, int(result.frame.index)
             channel.seq += 1
             self._cond.notify_all()
+        for watcher in self._watchers:
+            watcher.write(result, annotated)
 
     def send(self, event: Event, image: np.ndarray) -> None:
         """Keep ``event`` for ``/events`` (the oldest goes beyond ``max_events``)."""
         with self._cond:
             self._events.append(event.to_json())
+        for watcher in self._watchers:
+            watcher.send(event, image)
 
     def has_source(self, name: str) -> bool:
         """True when ``name`` is one of the sources this view was given."""
         return name in self._channels and name is not None
-
-    def authorized(self, header: str | None, query_token: str | None) -> bool:
-        """No token configured, or a matching ``Authorization: Bearer`` header or ``?token=``."""
-        if self.token is None:
-            return True
-        offered = [header[7:].strip()] if header and header[:7].lower() == "bearer " else []
-        offered += [query_token] if query_token is not None else []
-        return any(hmac.compare_digest(value.encode(), self.token.encode()) for value in offered)
 
     def status(self) -> RunStatus | None:
         """What the application's status callback reports, or None without one."""
@@ -392,7 +417,7 @@ class WebView:
         channel = self._channels.get(source) or self._channels[self._default]
         with self._cond:
             seq, frame = channel.seq, channel.frame
-        return None if frame is None else self._encode(channel, seq, frame)
+        return None if frame is None else channel.encode(seq, frame, self.jpeg_quality)
 
     def wait_newer(self, last: int, timeout: float, source: str | None = None) -> tuple[int, bytes] | None:
         """Wait up to ``timeout`` s for a frame written after write number ``last``; its JPEG, or None."""
@@ -402,28 +427,8 @@ class WebView:
             if self.closed or channel.seq <= last or channel.frame is None:
                 return None
             seq, frame = channel.seq, channel.frame
-        return self._encode(channel, seq, frame)
+        return channel.encode(seq, frame, self.jpeg_quality)
 
     def wait_closed(self, seconds: float) -> bool:
         """Sleep up to ``seconds`` (stream pacing); True once the view is closed."""
         return self._closed.wait(seconds) if seconds > 0 else self.closed
-
-    def _encode(self, channel: _Channel, seq: int, frame: np.ndarray) -> tuple[int, bytes]:
-        """Encode each frame once and share the bytes between all clients."""
-        with self._jpeg_lock:
-            if channel.jpeg is None or channel.jpeg[0] < seq:
-                ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
-                if not ok:
-                    raise OutputError("cannot encode the frame as JPEG")
-                channel.jpeg = (seq, buf.tobytes())
-            return channel.jpeg
-
-
-class _Channel:
-    """The latest frame of one source: the array, its index, a write counter (streams key on it) and its JPEG."""
-
-    def __init__(self) -> None:
-        self.frame: np.ndarray | None = None
-        self.index: int | None = None
-        self.seq = -1
-        self.jpeg: tuple[int, bytes] | None = None

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from maskwatch.capture.base import Source
+    from maskwatch.outputs.alarm import Alarm
     from maskwatch.outputs.events import EventOutputs, EventSink
     from maskwatch.outputs.mqtt import MqttOutput
     from maskwatch.outputs.sinks import NullVideoSink, Sink, VideoSink
@@ -39,7 +40,7 @@ def build_event_outputs(
     sources: Sequence[str] = (),
 ) -> EventOutputs | None:
     """Every event output of a run behind one fan-out, in order: the ``--events`` log (after its snapshots), the
-    webhook (tracked runs), the web view. None when there is none. A new output is one line here.
+    webhook (tracked runs), MQTT, the alarm, the web view. None when there is none. A new output is one line here.
 
     ``per_source`` names alert snapshots ``<source>_<track>_<frame>.jpg`` (several sources share the log);
     ``status`` and ``sources`` (the run's source names) feed the MQTT output's state and discovery.
@@ -56,6 +57,8 @@ def build_event_outputs(
         outputs.append(Webhook(a.webhook, timeout_s=a.webhook_timeout_s, retries=a.webhook_retries))
     if cfg.mqtt.host is not None:
         outputs.append(build_mqtt_output(cfg, status, sources))
+    if (alarm := build_alarm(cfg)) is not None:
+        outputs.append(alarm)
     if view is not None:
         outputs.append(view)
     return EventOutputs(outputs) if outputs else None
@@ -96,6 +99,20 @@ def build_mqtt_output(cfg: Config, status: Callable[[], RunStatus] | None, sourc
         state_interval_s=m.state_interval_s,
         discovery_prefix=m.discovery_prefix,
     )
+
+
+def build_alarm(cfg: Config) -> Alarm | None:
+    """The ``alarm`` section's output (a sound, a GPIO output, a command; each checked first), or None."""
+    from maskwatch.outputs.alarm import Alarm, Command, Relay, Sound, open_output, program_words
+
+    a = cfg.alarm
+    if a.sound is None and a.gpio_pin is None and a.command is None:
+        return None
+    sound = Sound(a.sound, a.player) if a.sound is not None else None
+    argv = program_words(a.command, "alarm.command") if a.command is not None else None
+    device = open_output(a.gpio_pin, a.gpio_active_high) if a.gpio_pin is not None else None
+    relay = Relay(device, a.hold_s) if device is not None else None
+    return Alarm(sound=sound, relay=relay, command=Command(argv, a.command_timeout_s) if argv else None)
 
 
 def build_event_log(cfg: Config, path: Path, *, per_source: bool = False) -> EventOutputs:
@@ -181,9 +198,10 @@ def build_web_view(
     cfg: Config, bind: tuple[str, int], status: Callable[[], RunStatus], *, sources: list[str] | None = None
 ) -> WebView:
     """The ``--http`` remote view on ``bind`` (see :func:`http_bind`), not started; ``sources`` names a tile each."""
+    from maskwatch.serve.door import mount_door
     from maskwatch.serve.web import WebView
 
-    return WebView(
+    view = WebView(
         bind[0],
         bind[1],
         token=cfg.http.token,
@@ -191,3 +209,5 @@ def build_web_view(
         max_stream_fps=cfg.http.max_stream_fps,
         sources=sources,
     )
+    mount_door(view, sources)  # /door: the kiosk page for the person at the door
+    return view
