@@ -101,6 +101,13 @@ class LineConfig(Section):
         alias="in",
         description="Which side is inside, looking from the first point to the second: crossing to it counts in.",
     )
+    band: float = Field(
+        0.3,
+        ge=0.0,
+        le=5.0,
+        description="Dead band each side of the line, in face heights: a face centre must get this far past the line "
+        "to change side (jitter on the line counts once).",
+    )
 
     @field_validator("name")
     @classmethod

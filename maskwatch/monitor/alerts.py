@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 
@@ -133,16 +133,34 @@ class AlertPolicy:
         return events
 
     def _event(self, kind: EventKind, frame_index: int, ts: float, track: TrackLike) -> Event:
-        label = None if track.label == UNDECIDED else CLASS_NAMES[int(track.label)]
-        return Event(
-            event=kind,
-            ts=self.clock(),
-            source=self.source,
-            frame=frame_index,
-            track_id=int(track.track_id),
-            label=label,
-            confidence=float(track.confidence),
-            box=[float(v) for v in track.xyxy],
-            duration_s=float(track.duration_s),
-            t_s=ts,
-        )
+        return track_event(kind, self.source, self.clock(), frame_index, ts, track)
+
+
+def track_event(
+    kind: EventKind,
+    source: str,
+    stamp: str,
+    frame_index: int,
+    ts: float,
+    track: TrackLike,
+    *,
+    line: str | None = None,
+    direction: Literal["in", "out"] | None = None,
+) -> Event:
+    """The event of ``kind`` about ``track`` on frame ``frame_index`` (``ts`` s into the source), stamped ``stamp``
+    (ISO 8601 UTC); ``line`` and ``direction`` for a ``cross``."""
+    label = None if track.label == UNDECIDED else CLASS_NAMES[int(track.label)]
+    return Event(
+        event=kind,
+        ts=stamp,
+        source=source,
+        frame=frame_index,
+        track_id=int(track.track_id),
+        label=label,
+        confidence=float(track.confidence),
+        box=[float(v) for v in track.xyxy],
+        duration_s=float(track.duration_s),
+        t_s=ts,
+        line=line,
+        direction=direction,
+    )

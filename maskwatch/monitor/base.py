@@ -14,10 +14,21 @@ from maskwatch.types import Event, Frame, FrameResult
 
 
 @dataclass(frozen=True)
+class LineTally:
+    """A counting line's crossings so far: ``entered`` (to its inside) and ``exited``."""
+
+    name: str
+    entered: int = 0
+    exited: int = 0
+
+
+@dataclass(frozen=True)
 class PeopleStatus:
     """A tracked source's live people numbers, for the status views and ``/metrics``.
 
     ``compliance``: the share of decided people wearing a mask correctly (None before anyone is decided).
+    With zones, only the people counted in them are in these numbers. ``entered`` / ``exited``: crossings of all
+    counting lines, ``lines`` per line (empty without lines).
     """
 
     people_now: int
@@ -26,6 +37,9 @@ class PeopleStatus:
     alerts: int
     compliance: float | None
     detect_every: int
+    entered: int = 0
+    exited: int = 0
+    lines: tuple[LineTally, ...] = ()
 
 
 class FrameProcessor(Protocol):

@@ -5,6 +5,10 @@ On frames where the detector does not run, the tracker's motion model carries ev
 still shows every frame. With a :class:`~maskwatch.monitor.static.LifeMeter`, a track is counted as a person and
 may alert once it has shown life (on an input shorter than ``static_after_s``, every face it shows is counted).
 A static track (a poster) is shown as an untracked grey face and never counted.
+
+With zones (:mod:`maskwatch.monitor.zones`), only people seen in them are counted and alerted; the others are still
+tracked. With counting lines (:mod:`maskwatch.monitor.lines`), every visible person is watched for crossings, which
+become ``cross`` events beside the alert policy's.
 """
 
 from __future__ import annotations
@@ -21,11 +25,23 @@ from loguru import logger
 
 from maskwatch.monitor.alerts import AlertPolicy
 from maskwatch.monitor.base import PeopleStatus
+from maskwatch.monitor.lines import LineCounter
 from maskwatch.monitor.pipeline import FacePipeline
 from maskwatch.monitor.records import COMPLIANCE, PersonRecord, TimelinePoint, compliance
 from maskwatch.monitor.static import CameraMotion, LifeMeter, all_live
 from maskwatch.monitor.track import FaceTracker, Track, TrackStep
-from maskwatch.types import CLASS_NAMES, NO_TRACK, UNDECIDED, UNDECIDED_KEY, Event, Frame, FrameResult, MaskClass
+from maskwatch.monitor.zones import ZoneSet
+from maskwatch.types import (
+    CLASS_NAMES,
+    NO_TRACK,
+    UNDECIDED,
+    UNDECIDED_KEY,
+    Event,
+    FaceDetections,
+    Frame,
+    FrameResult,
+    MaskClass,
+)
 
 
 class StrideControl:
@@ -105,7 +121,11 @@ class StrideControl:
 
 
 class Monitor:
-    """``process(frame) -> FrameResult`` with tracking, label voting, alert events and people statistics."""
+    """``process(frame) -> FrameResult`` with tracking, label voting, alert events and people statistics.
+
+    ``zones``: only people whose face centre is in them count (people numbers, report) and alert; ``lines``: the
+    counting lines' crossings (``cross`` events and the ``entered`` / ``exited`` numbers).
+    """
 
     def __init__(
         self,
@@ -115,6 +135,8 @@ class Monitor:
         stride: StrideControl | None = None,
         *,
         life: LifeMeter | None = None,
+        zones: ZoneSet | None = None,
+        lines: LineCounter | None = None,
         timeline_step_s: float = 0.5,
         max_records: int = 50_000,
         max_timeline: int = 20_000,
@@ -125,6 +147,8 @@ class Monitor:
         self.stride = stride or StrideControl()
         self.life = life
         self.camera = CameraMotion() if life is not None else None
+        self.zones = zones if zones else None
+        self.lines = lines if lines else None
         self.timeline_step_s = timeline_step_s
         # bounded, so a run of weeks keeps a flat memory: counts stay exact, records keep the latest
         self.people: deque[PersonRecord] = deque(maxlen=max_records)
@@ -141,6 +165,7 @@ class Monitor:
         self._unmasked_ended = 0
         self._people_total = 0
         self._counted: set[int] = set()  # ids of the people counted so far (a track counts once it shows life)
+        self._ever_inside: set[int] = set()  # with zones: ids of the tracks seen in them (they alone may count)
 
     def __call__(self, frame: Frame) -> FrameResult:
         detected = self.stride.should_detect(frame.index)
@@ -175,10 +200,12 @@ class Monitor:
             step = self.tracker.predict(frame.index, t)
         if self.life is None:
             all_live(self.tracker.tracks)
-        events = self._decide(frame.index, t, step)
+        h, w = frame.image.shape[:2]
+        rows = self.counting_rows(step.faces, (w, h))
+        events = self._decide(frame.index, t, step, {int(i) for i in step.faces.track_id[rows]}, (w, h))
         timings["track_ms"] = (time.perf_counter() - t0) * 1e3
-        self._sample(t, step)
-        self._in_view = int((step.faces.track_id != NO_TRACK).sum())
+        self._sample(t, step.faces[rows])
+        self._in_view = int(rows.sum())
         self._last_index, self._last_ts = frame.index, t
         return FrameResult(
             frame=frame, faces=step.faces, timings_ms=timings, detected=result is not None, events=events
@@ -188,24 +215,51 @@ class Monitor:
         """The runner reports each frame's total busy time here (drives the automatic stride)."""
         self.stride.observe(busy_ms, detected)
 
-    def _decide(self, frame_index: int, t: float, step: TrackStep) -> list[Event]:
+    def counting_rows(self, faces: FaceDetections, size_wh: tuple[int, int]) -> np.ndarray:
+        """Which rows of a frame's ``faces`` are people who count now: tracked, and in the zones if there are any."""
+        rows = faces.track_id != NO_TRACK
+        return rows & self.zones.counted(faces.xyxy, size_wh) if self.zones is not None else rows
+
+    def _decide(
+        self, frame_index: int, t: float, step: TrackStep, inside: set[int], size_wh: tuple[int, int]
+    ) -> list[Event]:
+        """Count, alert and watch the lines on one frame; ``inside``: the ids of the people who count on it."""
         alive = self.tracker.tracks
+        zoned = self.zones is not None
+        if zoned:
+            self._ever_inside |= inside
         for track in alive:
-            if not track.live:
+            if not track.live or (zoned and track.track_id not in inside):
                 continue
             if track.track_id not in self._counted:
                 self._counted.add(track.track_id)
                 self._people_total += 1
             if track.label != UNDECIDED and MaskClass(track.label).alerts:
                 self._unmasked.add(track.track_id)
-        events = self.policy.step(frame_index, t, alive, step.ended) if self.policy is not None else []
+        watched = [track for track in alive if track.track_id in inside] if zoned else alive
+        events = self._policy_step(frame_index, t, watched, step.ended)
+        if self.lines is not None:
+            visible = {int(i) for i in step.faces.track_id if i != NO_TRACK}
+            events += self.lines.step(frame_index, t, [tr for tr in alive if tr.track_id in visible], size_wh)
+            self.lines.forget(track.track_id for track in step.ended)
         self._record(step.ended)
         self.events.extend(events)
         return events
 
+    def _policy_step(self, frame_index: int, t: float, tracks: list[Track], ended: list[Track]) -> list[Event]:
+        """The alert policy's events; with zones, ``end`` only for people who were in them."""
+        if self.policy is None:
+            return []
+        if self.zones is not None:
+            ended = [track for track in ended if track.track_id in self._ever_inside]
+        return self.policy.step(frame_index, t, tracks, ended)
+
     def _record(self, tracks: Iterable[Track]) -> None:
         short = self.life is None or self._last_ts < self.life.static_after_s  # the input so far: too short to tell
         for track in tracks:
+            if self.zones is not None and track.track_id not in self._ever_inside:
+                continue  # never in the zones: tracked, never counted
+            self._ever_inside.discard(track.track_id)
             counted = track.track_id in self._counted
             if not counted and (track.static or not short):  # never showed life (a poster): not a person
                 continue
@@ -231,14 +285,15 @@ class Monitor:
                 )
             )
 
-    def _sample(self, t: float, step: TrackStep) -> None:
+    def _sample(self, t: float, faces: FaceDetections) -> None:
+        """A timeline point (every ``timeline_step_s``) of the people who count in ``faces``."""
         if t < self._next_sample:
             return
         self._next_sample = t + self.timeline_step_s
         if len(self.timeline) >= self.max_timeline:  # halve the resolution instead of growing
             self.timeline = self.timeline[::2]
             self.timeline_step_s *= 2
-        ids = step.faces.class_id[step.faces.track_id != NO_TRACK]
+        ids = faces.class_id
         self.timeline.append(
             TimelinePoint(
                 t_s=t,
@@ -254,7 +309,9 @@ class Monitor:
         """End every remaining track (end of input): their ``end`` events, also kept in ``events``."""
         ended = self.tracker.finish()
         self._in_view = 0
-        events = self.policy.step(self._last_index, self._last_ts, [], ended) if self.policy is not None else []
+        events = self._policy_step(self._last_index, self._last_ts, [], ended)
+        if self.lines is not None:
+            self.lines.forget(track.track_id for track in ended)
         self._record(ended)
         self.events.extend(events)
         return events
@@ -275,6 +332,7 @@ class Monitor:
         """Live numbers for the status line, the HTTP view and /metrics."""
         counts = self.label_counts()
         unmasked = self._unmasked_ended + len(self._unmasked)
+        tallies = self.lines.tallies() if self.lines is not None else ()
         return PeopleStatus(
             people_now=self._in_view,
             people_total=self._people_total,
@@ -282,6 +340,9 @@ class Monitor:
             alerts=self.policy.alerts if self.policy is not None else 0,
             compliance=compliance(sum(counts[name] for name in CLASS_NAMES), unmasked),
             detect_every=self.stride.every,
+            entered=sum(line.entered for line in tallies),
+            exited=sum(line.exited for line in tallies),
+            lines=tallies,
         )
 
     def snapshot(self) -> dict:
@@ -291,7 +352,9 @@ class Monitor:
     def summary_line(self) -> str:
         s = self.people_status()
         share = "n/a" if s.compliance is None else f"{s.compliance:.0%}"
+        where = " in the zones" if self.zones is not None else ""
+        crossings = f", {s.entered} in / {s.exited} out" if self.lines is not None else ""
         return (
-            f"summary: {s.people_total} people seen ({s.unmasked_total} unmasked at some point), "
-            f"{s.people_now} in view, compliance {share} ({COMPLIANCE}), {s.alerts} alerts"
+            f"summary: {s.people_total} people seen{where} ({s.unmasked_total} unmasked at some point), "
+            f"{s.people_now} in view, compliance {share} ({COMPLIANCE}), {s.alerts} alerts{crossings}"
         )

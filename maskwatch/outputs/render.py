@@ -1,12 +1,15 @@
-"""Overlay renderer: colour-coded face boxes with labels and a small HUD."""
+"""Overlay renderer: colour-coded face boxes with labels, a source's zones and counting lines, and a small HUD."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Mapping, Sequence
 
 import cv2
 import numpy as np
 
+from maskwatch.monitor.lines import CountingLine
+from maskwatch.monitor.zones import ZoneSet
 from maskwatch.types import NO_TRACK, UNDECIDED, UNDECIDED_KEY, ColorKey, FrameResult, MaskClass, default_colors
 
 REFERENCE_SHORT_SIDE = 480
@@ -18,6 +21,18 @@ MIN_FONT_SCALE = 0.25
 
 DEFAULT_COLORS: dict[ColorKey, tuple[int, int, int]] = default_colors()
 """Box colours by class name (see :class:`~maskwatch.types.MaskClass`)."""
+ZONE_COLORS = {"watch": (255, 220, 0), "ignore": (170, 90, 170)}
+"""Outline colours (B, G, R) of the zones by mode: cyan for watch, muted violet for ignore."""
+LINE_COLOR = (0, 230, 255)
+"""Counting lines are drawn yellow, with an arrow pointing to their inside."""
+DIM_TOWARD, DIM_KEEP = 100, 0.4
+"""A face outside the zones is drawn in its colour mixed with grey ``DIM_TOWARD``, keeping ``DIM_KEEP`` of it."""
+
+
+def dimmed(color: tuple[int, int, int]) -> tuple[int, int, int]:
+    """``color`` faded toward grey: how a face that does not count (outside the zones) is drawn."""
+    first, second, third = (round(DIM_KEEP * c + (1 - DIM_KEEP) * DIM_TOWARD) for c in color)
+    return first, second, third
 
 
 def blur_boxes(image: np.ndarray, xyxy: np.ndarray) -> np.ndarray:
@@ -46,6 +61,10 @@ class OverlayRenderer:
     Tracked faces are labelled with their person id and decided label (``#3 ...`` while undecided); a grey face
     without an id is one no person was made of: a face that never moved (a poster, a screen), or one not
     classified. ``blur_faces`` blurs every face first.
+
+    ``zones`` are drawn as thin outlines with their names; faces that do not count in them are drawn dimmed and
+    left out of the HUD's counts. ``lines`` are drawn with an arrow to their inside and the crossings so far (from
+    the ``cross`` events of the frames drawn). A renderer with zones or lines belongs to one source.
     """
 
     def __init__(
@@ -55,8 +74,13 @@ class OverlayRenderer:
         font_scale: float = 0.5,
         hud: bool = True,
         blur_faces: bool = False,
+        zones: ZoneSet | None = None,
+        lines: Sequence[CountingLine] = (),
     ) -> None:
         self.colors = {**DEFAULT_COLORS, **(colors or {})}
+        self.zones = zones if zones else None
+        self.lines = tuple(lines)
+        self._crossings: Counter[tuple[str, str]] = Counter()  # (line, direction) -> crossings drawn so far
         self.blur_faces = blur_faces
         self.thickness = thickness
         self.font_scale = font_scale
@@ -76,12 +100,17 @@ class OverlayRenderer:
         scores = faces.class_score
         h, w = canvas.shape[:2]
         thickness, font_scale = self.style_for((w, h))
+        counted = self.zones.counted(faces.xyxy, (w, h)) if self.zones is not None else np.ones(len(faces), bool)
+        self._zones(canvas, thickness, font_scale)
+        self._lines(canvas, result, thickness, font_scale)
         for i in range(len(faces)):
             x1, y1, x2, y2 = (int(round(v)) for v in faces.xyxy[i])
             cid = int(faces.class_id[i])
             label = None if cid == UNDECIDED else MaskClass(cid)
             color = self.colors[label.key if label is not None else UNDECIDED_KEY]
-            cv2.rectangle(canvas, (x1, y1), (x2, y2), color, thickness, cv2.LINE_AA)
+            color = color if counted[i] else dimmed(color)
+            line_width = thickness if counted[i] else max(1, thickness // 2)
+            cv2.rectangle(canvas, (x1, y1), (x2, y2), color, line_width, cv2.LINE_AA)
             tid = int(faces.track_id[i])
             texts: tuple[str, ...]
             if tid != NO_TRACK and label is not None:
@@ -94,8 +123,43 @@ class OverlayRenderer:
                 texts = (f"face {faces.det_score[i]:.0%}", "face")
             self._label(canvas, texts, (x1, y1, x2, y2), color, font_scale)
         if self.hud:
-            self._hud(canvas, result, fps, font_scale)
+            self._hud(canvas, result, fps, font_scale, counted)
         return canvas
+
+    def _zones(self, canvas: np.ndarray, thickness: int, scale: float) -> None:
+        """Each zone's outline (thin) and its name by its top corner."""
+        if self.zones is None:
+            return
+        h, w = canvas.shape[:2]
+        for zone in self.zones.zones:
+            color = ZONE_COLORS[zone.mode]
+            corners = np.round(zone.points * (w - 1, h - 1)).astype(np.int32)
+            cv2.polylines(canvas, [corners], True, color, max(1, thickness // 2), cv2.LINE_AA)
+            top = corners[np.lexsort((corners[:, 0], corners[:, 1]))[0]]
+            name = zone.name if zone.mode == "watch" else f"{zone.name} (ignored)"
+            _text(canvas, name, (int(top[0]) + 4, int(top[1])), color, 0.8 * scale)
+
+    def _lines(self, canvas: np.ndarray, result: FrameResult, thickness: int, scale: float) -> None:
+        """Each counting line, an arrow from its middle to its inside, its name and crossings in / out so far."""
+        if not self.lines:
+            return
+        for event in result.events:
+            if event.event == "cross" and event.line is not None and event.direction is not None:
+                self._crossings[(event.line, event.direction)] += 1
+        h, w = canvas.shape[:2]
+        for line in self.lines:
+            a = np.array(line.start) * (w - 1, h - 1)
+            b = np.array(line.end) * (w - 1, h - 1)
+            cv2.line(canvas, _pt(a), _pt(b), LINE_COLOR, thickness, cv2.LINE_AA)
+            d = b - a
+            normal = np.array([d[1], -d[0]]) / max(float(np.hypot(*d)), 1e-6)  # points to the left (y down)
+            inward = normal if line.in_side == "left" else -normal
+            middle = (a + b) / 2
+            reach = 0.05 * min(w, h)
+            cv2.arrowedLine(canvas, _pt(middle), _pt(middle + reach * inward), LINE_COLOR, thickness, cv2.LINE_AA,
+                            tipLength=0.35)  # fmt: skip
+            text = f"{line.name}: in {self._crossings[(line.name, 'in')]} out {self._crossings[(line.name, 'out')]}"
+            _text(canvas, text, _pt(middle - reach * inward), LINE_COLOR, 0.8 * scale)
 
     def _label(self, canvas: np.ndarray, texts: tuple[str, ...], box: tuple[int, int, int, int], color,
                scale: float) -> None:  # fmt: skip
@@ -121,9 +185,11 @@ class OverlayRenderer:
         ink = (0, 0, 0) if luminance > 140 else (255, 255, 255)
         cv2.putText(canvas, text, (x + 2, y + th + 1), font, scale, ink, weight, cv2.LINE_AA)
 
-    def _hud(self, canvas: np.ndarray, result: FrameResult, fps: float | None, scale: float) -> None:
+    def _hud(
+        self, canvas: np.ndarray, result: FrameResult, fps: float | None, scale: float, counted: np.ndarray
+    ) -> None:
         """:func:`hud_text` in a dimmed strip at the top, shrunk (or left out) so it stays a small strip."""
-        text = hud_text(result, fps)
+        text = hud_text(result, fps, counted)
         font = cv2.FONT_HERSHEY_SIMPLEX
         h, w = canvas.shape[:2]
         weight = _text_weight(scale)
@@ -141,11 +207,27 @@ class OverlayRenderer:
         cv2.putText(canvas, text, (pad, th + pad), font, scale, (255, 255, 255), weight, cv2.LINE_AA)
 
 
-def hud_text(result: FrameResult, fps: float | None) -> str:
-    """The HUD's line: maskwatch's processing speed (not the video's frame rate) and the faces per class."""
-    counts = result.faces.counts()
+def hud_text(result: FrameResult, fps: float | None, counted: np.ndarray | None = None) -> str:
+    """The HUD's line: maskwatch's processing speed (not the video's frame rate) and the faces per class (those
+    that ``counted`` marks, all when None)."""
+    counts = (result.faces if counted is None else result.faces[counted]).counts()
     parts = [f"processing {fps:.1f} fps"] if fps else []
     return "  ".join(parts + [f"{c.display}: {counts[c.key]}" for c in MaskClass])
+
+
+def _pt(xy: np.ndarray) -> tuple[int, int]:
+    return int(round(float(xy[0]))), int(round(float(xy[1])))
+
+
+def _text(canvas: np.ndarray, text: str, origin: tuple[int, int], color: tuple[int, int, int], scale: float) -> None:
+    """``text`` at ``origin`` (its baseline's left end, kept inside the frame) in ``color`` over a dark outline."""
+    font, weight = cv2.FONT_HERSHEY_SIMPLEX, _text_weight(scale)
+    (tw, th), base = cv2.getTextSize(text, font, scale, weight)
+    h, w = canvas.shape[:2]
+    x = min(max(origin[0], 0), max(w - tw - 1, 0))
+    y = min(max(origin[1], th + 1), max(h - base - 1, th + 1))
+    cv2.putText(canvas, text, (x, y), font, scale, (0, 0, 0), weight + 2, cv2.LINE_AA)
+    cv2.putText(canvas, text, (x, y), font, scale, color, weight, cv2.LINE_AA)
 
 
 def _text_weight(scale: float) -> int:

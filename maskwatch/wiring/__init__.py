@@ -8,6 +8,7 @@ a command can check its inputs before any of them loads.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,7 +22,9 @@ from maskwatch.monitor.pipeline import FacePipeline
 if TYPE_CHECKING:
     from maskwatch.capture.base import Source
     from maskwatch.models.base import Classifier, Detector
+    from maskwatch.monitor.lines import CountingLine
     from maskwatch.monitor.timebase import FrameRules
+    from maskwatch.monitor.zones import ZoneSet
     from maskwatch.runner.lanes import NamedSource
 
 
@@ -235,10 +238,36 @@ def build_tracker(cfg: Config, *, frame_count: int | None = None, fps: float | N
     )
 
 
+def source_zones(cfg: Config, entry: SourceConfig | None = None) -> ZoneSet:
+    """The zones of a ``sources:`` entry (its own, else the top-level ``zones``); of ``--source`` (None): the
+    top-level ones."""
+    from maskwatch.monitor.zones import Zone, ZoneSet
+
+    zones = entry.zones if entry is not None and entry.zones is not None else cfg.zones
+    return ZoneSet([Zone(z.name, z.polygon, z.mode) for z in zones])
+
+
+def source_lines(cfg: Config, entry: SourceConfig | None = None) -> tuple[CountingLine, ...]:
+    """The counting lines of a ``sources:`` entry (its own, else the top-level ``lines``), or of ``--source``."""
+    from maskwatch.monitor.lines import CountingLine
+
+    lines = entry.lines if entry is not None and entry.lines is not None else cfg.lines
+    return tuple(CountingLine(x.name, x.points[0], x.points[1], x.in_side, x.band) for x in lines)
+
+
 def build_monitor(
-    cfg: Config, pipeline: FacePipeline, *, source_name: str, fps: float, live: bool, frame_count: int | None = None
+    cfg: Config,
+    pipeline: FacePipeline,
+    *,
+    source_name: str,
+    fps: float,
+    live: bool,
+    frame_count: int | None = None,
+    zones: ZoneSet | None = None,
+    lines: Sequence[CountingLine] = (),
 ):
-    """Wrap ``pipeline`` with tracking, the alert policy and the detection stride.
+    """Wrap ``pipeline`` with tracking, the alert policy and the detection stride; ``zones`` and ``lines`` (see
+    :func:`source_zones`, :func:`source_lines`) limit who counts and count crossings.
 
     The monitor asks the pipeline for faces down to ``tracking.low_score`` (as far as its detector was built to
     return, see :func:`detector_floor`): those only extend existing tracks.
@@ -246,6 +275,7 @@ def build_monitor(
     (see :func:`build_tracker`).
     """
     from maskwatch.monitor.alerts import AlertPolicy
+    from maskwatch.monitor.lines import LineCounter
     from maskwatch.monitor.monitor import Monitor, StrideControl
     from maskwatch.monitor.static import LifeMeter
 
@@ -264,7 +294,9 @@ def build_monitor(
         every, auto=live and t.auto_stride, max_every=max(every, t.max_detect_every), frame_interval_s=1.0 / fps
     )
     life = LifeMeter(static_after_s=t.static_after_s) if t.static_after_s > 0 else None
-    return Monitor(pipeline, build_tracker(cfg, frame_count=frame_count, fps=fps), policy, stride, life=life)
+    tracker = build_tracker(cfg, frame_count=frame_count, fps=fps)
+    counter = LineCounter(lines, source=source_name)
+    return Monitor(pipeline, tracker, policy, stride, life=life, zones=zones, lines=counter)
 
 
 # what a run command needs: sources, sinks, the web view, the runner's settings ----------------------------------
