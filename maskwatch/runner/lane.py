@@ -42,7 +42,8 @@ class _NotifyingQueue(queue.Queue):
 @dataclass
 class Lane:
     """One source of a run: ``process`` is its Monitor (or the pipeline without tracking), ``sinks`` its own
-    outputs (the run's shared sinks are passed to each call), ``summary`` its periodic summary line (None: none)."""
+    outputs (the run's shared sinks are passed to each call), ``summary`` its periodic summary line (None: none),
+    ``renderer`` its own overlay (one that draws its zones and lines; None: the run's)."""
 
     name: str
     source: Source
@@ -50,6 +51,7 @@ class Lane:
     sinks: list[Sink] = field(default_factory=list)
     stats: RunStats = field(default_factory=RunStats)
     summary: Callable[[], str | None] | None = None
+    renderer: OverlayRenderer | None = None
     rate: FrameRate = field(default_factory=FrameRate)
     frames: queue.Queue | None = None
     producer: Producer | None = None
@@ -90,6 +92,7 @@ class Lane:
     def serve(self, batch: list[Frame], shared: Sequence[Sink], renderer: OverlayRenderer | None) -> None:
         """Process ``batch`` (one model batch when several), then draw, write and count each frame in order."""
         sinks = [*shared, *self.sinks]
+        renderer = self.renderer if self.renderer is not None and renderer is not None else renderer
         draw = renderer if renderer is not None and any(not s.data_only for s in sinks) else None
         t_batch = time.perf_counter()
         results = self.process.process_batch(batch) if len(batch) > 1 else [self.process(batch[0])]
