@@ -19,7 +19,7 @@ from loguru import logger
 from maskwatch.capture.base import Source
 from maskwatch.commands.options import overrides, report_prefix
 from maskwatch.commands.run_outputs import check_outputs, output_sinks, wire_sinks
-from maskwatch.config import Config
+from maskwatch.config import Config, SourceConfig
 from maskwatch.errors import ConfigError, OutputError, require
 from maskwatch.media import EXIT_OK
 from maskwatch.monitor.pipeline import FacePipeline
@@ -37,6 +37,8 @@ from maskwatch.wiring import (
     run_settings,
     runtime_label,
     source_files,
+    source_lines,
+    source_zones,
     tracking_enabled,
 )
 from maskwatch.wiring.outputs import build_renderer, http_bind
@@ -91,7 +93,12 @@ def _run(args, cfg: Config, bind, sources: Sequence[Source], stop, held: context
     pipeline = build_pipeline(cfg)  # the models: only once inputs and outputs are checked
     workers = inference_workers(cfg, len(sources), show=args.show)
     pipeline.warmup()
-    lanes = [_lane(cfg, pipeline, source, tracking=tracking, share=-(-len(sources) // workers)) for source in sources]
+    entries: Sequence[SourceConfig | None] = configured_sources(cfg) if many else [None]
+    share = -(-len(sources) // workers)
+    lanes = [
+        _lane(cfg, pipeline, source, entry, tracking=tracking, share=share)
+        for source, entry in zip(sources, entries, strict=True)
+    ]
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
         shared = wire_sinks(
@@ -113,16 +120,30 @@ def _run(args, cfg: Config, bind, sources: Sequence[Source], stop, held: context
     return lanes, received
 
 
-def _lane(cfg: Config, pipeline: FacePipeline, source: Source, *, tracking: bool, share: int) -> Lane:
-    """One source's lane: its monitor (tracking on) or the shared pipeline."""
+def _lane(
+    cfg: Config, pipeline: FacePipeline, source: Source, entry: SourceConfig | None, *, tracking: bool, share: int
+) -> Lane:
+    """One source's lane: its monitor (tracking on) or the shared pipeline; ``entry``: its ``sources:`` entry
+    (None for ``--source``), whose zones and lines it counts in (drawn by its own renderer)."""
+    zones, lines = source_zones(cfg, entry), source_lines(cfg, entry)
     if not tracking:
+        if zones or lines:
+            logger.warning(f"{source.name}: zones and counting lines need tracking (a video, camera or stream)")
         return Lane(source.name, source, pipeline)
     # a worker serves `share` sources: each may take 1/share of its frame interval before the detector strides
     fps = source.fps * share if source.is_live else source.fps
     monitor = build_monitor(
-        cfg, pipeline, source_name=source.name, fps=fps, live=source.is_live, frame_count=source.frame_count
+        cfg,
+        pipeline,
+        source_name=source.name,
+        fps=fps,
+        live=source.is_live,
+        frame_count=source.frame_count,
+        zones=zones,
+        lines=lines,
     )
-    return Lane(source.name, source, monitor, summary=monitor.summary_line)
+    renderer = build_renderer(cfg, zones=zones, lines=lines) if zones or lines else None
+    return Lane(source.name, source, monitor, summary=monitor.summary_line, renderer=renderer)
 
 
 def _running_line(cfg: Config, lanes: Sequence[Lane], workers: int, *, tracking: bool, many: bool) -> str:

@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from maskwatch.capture.base import Source
+    from maskwatch.monitor.lines import CountingLine
+    from maskwatch.monitor.zones import ZoneSet
     from maskwatch.outputs.alarm import Alarm
     from maskwatch.outputs.events import EventOutputs, EventSink
     from maskwatch.outputs.mqtt import MqttOutput
@@ -22,10 +24,17 @@ if TYPE_CHECKING:
     from maskwatch.serve.web import WebView
 
 
-def build_renderer(cfg: Config) -> OverlayRenderer:
+def build_renderer(cfg: Config, *, zones: ZoneSet | None = None, lines: Sequence[CountingLine] = ()) -> OverlayRenderer:
+    """The overlay renderer; with ``zones`` and ``lines`` (one source's), it draws them too."""
     r = cfg.render
     return OverlayRenderer(
-        colors=dict(r.colors), thickness=r.thickness, font_scale=r.font_scale, hud=r.hud, blur_faces=r.blur_faces
+        colors=dict(r.colors),
+        thickness=r.thickness,
+        font_scale=r.font_scale,
+        hud=r.hud,
+        blur_faces=r.blur_faces,
+        zones=zones,
+        lines=lines,
     )
 
 
