@@ -20,7 +20,7 @@ from loguru import logger
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-import maskwatch.serve.web as web
+import maskwatch.serve.channel as channel
 from maskwatch.errors import ConfigError, OutputError
 from maskwatch.monitor.base import PeopleStatus
 from maskwatch.runner.status import RunStatus, SourceStatus
@@ -268,7 +268,7 @@ def test_snapshot(view: WebView, monkeypatch: pytest.MonkeyPatch) -> None:
     assert request(view, "/snapshot.jpg")[0] == 503
     encodes = []
     real = cv2.imencode
-    monkeypatch.setattr(web.cv2, "imencode", lambda *a, **k: encodes.append(1) or real(*a, **k))
+    monkeypatch.setattr(channel.cv2, "imencode", lambda *a, **k: encodes.append(1) or real(*a, **k))
     image = np.full((90, 200, 3), 127, np.uint8)
     for i in range(3):
         view.write(result(i, image=image), image)
@@ -323,6 +323,7 @@ def test_methods(view: WebView) -> None:
     for method in ("POST", "PUT", "DELETE", "PATCH", "OPTIONS"):
         status, headers, _ = request(view, "/status", method=method, body=b"x=1")
         assert status == 405 and headers["allow"] == "GET, HEAD"
+    assert request(view, "/door", method="POST", body=b"x=1")[0] == 405  # only /login and /logout take a form
     status, headers, body = request(view, "/", method="HEAD")
     assert status == 200 and body == b"" and int(headers["content-length"]) > 0
 
@@ -336,25 +337,30 @@ def test_page_is_self_contained(view: WebView) -> None:
 
 
 def test_token_required() -> None:
+    """Bearer header for everything; ``?token=`` only on the stream and the snapshot; never a token in a log line."""
     logs: list[str] = []
     sink = logger.add(logs.append, level="DEBUG", format="{message}")
     try:
         with WebView(port=0, token="s3cret-tok", status=lambda: STATUS) as v:
-            for path in ("/status", "/", "/metrics", "/stream.mjpg", "/nope"):
-                assert request(v, path)[0] == 401
+            v.write(result(0), np.zeros((120, 160, 3), np.uint8))
+            for path in ("/status", "/metrics", "/stream.mjpg", "/snapshot.jpg", "/events", "/nope"):
+                assert request(v, path)[0] == 401, path
             status, headers, _ = request(v, "/status", headers={"Authorization": "Bearer wrong"})
             assert status == 401 and headers["www-authenticate"].startswith("Bearer")
-            assert request(v, "/status?token=wrong")[0] == 401
-            assert request(v, "/status?token=s3cret-tokX")[0] == 401
+            for path in ("/status?token=s3cret-tok", "/events?token=s3cret-tok", "/metrics?token=s3cret-tok"):
+                assert request(v, path)[0] == 401, path  # the query token opens nothing but the media below
+            assert request(v, "/snapshot.jpg?token=s3cret-tokX")[0] == 401
             assert request(v, "/status", headers={"Authorization": "Bearer s3cret-tok"})[0] == 200
-            assert request(v, "/status?token=s3cret-tok")[0] == 200
-            assert request(v, "/?token=s3cret-tok")[0] == 200
-            assert request(v, "/nope?token=s3cret-tok")[0] == 404
+            assert request(v, "/snapshot.jpg?token=s3cret-tok")[0] == 200
+            assert request(v, "/stream.mjpg?token=s3cret-tok&frames=1")[0] == 200
+            status, headers, _ = request(v, "/?token=s3cret-tok")
+            assert status == 303 and headers["location"] == "/login?next=/"  # pages: log in; the token is dropped
+            assert request(v, "/nope", headers={"Authorization": "Bearer s3cret-tok"})[0] == 404
             assert "s3cret" not in v.url
     finally:
         logger.remove(sink)
     requests = [line for line in logs if line.startswith("HTTP 127.0.0.1")]
-    assert requests and not any("s3cret" in line or "token=" in line for line in logs)
+    assert len(requests) >= 12 and not any("s3cret" in line or "token=" in line for line in logs)
 
 
 def test_non_loopback_needs_a_token() -> None:
@@ -441,11 +447,11 @@ def test_status_page_in_headless_chromium(tmp_path: Path) -> None:
     if chromium is None:
         pytest.skip("chromium not installed (apt-get install chromium)")
     status = RunStatus(12.5, (replace(STATUS.sources[0], people=replace(PEOPLE, people_total=1234)),))
-    with WebView(port=0, token="page-tok", status=lambda: status) as v:
+    with WebView(port=0, status=lambda: status) as v:
         image = demo_frame()
         v.write(result(57, image=image), image)
         v.send(event(57, 7), image)
-        url = f"{v.url}?token=page-tok"
+        url = v.url
         shot = tmp_path / "http_view.png"
         done = run_chromium(chromium, tmp_path / "profile", f"--screenshot={shot}", url)
         assert shot.exists(), done.stderr.decode(errors="replace")[-2000:]
@@ -458,7 +464,8 @@ def test_status_page_in_headless_chromium(tmp_path: Path) -> None:
     assert "people total" in cells and cells[cells.index("people total") + 1] == "1234"
     assert cells[cells.index("source") + 1] == "lobby-cam" and cells[cells.index("frame") + 1] == "57"
     assert re.search(r'<li class="ev-alert">[^<]*alert\s+track 7\s+without_mask \(0\.93\)</li>', dom)
-    assert re.search(r'<img id="stream" alt="live view" src="stream\.mjpg\?[^"]*token=page-tok', dom)
+    assert re.search(r'<img id="stream" alt="live view" src="stream\.mjpg(\?frames=1)?"', dom)
+    assert "token=" not in dom and "log out" not in dom  # open on loopback: nothing to log out of
 
     png = cv2.imread(str(shot))
     assert png is not None and png.shape == (800, 1100, 3)

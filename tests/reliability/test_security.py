@@ -137,7 +137,8 @@ def test_credentials_never_leave_and_the_view_is_locked(tmp_path, record):
             pages[route] = _get(base + route, auth)
         pages["no token"] = _get(f"{base}/status")
         pages["wrong token"] = _get(f"{base}/metrics", {"Authorization": "Bearer nope"})
-        pages["query token"] = _get(f"{base}/status?token={TOKEN}")
+        pages["query token"] = _get(f"{base}/snapshot.jpg?token={TOKEN}")  # for players that send no header
+        pages["query token on JSON"] = _get(f"{base}/status?token={TOKEN}")
         for bad in ("/../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd", "/static/../weights/detector.pt", "//etc/passwd"):
             pages[bad] = _get(base + bad, auth)
         camera.unplug()  # the camera disappears: maskwatch logs the outage and retries (scrubbed)
@@ -167,10 +168,14 @@ def test_credentials_never_leave_and_the_view_is_locked(tmp_path, record):
     record(
         "security",
         "token required",
-        "401 without or with a wrong token; 200 with Bearer header or ?token=",
+        "401 without or with a wrong token; 200 with Bearer header; ?token= only on the snapshot and stream",
         f"no token {status_codes['no token']}, wrong {status_codes['wrong token']}, header "
-        f"{status_codes['/status']}, query {status_codes['query token']}",
-        status_codes["no token"] == 401 and status_codes["wrong token"] == 401 and status_codes["query token"] == 200,
+        f"{status_codes['/status']}, query on snapshot {status_codes['query token']}, "
+        f"query on /status {status_codes['query token on JSON']}",
+        status_codes["no token"] == 401
+        and status_codes["wrong token"] == 401
+        and status_codes["query token"] == 200
+        and status_codes["query token on JSON"] == 401,
     )
     traversal = {k: v for k, v in status_codes.items() if "etc" in k or "weights" in k}
     record(
@@ -183,6 +188,7 @@ def test_credentials_never_leave_and_the_view_is_locked(tmp_path, record):
     assert not leaks, leaks
     assert lost, stderr[-2000:]
     assert status_codes["no token"] == 401 and status_codes["wrong token"] == 401
+    assert status_codes["query token on JSON"] == 401
     assert status_codes["/status"] == 200 and status_codes["query token"] == 200 and status_codes["/metrics"] == 200
     assert all(v in (400, 404) for v in traversal.values()), traversal
     assert status_codes["status in outage"] == 200  # the view keeps serving while the camera is gone
