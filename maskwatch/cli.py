@@ -11,6 +11,7 @@ from pathlib import Path
 from loguru import logger
 
 from maskwatch import __version__
+from maskwatch.commands import erase, report
 from maskwatch.commands.train import DEFAULT_EPOCHS, default_split
 from maskwatch.errors import MaskwatchError, require
 from maskwatch.media import EXIT_ERROR, EXIT_OK, EXIT_SIGNAL
@@ -28,6 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default=None, help="log level (default from config: INFO)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands = (_add_run, _add_eval, _add_eval_video, _add_train, _add_quantize, _add_bench, _add_export, _add_soak)
+    commands += (report.add_parser, erase.add_parser)
     for add in (*commands, _add_batch):
         add(sub)
     return parser
