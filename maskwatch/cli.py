@@ -29,8 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default=None, help="log level (default from config: INFO)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands = (_add_run, _add_eval, _add_eval_video, _add_train, _add_quantize, _add_bench, _add_export, _add_soak)
-    commands += (report.add_parser, erase.add_parser)
-    for add in (*commands, _add_batch):
+    for add in (*commands, report.add_parser, erase.add_parser, _add_batch):
         add(sub)
     return parser
 

@@ -50,10 +50,10 @@ def erase_command(args: argparse.Namespace) -> int:
             f"file {done.bytes_before / 1e6:.2f} MB -> {done.bytes_after / 1e6:.2f} MB"
         )
         reports = cfg.history.reports_dir if cfg and cfg.history.reports_dir else None
-        folder = Path(reports) if reports else default_reports_dir(history)
-        gone = erase_reports(folder, datetime.fromtimestamp(before).date())
+        where = Path(reports) if reports else default_reports_dir(history)
+        gone = erase_reports(where, datetime.fromtimestamp(before).date())
         if gone:
-            print(f"reports {folder}: deleted {len(gone)} files")
+            print(f"reports {where}: deleted {len(gone)} files")
     for what, folder in (("clips", clips), ("snapshots", args.snapshots)):
         if folder is not None:
             files = erase_files(folder, before)

@@ -63,6 +63,7 @@ class HistoryWriter:
         self.reports_dir = Path(reports_dir) if reports_dir is not None else default_reports_dir(self.path)
         self.clock, self.tz, self.poll_s, self.close_timeout_s = clock, tz, poll_s, close_timeout_s
         self.stored = 0
+        self._next_purge = 0.0
         self.reports: list[Path] = []
         now = clock()
         self.schedule = ReportSchedule(report_at, report_weekday, now=now, tz=tz) if report_at else None
