@@ -51,6 +51,18 @@ _SOURCE_METRICS: tuple[tuple[Callable[[SourceStatus], object], str, str, str], .
     ),
     (lambda s: s.people and s.people.alerts, "maskwatch_alerts_total", "counter", "Alert events raised."),
     (
+        lambda s: s.people and s.people.lines and s.people.entered,
+        "maskwatch_people_entered_total",
+        "counter",
+        "Crossings of the counting lines to their inside (all lines).",
+    ),
+    (
+        lambda s: s.people and s.people.lines and s.people.exited,
+        "maskwatch_people_exited_total",
+        "counter",
+        "Crossings of the counting lines away from their inside (all lines).",
+    ),
+    (
         lambda s: s.people and s.people.compliance,
         "maskwatch_compliance_ratio",
         "gauge",
@@ -104,11 +116,27 @@ class _StatusCollector:
                     for labels, number in samples:
                         family.add_metric(list(labels.values()), number)
                     yield family
+            yield from _line_crossings(status)
         yield GaugeMetricFamily("maskwatch_http_stream_clients", "Clients watching the MJPEG stream.", int(clients))
         faults = CounterMetricFamily("maskwatch_output_faults", "Run-time faults of each output.", labels=["output"])
         for output, count in sorted(fault_counts().items()):
             faults.add_metric([output], count)
         yield faults
+
+
+def _line_crossings(status: RunStatus) -> Iterator[Metric]:
+    """``maskwatch_line_crossings_total{line, direction}`` (and ``source`` with several) where a source has lines."""
+    from prometheus_client.core import CounterMetricFamily
+
+    rows = [(s.name, line) for s in status.sources if s.people is not None for line in s.people.lines]
+    if not rows:
+        return
+    labels = ["source", "line", "direction"] if status.per_source else ["line", "direction"]
+    family = CounterMetricFamily("maskwatch_line_crossings", "Crossings of each counting line.", labels=labels)
+    for source, line in rows:
+        for direction, count in (("in", line.entered), ("out", line.exited)):
+            family.add_metric([source, line.name, direction][-len(labels) :], count)
+    yield family
 
 
 def status_registry(read: Reading) -> CollectorRegistry:
