@@ -17,8 +17,10 @@ if TYPE_CHECKING:
     from maskwatch.monitor.lines import CountingLine
     from maskwatch.monitor.zones import ZoneSet
     from maskwatch.outputs.alarm import Alarm
+    from maskwatch.outputs.clips import ClipSink
     from maskwatch.outputs.events import EventOutputs, EventSink
     from maskwatch.outputs.mqtt import MqttOutput
+    from maskwatch.outputs.notify import Notifier
     from maskwatch.outputs.sinks import NullVideoSink, Sink, VideoSink
     from maskwatch.runner.status import RunStatus
     from maskwatch.serve.web import WebView
@@ -49,7 +51,8 @@ def build_event_outputs(
     sources: Sequence[str] = (),
 ) -> EventOutputs | None:
     """Every event output of a run behind one fan-out, in order: the ``--events`` log (after its snapshots), the
-    webhook (tracked runs), MQTT, the alarm, the web view. None when there is none. A new output is one line here.
+    webhook (tracked runs), MQTT, the alarm, notifications (tracked runs), the web view. None when there is none. A
+    new output is one line here.
 
     ``per_source`` names alert snapshots ``<source>_<track>_<frame>.jpg`` (several sources share the log);
     ``status`` and ``sources`` (the run's source names) feed the MQTT output's state and discovery.
@@ -68,6 +71,8 @@ def build_event_outputs(
         outputs.append(build_mqtt_output(cfg, status, sources))
     if (alarm := build_alarm(cfg)) is not None:
         outputs.append(alarm)
+    if cfg.notify and tracking:
+        outputs.append(build_notifier(cfg))
     if view is not None:
         outputs.append(view)
     return EventOutputs(outputs) if outputs else None
@@ -122,6 +127,36 @@ def build_alarm(cfg: Config) -> Alarm | None:
     device = open_output(a.gpio_pin, a.gpio_active_high) if a.gpio_pin is not None else None
     relay = Relay(device, a.hold_s) if device is not None else None
     return Alarm(sound=sound, relay=relay, command=Command(argv, a.command_timeout_s) if argv else None)
+
+
+def build_notifier(cfg: Config) -> Notifier:
+    """The ``notify`` URLs' output (Apprise; one line when it is missing or a URL is unusable)."""
+    from maskwatch.outputs.notify import Notifier, load_apprise
+
+    return Notifier(load_apprise(cfg.notify), blur=cfg.render.blur_faces, crop_margin=cfg.classifier.crop_margin)
+
+
+def build_clip_sink(cfg: Config, source: Source, name: str) -> ClipSink:
+    """``clips``: the alert clips of one source (``name``) in ``clips.dir``, after retention has run there."""
+    from maskwatch.outputs.clips import ClipRecorder, ClipSink, open_clip_folder
+
+    c = cfg.clips
+    assert c.dir is not None
+    folder = Path(c.dir)
+    open_clip_folder(folder)
+    recorder = ClipRecorder(
+        folder,
+        name,
+        fps=source.fps,
+        live=source.is_live,
+        pre_s=c.pre_s,
+        post_s=c.post_s,
+        max_age_days=c.max_age_days,
+        max_total_mb=c.max_total_mb,
+        fourcc=output_fourcc(cfg),
+    )
+    recorder.prune()
+    return ClipSink(recorder, blur=cfg.render.blur_faces)
 
 
 def build_event_log(cfg: Config, path: Path, *, per_source: bool = False) -> EventOutputs:

@@ -1,0 +1,334 @@
+"""Event clips (``--clips DIR``): an mp4 of the annotated video around each alert, per source.
+
+:class:`ClipSink` is a frame sink of one source. On the inference thread it only queues the annotated frame (a
+non-blocking put: a frame that finds the queue full is left out of the clips and counted, the run never waits). Its
+own thread keeps the last ``pre_s`` seconds as JPEG (about 1/20 of the raw frames' memory), and on an ``alert``
+writes them, then the frames that follow, until ``post_s`` after the last alert: an alert while a clip is being
+written extends that clip. Each clip is written under a hidden partial name and renamed when complete
+(:mod:`maskwatch.outputs.partial`). Retention (age, then total size, oldest first) runs at start and after each clip.
+A fault (a full disk, an unwritable folder) is counted with :func:`~maskwatch.runner.faults.record_fault`; the
+partial file is removed and the run goes on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import queue
+import re
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import cv2
+import numpy as np
+from loguru import logger
+
+from maskwatch.errors import OutputError
+from maskwatch.outputs.render import blur_boxes
+from maskwatch.outputs.sinks import VideoSink, check_writable
+from maskwatch.runner.faults import record_fault
+from maskwatch.types import FaceDetections, Frame, FrameResult
+
+CLIP_NAME = re.compile(r"[A-Za-z0-9._-]+_-?\d+_\d{8}T\d{6}Z(?: \(\d+\))?\.mp4")
+"""What a clip's file is called (``<source>_<track>_<UTC time>.mp4``); retention deletes only such files."""
+_PARTIAL = re.compile(r"\..*\.partial-(?P<pid>\d+)-[0-9a-f]+\.mp4")
+_STOP = object()
+_PLACEHOLDER = np.zeros((1, 1, 3), np.uint8)
+
+
+def safe_part(text: str) -> str:
+    """``text`` with every character outside ``A-Z a-z 0-9 . _ -`` replaced by ``_`` (never empty, no leading dot)."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", text).lstrip(".")
+    return safe[:80] or "source"
+
+
+def clip_file_name(source: str, track_id: int, ts: str | None) -> str:
+    """``<source>_<track>_<YYYYMMDDTHHMMSSZ>.mp4`` for an alert at ``ts`` (ISO 8601; None or unreadable: now)."""
+    try:
+        when = datetime.fromisoformat(ts) if ts else datetime.now(UTC)
+    except ValueError:
+        when = datetime.now(UTC)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return f"{safe_part(source)}_{int(track_id)}_{when.astimezone(UTC):%Y%m%dT%H%M%SZ}.mp4"
+
+
+def prune_clips(folder: Path, *, max_age_s: float, max_total_bytes: float, now: float | None = None) -> list[Path]:
+    """Delete the clips in ``folder`` older than ``max_age_s``, then the oldest while all of them together exceed
+    ``max_total_bytes``. Only files named like clips (:data:`CLIP_NAME`) are touched. Returns what was deleted."""
+    now = time.time() if now is None else now
+    clips: list[tuple[float, int, Path]] = []
+    with contextlib.suppress(OSError):
+        for path in folder.iterdir():
+            if CLIP_NAME.fullmatch(path.name):
+                with contextlib.suppress(OSError):
+                    st = path.stat()
+                    clips.append((st.st_mtime, st.st_size, path))
+    clips.sort()
+    total = sum(size for _, size, _ in clips)
+    removed = []
+    for mtime, size, path in clips:
+        if now - mtime <= max_age_s and total <= max_total_bytes:
+            break
+        with contextlib.suppress(FileNotFoundError):  # another source's sink may have taken it first
+            path.unlink()
+            removed.append(path)
+        total -= size
+    if removed:
+        logger.info(f"clips: deleted {len(removed)} old clip(s) in {folder} (retention)")
+    return removed
+
+
+def remove_dead_partials(folder: Path) -> list[Path]:
+    """Delete unfinished clips left in ``folder`` by runs that were killed (their process is gone)."""
+    removed = []
+    with contextlib.suppress(OSError):
+        for path in folder.iterdir():
+            found = _PARTIAL.fullmatch(path.name)
+            if found and not _alive(int(found["pid"])):
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                    removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+@dataclass
+class _Item:
+    """One frame handed to the clip thread: its time in the source, the annotated image, the alerts decided on it."""
+
+    t: float
+    image: np.ndarray
+    alerts: list[tuple[int, str]] = field(default_factory=list)  # (track id, ISO time)
+
+
+class _ClipVideo(VideoSink):
+    """A clip being written: a :class:`VideoSink` (partial name, rename when complete, free-space check, frames
+    timed by their timestamps) that can also be abandoned."""
+
+    def __init__(self, path: Path, fps: float, fourcc: str, until_t: float) -> None:
+        super().__init__(path, fps, fourcc, follow_timestamps=True, min_free_bytes=4 << 20)
+        self.until_t = until_t
+
+    def add(self, t: float, image: np.ndarray) -> None:
+        self.write(FrameResult(Frame(_PLACEHOLDER, 0, t), FaceDetections.empty()), image)
+
+    def abort(self) -> None:
+        """Stop writing and delete the partial file."""
+        if self._writer is not None:
+            with contextlib.suppress(cv2.error):
+                self._writer.release()
+            self._writer = None
+        with contextlib.suppress(OSError):
+            self.partial_path.unlink()
+
+
+class ClipRecorder:
+    """The clip thread's state: the pre-alert buffer of JPEG frames and the clip being written (if any).
+
+    Not thread-safe: :class:`ClipSink` calls it from its one thread (tests may call it directly).
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        source: str,
+        *,
+        fps: float,
+        live: bool,
+        pre_s: float = 5.0,
+        post_s: float = 10.0,
+        max_age_days: float = 30.0,
+        max_total_mb: float = 2000.0,
+        fourcc: str = "mp4v",
+        jpeg_quality: int = 85,
+    ) -> None:
+        self.folder, self.source = folder, source
+        self.fps, self.live = fps, live
+        self.pre_s, self.post_s = pre_s, post_s
+        self.max_age_s, self.max_total_bytes = max_age_days * 86400.0, max_total_mb * 1e6
+        self.fourcc, self.jpeg_quality = fourcc, jpeg_quality
+        self.buffer: deque[tuple[float, bytes]] = deque(maxlen=max(2, math.ceil(pre_s * max(fps, 30.0) * 2) + 2))
+        self.clip: _ClipVideo | None = None
+        self.written: list[Path] = []
+        self.failed = 0
+
+    def frame(self, item: _Item) -> None:
+        """Take one frame: start or extend a clip on its alerts, write it into the clip, keep it for the next."""
+        if item.alerts:
+            self._alert(item.t, item.alerts)
+        if self.clip is not None:
+            self._guard(lambda clip: clip.add(item.t, item.image))
+            if self.clip is not None and item.t >= self.clip.until_t:
+                self.finish()
+        self._keep(item.t, item.image)
+
+    def _alert(self, t: float, alerts: list[tuple[int, str]]) -> None:
+        if self.clip is not None:
+            self.clip.until_t = max(self.clip.until_t, t + self.post_s)
+            return
+        track, ts = alerts[0]
+        path = self.folder / clip_file_name(self.source, track, ts)
+        self.clip = _ClipVideo(path, self._clip_fps(), self.fourcc, until_t=t + self.post_s)
+        logger.info(f"clips: recording {path.name} (alert of track {track} on {self.source})")
+        frames = [(bt, data) for bt, data in self.buffer if bt >= t - self.pre_s - 1e-6]
+        for bt, data in frames:
+            image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+            if image is not None and self.clip is not None:
+                self._guard(lambda clip, bt=bt, image=image: clip.add(bt, image))
+
+    def _clip_fps(self) -> float:
+        """The source's fps for a file; for a live source, the rate frames actually arrived at (a camera's nominal
+        rate is often not what is delivered, and frames dropped while inference was behind never arrive)."""
+        if self.live and len(self.buffer) >= 10:
+            span = self.buffer[-1][0] - self.buffer[0][0]
+            if span >= 1.0:
+                return round((len(self.buffer) - 1) / span, 2)
+        return self.fps if self.fps > 0 else 25.0
+
+    def _keep(self, t: float, image: np.ndarray) -> None:
+        if self.pre_s <= 0:
+            return
+        ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
+        if ok:
+            self.buffer.append((t, data.tobytes()))
+        while self.buffer and self.buffer[0][0] < t - self.pre_s:
+            self.buffer.popleft()
+
+    def _guard(self, step) -> None:
+        """Run ``step(clip)``; a failure abandons the clip (its partial removed), counted as a fault."""
+        clip = self.clip
+        assert clip is not None
+        try:
+            step(clip)
+        except (OutputError, OSError, cv2.error) as exc:
+            self.clip = None
+            clip.abort()
+            self.failed += 1
+            record_fault("clips", f"clip {clip.path.name} abandoned: {exc}")
+
+    def finish(self) -> None:
+        """Complete the clip being written (renamed to its final name), then apply retention."""
+        clip, self.clip = self.clip, None
+        if clip is None:
+            return
+        try:
+            clip.close()
+        except (OutputError, OSError, cv2.error) as exc:
+            clip.abort()
+            self.failed += 1
+            record_fault("clips", f"clip {clip.path.name} not finished: {exc}")
+            return
+        self.written.append(clip.final_path)
+        logger.info(f"clips: wrote {clip.final_path} ({clip.frames_encoded} frames at {clip.fps:g} fps)")
+        self.prune()
+
+    def prune(self) -> None:
+        prune_clips(self.folder, max_age_s=self.max_age_s, max_total_bytes=self.max_total_bytes)
+
+
+class ClipSink:
+    """``--clips``: the frame sink of one source that hands frames to a :class:`ClipRecorder` on its own thread.
+
+    ``write`` never blocks and never raises: a frame that finds the queue (``queue_size`` frames) full is left out
+    of the clips (counted in ``frames_dropped``), but its alerts are kept. ``blur``: faces are blurred when the
+    frame reaches the sink unrendered (the renderer already blurs what it draws). ``close`` completes the clip
+    being written and waits for it at most ``close_timeout_s``.
+    """
+
+    data_only = False
+    takes_events = False
+
+    def __init__(
+        self, recorder: ClipRecorder, *, blur: bool = False, queue_size: int = 8, close_timeout_s: float = 30.0
+    ) -> None:
+        self.recorder = recorder
+        self.blur = blur
+        self.close_timeout_s = close_timeout_s
+        self.frames_dropped = 0
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, queue_size))
+        self._late: deque[tuple[int, str]] = deque(maxlen=64)
+        self._closed = False
+        self._thread = threading.Thread(target=self._work, name=f"maskwatch-clips-{recorder.source}", daemon=True)
+        self._thread.start()
+
+    def __enter__(self) -> ClipSink:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def write(self, result: FrameResult, annotated: np.ndarray) -> None:
+        if self._closed:
+            return
+        alerts = [(e.track_id, e.ts) for e in result.events if e.event == "alert"]
+        image = annotated
+        if self.blur and annotated is result.frame.image and len(result.faces):
+            image = blur_boxes(annotated, result.faces.xyxy)
+        try:
+            self._queue.put_nowait(_Item(result.frame.timestamp_s, image, alerts))
+        except queue.Full:
+            self.frames_dropped += 1
+            self._late.extend(alerts)  # picked up with the next frame that gets through
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                break
+            while self._late:
+                item.alerts.append(self._late.popleft())
+            try:
+                self.recorder.frame(item)
+            except Exception as exc:  # a fault of the clips never stops the monitor
+                record_fault("clips", f"{type(exc).__name__}: {exc}")
+        try:
+            self.recorder.finish()
+        except Exception as exc:
+            record_fault("clips", f"{type(exc).__name__}: {exc}")
+
+    def close(self) -> None:
+        """Complete the clip being written (a shorter ``post_s`` at the end of a run); bounded in time."""
+        if self._closed:
+            return
+        self._closed = True
+        deadline = time.monotonic() + self.close_timeout_s
+        while self._thread.is_alive() and time.monotonic() < deadline:
+            try:
+                self._queue.put(_STOP, timeout=0.1)
+                break
+            except queue.Full:
+                continue
+        self._thread.join(timeout=max(deadline - time.monotonic(), 0.0))
+        if self._thread.is_alive():
+            source = self.recorder.source
+            logger.warning(f"clips: {source}: the clip writer did not finish in {self.close_timeout_s:g} s")
+        if self.frames_dropped:
+            logger.info(f"clips: {self.recorder.source}: {self.frames_dropped} frames left out (the writer was behind)")
+
+
+def open_clip_folder(folder: Path) -> None:
+    """Create ``folder`` (and its parents) and check it can be written, before any model loads; remove the partial
+    files of killed runs. One line (:class:`OutputError`) when it cannot be used."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create clips folder {folder}: {exc.strerror}") from None
+    if not folder.is_dir():
+        raise OutputError(f"--clips {folder} is not a folder")
+    check_writable(folder / "probe.mp4")
+    remove_dead_partials(folder)
