@@ -29,12 +29,17 @@ _UNMASKED = ("without_mask", "mask_weared_incorrect")
 
 @dataclass(frozen=True)
 class SourceNumbers:
-    """One source's live numbers for its state topic, as the runner's status has them (None: not known)."""
+    """One source's live numbers for its state topic, as the runner's status has them (None: not known).
+
+    ``entered`` / ``exited``: crossings of the source's counting lines (None without lines: then not published).
+    """
 
     people_in_view: int | None = None
     compliance: float | None = None
     fps: float | None = None
     alerts: int | None = None
+    entered: int | None = None
+    exited: int | None = None
 
 
 @dataclass(frozen=True)
@@ -258,6 +263,8 @@ class MqttOutput:
             "fps": n.fps,
             "alerts": alerts,
         }
+        if n.entered is not None or n.exited is not None:
+            state |= {"entered": n.entered, "exited": n.exited}
         return json.dumps(state).encode("utf-8")
 
     # --- the worker ---------------------------------------------------------------------------------------------

@@ -93,6 +93,8 @@ def build_mqtt_output(cfg: Config, status: Callable[[], RunStatus] | None, sourc
                 compliance=s.people.compliance if s.people else None,
                 fps=s.fps,
                 alerts=s.people.alerts if s.people else None,
+                entered=s.people.entered if s.people and s.people.lines else None,
+                exited=s.people.exited if s.people and s.people.lines else None,
             )
             for s in rows
         }
