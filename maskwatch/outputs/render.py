@@ -137,7 +137,8 @@ class OverlayRenderer:
             cv2.polylines(canvas, [corners], True, color, max(1, thickness // 2), cv2.LINE_AA)
             top = corners[np.lexsort((corners[:, 0], corners[:, 1]))[0]]
             name = zone.name if zone.mode == "watch" else f"{zone.name} (ignored)"
-            _text(canvas, name, (int(top[0]) + 4, int(top[1])), color, 0.8 * scale)
+            below = max(int(top[1]), round(HUD_MAX_HEIGHT * h) if self.hud else 0)  # inside, clear of the HUD
+            _text(canvas, name, (int(top[0]) + 4, below + round(24 * scale)), color, 0.8 * scale)
 
     def _lines(self, canvas: np.ndarray, result: FrameResult, thickness: int, scale: float) -> None:
         """Each counting line, an arrow from its middle to its inside, its name and crossings in / out so far."""

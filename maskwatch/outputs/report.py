@@ -40,15 +40,19 @@ def write_report(
     people: list[PersonRecord],
     timeline: list[TimelinePoint],
     events: list[dict],
+    crossings: dict[str, dict[str, dict[str, int]]] | None = None,
 ) -> list[Path]:
     """Write ``{prefix}.report.json``, ``{prefix}.report.md`` and ``{prefix}.compliance.png``; return their paths.
 
     ``summary`` is copied as is (frames, processing_fps, wall_s, dropped...). Alert times on the chart come from an
     event's ``t_s`` if present, else ``frame / summary["source_fps"]`` (the video's frame rate, where known).
+    ``crossings`` (``{line: {"in": {label: n}, "out": {label: n}}}``, None without counting lines) adds them.
     """
     prefix = Path(prefix)
     source = scrub_url(source)
-    report = build_report(source=source, summary=summary, people=people, timeline=timeline, events=events)
+    report = build_report(
+        source=source, summary=summary, people=people, timeline=timeline, events=events, crossings=crossings
+    )
     json_path, md_path, png_path = report_paths(prefix)
     try:
         prefix.parent.mkdir(parents=True, exist_ok=True)
@@ -64,9 +68,16 @@ def write_report(
 
 
 def build_report(
-    *, source: str, summary: dict, people: list[PersonRecord], timeline: list[TimelinePoint], events: list[dict]
+    *,
+    source: str,
+    summary: dict,
+    people: list[PersonRecord],
+    timeline: list[TimelinePoint],
+    events: list[dict],
+    crossings: dict[str, dict[str, dict[str, int]]] | None = None,
 ) -> dict:
-    """The JSON report as a dict (see :func:`write_report`)."""
+    """The JSON report as a dict (see :func:`write_report`); with ``crossings``, a ``lines`` entry per counting
+    line: ``{"in": n, "out": n, "in_by_label": {...}, "out_by_label": {...}}``."""
     labels = Counter(p.label if p.label in CLASS_NAMES else None for p in people)
     counts = {name: labels.get(name, 0) for name in CLASS_NAMES}
     by_type = Counter(str(e.get("event")) for e in events)
@@ -85,6 +96,18 @@ def build_report(
         "events": {"count": len(events), "by_type": dict(by_type), "by_label": dict(by_label)},
         "tracks": [asdict(p) for p in people],
         "timeline": [_timeline_json(p) for p in downsample(timeline, MAX_TIMELINE_POINTS)],
+    } | ({"lines": _lines_json(crossings)} if crossings is not None else {})
+
+
+def _lines_json(crossings: dict[str, dict[str, dict[str, int]]]) -> dict:
+    return {
+        name: {
+            "in": sum(ways.get("in", {}).values()),
+            "out": sum(ways.get("out", {}).values()),
+            "in_by_label": dict(ways.get("in", {})),
+            "out_by_label": dict(ways.get("out", {})),
+        }
+        for name, ways in crossings.items()
     }
 
 
@@ -117,6 +140,9 @@ def render_markdown(report: dict, events: list[dict]) -> str:
     share = report["compliance"]
     lines.append(f"- Compliance: {'n/a' if share is None else f'{share * 100:.1f} %'} ({COMPLIANCE})")
     lines.append(f"- Alerts: {report['alerts']}")
+    for name, line in report.get("lines", {}).items():
+        ways = [f"{line[w]} {w} ({_by_label(line[f'{w}_by_label'])})" for w in ("in", "out")]
+        lines.append(f"- Line {name}: {', '.join(ways)}")
     alerts = [e for e in events if e.get("event") == "alert"]
     lines += ["", "## Alerts", ""]
     if not alerts:
@@ -134,6 +160,11 @@ def render_markdown(report: dict, events: list[dict]) -> str:
         if len(alerts) > MAX_MD_ALERTS:
             lines += ["", f"… and {len(alerts) - MAX_MD_ALERTS} more"]
     return "\n".join(lines) + "\n"
+
+
+def _by_label(counts: dict[str, int]) -> str:
+    """``mask 2, no mask 1`` (readable names), ``none`` when empty."""
+    return ", ".join(f"{_description(label)} {n}" for label, n in counts.items()) or "none"
 
 
 def _timeline_json(p: TimelinePoint) -> dict:
@@ -269,6 +300,8 @@ def write_run_report(prefix: Path, source, stats, monitor) -> None:
         "partial": reason is not None,
         "partial_reason": reason,
     }
+    if monitor.zones is not None:  # the people numbers count only those seen in these zones
+        summary["zones"] = [f"{zone.name} ({zone.mode})" for zone in monitor.zones.zones]
     try:
         paths = write_report(
             prefix,
@@ -277,6 +310,7 @@ def write_run_report(prefix: Path, source, stats, monitor) -> None:
             people=list(monitor.people),
             timeline=monitor.timeline,
             events=[e.to_json() for e in monitor.events],
+            crossings=monitor.lines.by_label() if monitor.lines is not None else None,
         )
     except OSError as exc:
         raise OutputError(f"cannot write the report {prefix}.report.*: {exc.strerror}") from None
