@@ -72,8 +72,16 @@ def period_chart(title: str, series: list[tuple[str, dict | None]], size: tuple[
             short = label[11:16] if len(label) > 10 else label[5:]
             cv2.putText(canvas, short, (int(top.px(i)) + 2, bottom.y1 + 16), FONT, 0.4, INK, 1, cv2.LINE_AA)
         if row and row.get("alerts"):
-            cv2.putText(canvas, f"!{row['alerts']}", (int(top.px(i)) + 2, top.y1 + 14), FONT, 0.35,
-                        MaskClass.WITHOUT_MASK.color, 1, cv2.LINE_AA)  # fmt: skip
+            cv2.putText(
+                canvas,
+                f"!{row['alerts']}",
+                (int(top.px(i)) + 2, top.y1 + 14),
+                FONT,
+                0.35,
+                MaskClass.WITHOUT_MASK.color,
+                1,
+                cv2.LINE_AA,
+            )
     x = top.x0 + 8
     for name, color in zip(("compliant", "unmasked", "undecided"), colors, strict=True):
         cv2.rectangle(canvas, (x, top.y0 + 8), (x + 14, top.y0 + 20), color, -1)
@@ -86,8 +94,10 @@ def digest_markdown(report: dict, title: str) -> str:
     """The report as Markdown: totals, then a table of its periods."""
     total = report["total"]
     lines = [f"# {title}", ""]
-    lines.append(f"- Period: {report['since'][:16].replace('T', ' ')} to {report['until'][:16].replace('T', ' ')}, "
-                 f"{report['timezone']}")  # fmt: skip
+    lines.append(
+        f"- Period: {report['since'][:16].replace('T', ' ')} to {report['until'][:16].replace('T', ' ')}, "
+        f"{report['timezone']}"
+    )
     lines.append(f"- Entries ({report['entries_are']}): {total['entries']}")
     lines.append(f"- People first seen: {total['people']} (decided {total['decided']})")
     lines.append(f"- Unmasked at some point (no mask, or worn incorrectly): {total['unmasked']}")

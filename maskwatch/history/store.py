@@ -78,11 +78,21 @@ def store_events(
             "INSERT INTO events (run, ts, kind, source, track, label, confidence, frame, t_s, duration_s, line, "
             "direction, snapshot) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                run, ts, event.event, event.source, int(event.track_id), event.label, float(event.confidence),
-                int(event.frame), float(event.t_s), float(event.duration_s), event.line, event.direction,
+                run,
+                ts,
+                event.event,
+                event.source,
+                int(event.track_id),
+                event.label,
+                float(event.confidence),
+                int(event.frame),
+                float(event.t_s),
+                float(event.duration_s),
+                event.line,
+                event.direction,
                 event.snapshot,
             ),
-        )  # fmt: skip
+        )
         _person(conn, tally, run, run_started, event, ts)
         if event.event == "alert":
             tally.add(slot_of(ts), event.source, "alerts")

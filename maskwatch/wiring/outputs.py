@@ -51,8 +51,8 @@ def build_event_outputs(
     sources: Sequence[str] = (),
 ) -> EventOutputs | None:
     """Every event output of a run behind one fan-out, in order: the ``--events`` log (after its snapshots), the
-    webhook (tracked runs), MQTT, the alarm, notifications (tracked runs), the web view. None when there is none. A
-    new output is one line here.
+    history, the webhook (tracked runs), MQTT, the alarm, notifications (tracked runs), the web view. None when
+    there is none. A new output is one line here.
 
     ``per_source`` names alert snapshots ``<source>_<track>_<frame>.jpg`` (several sources share the log);
     ``status`` and ``sources`` (the run's source names) feed the MQTT output's state and discovery.
@@ -63,6 +63,8 @@ def build_event_outputs(
     outputs: list[EventSink] = []
     if events is not None:
         outputs += _event_log_outputs(cfg, events, per_source=per_source)
+    if cfg.history.path is not None:
+        outputs.append(build_history(cfg, tracking=tracking, sources=sources))
     if a.webhook and tracking:
         from maskwatch.outputs.webhook import Webhook
 
@@ -76,6 +78,26 @@ def build_event_outputs(
     if view is not None:
         outputs.append(view)
     return EventOutputs(outputs) if outputs else None
+
+
+def build_history(cfg: Config, *, tracking: bool, sources: Sequence[str]) -> EventSink:
+    """``--history``: the SQLite history writer (opened and checked now: one line on a locked, corrupt or foreign
+    file), with its retention and scheduled reports."""
+    from maskwatch.history.writer import HistoryWriter
+
+    h = cfg.history
+    assert h.path is not None
+    if not tracking:
+        raise OutputError("--history needs a video, camera or stream with tracking on (not images or --no-track)")
+    reports = Path(h.reports_dir) if h.reports_dir is not None else None
+    return HistoryWriter(
+        Path(h.path),
+        retention_days=h.retention_days,
+        report_at=h.report_at,
+        report_weekday=h.report_weekday,
+        reports_dir=reports,
+        sources=sources,
+    )
 
 
 def build_mqtt_output(cfg: Config, status: Callable[[], RunStatus] | None, sources: Sequence[str]) -> MqttOutput:
@@ -256,4 +278,8 @@ def build_web_view(
         sources=sources,
     )
     mount_door(view, sources)  # /door: the kiosk page for the person at the door
+    if cfg.history.path is not None:
+        from maskwatch.serve.history_page import HistoryPages
+
+        HistoryPages(Path(cfg.history.path)).mount(view)  # /history, /history.json
     return view
