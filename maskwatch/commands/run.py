@@ -18,7 +18,7 @@ from loguru import logger
 
 from maskwatch.capture.base import Source
 from maskwatch.commands.options import overrides, report_prefix
-from maskwatch.commands.run_outputs import check_outputs, output_sinks, wire_sinks
+from maskwatch.commands.run_outputs import check_clips_notify, check_outputs, output_sinks, wire_sinks
 from maskwatch.config import Config, SourceConfig
 from maskwatch.errors import ConfigError, OutputError, require
 from maskwatch.media import EXIT_OK
@@ -53,6 +53,7 @@ def run_command(args: argparse.Namespace, setup_logging) -> int:
         setup_logging(log_level(cfg))
     if cfg.mqtt.host is not None:
         require("paho.mqtt.client")  # before any work: a missing extra is one line naming it
+    check_clips_notify(cfg)
     bind = http_bind(cfg)
     entries = configured_sources(cfg)
     many = args.source is None

@@ -17,7 +17,13 @@ from maskwatch.outputs.background import BackgroundSink
 from maskwatch.outputs.sinks import JsonLinesSink, Sink, VideoSink, WindowSink, check_writable
 from maskwatch.runner.lane import Lane
 from maskwatch.runner.status import RunStatus
-from maskwatch.wiring.outputs import build_event_outputs, build_output_sink, build_video_sink, build_web_view
+from maskwatch.wiring.outputs import (
+    build_clip_sink,
+    build_event_outputs,
+    build_output_sink,
+    build_video_sink,
+    build_web_view,
+)
 
 
 def check_outputs(args: argparse.Namespace, inputs: tuple[Path, ...], *, names: Sequence[str] | None) -> None:
@@ -36,6 +42,18 @@ def check_outputs(args: argparse.Namespace, inputs: tuple[Path, ...], *, names: 
     prefix = report_prefix(args)
     if prefix is not None:
         check_writable(prefix.with_name(prefix.name + ".report.json"), inputs)
+
+
+def check_clips_notify(cfg: Config) -> None:
+    """Before any model loads, one line when: the clips folder cannot be made or written, apprise is not installed,
+    or a notify URL is one it cannot use."""
+    from maskwatch.outputs.clips import open_clip_folder
+    from maskwatch.outputs.notify import load_apprise
+
+    if cfg.clips.dir is not None:
+        open_clip_folder(Path(cfg.clips.dir))
+    if cfg.notify:
+        load_apprise(cfg.notify)
 
 
 def output_files(args: argparse.Namespace, names: Sequence[str] | None) -> list[tuple[str, Path]]:
@@ -95,6 +113,9 @@ def wire_sinks(
                 output = BackgroundSink(output, name=str(args.output))
             lane.sinks.append(output)
             stack.callback(output.close)
+    if cfg.clips.dir is not None and tracking:  # alert clips: after the lane's own output, on their own thread
+        for lane in lanes:
+            lane.sinks.append(stack.enter_context(build_clip_sink(cfg, lane.source, lane.name)))
     shared: list[Sink] = []
     if args.detections is not None:
         shared.append(stack.enter_context(JsonLinesSink(args.detections)))

@@ -28,7 +28,9 @@ import cv2
 import numpy as np
 from loguru import logger
 
+from maskwatch.config.sources import default_source_name
 from maskwatch.errors import OutputError
+from maskwatch.media import scrub_url
 from maskwatch.outputs.render import blur_boxes
 from maskwatch.outputs.sinks import VideoSink, check_writable
 from maskwatch.runner.faults import record_fault
@@ -41,9 +43,12 @@ _STOP = object()
 _PLACEHOLDER = np.zeros((1, 1, 3), np.uint8)
 
 
-def safe_part(text: str) -> str:
-    """``text`` with every character outside ``A-Z a-z 0-9 . _ -`` replaced by ``_`` (never empty, no leading dot)."""
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", text).lstrip(".")
+def safe_part(source: str) -> str:
+    """A source's name for a file name: a file's stem, a stream's host and path (no credentials), a camera's
+    ``cameraN``, else the name; every character outside ``A-Z a-z 0-9 . _ -`` as ``_``, no leading dot."""
+    if "/" in source or "\\" in source or source.strip().isdigit():
+        source = default_source_name(scrub_url(source).replace("***@", ""))
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", source).lstrip(".")
     return safe[:80] or "source"
 
 
