@@ -268,6 +268,7 @@ def build_web_view(
     """The ``--http`` remote view on ``bind`` (see :func:`http_bind`), not started; ``sources`` names a tile each."""
     from maskwatch.serve.door import mount_door
     from maskwatch.serve.web import WebView
+    from maskwatch.serve.zones_page import mount_zones
 
     view = WebView(
         bind[0],
@@ -278,6 +279,7 @@ def build_web_view(
         sources=sources,
     )
     mount_door(view, sources)  # /door: the kiosk page for the person at the door
+    mount_zones(view)  # /zones: draw a zone on the latest snapshot, copy its config
     if cfg.history.path is not None:
         from maskwatch.serve.history_page import HistoryPages
 
