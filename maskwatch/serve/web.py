@@ -115,6 +115,8 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if parts.path == "/login":
                 return self._reply(view.access.login_form(query), head)
+            if parts.path == "/logout":
+                return self._send(405, b"log out with a form post\n", TEXT, head, {"Allow": "POST"})
             if not view.access.allows(parts.path, self.headers, query):
                 return self._reply(view.access.refuse(parts.path, query, self.headers), head)
             route = _ROUTES.get(parts.path)
