@@ -43,12 +43,18 @@ _STOP = object()
 _PLACEHOLDER = np.zeros((1, 1, 3), np.uint8)
 
 
-def safe_part(source: str) -> str:
-    """A source's name for a file name: a file's stem, a stream's host and path (no credentials), a camera's
-    ``cameraN``, else the name; every character outside ``A-Z a-z 0-9 . _ -`` as ``_``, no leading dot."""
+def short_source_name(source: str) -> str:
+    """A source as people read it: a file's stem, a stream's host and path (no credentials), a camera's
+    ``cameraN``; a configured name as it is."""
     if "/" in source or "\\" in source or source.strip().isdigit():
-        source = default_source_name(scrub_url(source).replace("***@", ""))
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", source).lstrip(".")
+        return default_source_name(scrub_url(source).replace("***@", ""))
+    return source
+
+
+def safe_part(source: str) -> str:
+    """:func:`short_source_name` for a file name: every character outside ``A-Z a-z 0-9 . _ -`` as ``_``, no
+    leading dot, never empty."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", short_source_name(source)).lstrip(".")
     return safe[:80] or "source"
 
 

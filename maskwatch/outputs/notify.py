@@ -23,6 +23,7 @@ from loguru import logger
 
 from maskwatch.errors import ConfigError
 from maskwatch.monitor.crop import crop_face
+from maskwatch.outputs.clips import safe_part, short_source_name
 from maskwatch.outputs.render import blur_boxes
 from maskwatch.runner.faults import record_fault
 from maskwatch.types import Event, MaskClass
@@ -76,8 +77,8 @@ def alert_message(event: Event, face_jpeg: bytes | None) -> Message:
     except ValueError:
         when = event.ts
     body = f"{label} ({event.confidence:.0%} confident), person {event.track_id}, at {when}"
-    name = f"{re.sub(r'[^A-Za-z0-9._-]', '_', event.source)}_{event.track_id}_{event.frame}.jpg"
-    return Message(f"Unmasked person at {event.source}", body, face_jpeg, name)
+    name = f"{safe_part(event.source)}_{event.track_id}_{event.frame}.jpg"
+    return Message(f"Unmasked person at {short_source_name(event.source)}", body, face_jpeg, name)
 
 
 class Notifier:
