@@ -16,6 +16,7 @@ import os
 import queue
 import shlex
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -34,6 +35,16 @@ DEFAULT_PLAYERS: tuple[tuple[str, ...], ...] = (("aplay", "-q"), ("paplay",), ("
 """Players tried in order when ``alarm.player`` is not set (the WAV file is appended)."""
 MAX_PLAY_S = 60.0  # a player still running after this long is stopped
 GIVE_UP_S = 5.0  # what close() waits for a running player or pending commands
+
+
+def kill(proc: subprocess.Popen, *, reap: bool = True) -> None:
+    """Stop ``proc`` and what it started (its process group: a shell script's children hold its pipes); ``reap``:
+    collect it (only from the thread that owns its pipes)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    if reap:
+        with contextlib.suppress(subprocess.TimeoutExpired, OSError, ValueError):
+            proc.communicate(timeout=1.0)
 
 
 def check_wav(path: str | Path) -> Path:
@@ -100,7 +111,11 @@ class Sound:
                 return
             try:
                 proc = subprocess.Popen(
-                    self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+                    self.argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    start_new_session=True,  # its own process group: stopped with whatever it started
                 )
             except OSError as exc:
                 record_fault("alarm.sound", f"cannot start {self.argv[0]}: {exc.strerror or exc}")
@@ -114,8 +129,7 @@ class Sound:
         try:
             _, err = proc.communicate(timeout=MAX_PLAY_S)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            _, err = proc.communicate()
+            kill(proc)
             record_fault("alarm.sound", f"{self.argv[0]} still playing after {MAX_PLAY_S:.0f} s: stopped")
             return
         if proc.returncode > 0:  # negative: stopped by a signal (close), not a failure
@@ -131,8 +145,7 @@ class Sound:
         try:
             proc.wait(timeout=GIVE_UP_S)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=GIVE_UP_S)
+            kill(proc, reap=False)  # its reaper thread collects it
 
 
 def open_output(pin: str, active_high: bool) -> Any:
@@ -234,7 +247,11 @@ class Command:
         name = self.argv[0]
         try:
             self._proc = proc = subprocess.Popen(
-                self.argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+                self.argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
             )
         except OSError as exc:
             record_fault("alarm.command", f"cannot start {name}: {exc.strerror or exc}")
@@ -242,13 +259,12 @@ class Command:
         try:
             _, err = proc.communicate(payload, timeout=self.timeout_s)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
+            kill(proc)
             record_fault("alarm.command", f"{name} killed after {self.timeout_s:g} s")
             return
         finally:
             self.runs += 1
-        if proc.returncode != 0:
+        if proc.returncode != 0 and not self._stop:  # stopped by close(): counted there
             tail = err.decode(errors="replace").strip().splitlines()[-1:] if err else []
             record_fault("alarm.command", f"{name} exited {proc.returncode}" + (f": {tail[0]}" if tail else ""))
 
@@ -265,7 +281,7 @@ class Command:
             self._stop = True
             left = self._queue.qsize()
             if self._proc is not None and self._proc.poll() is None:
-                self._proc.kill()
+                kill(self._proc, reap=False)  # the worker collects it
             record_fault("alarm.command", f"{self.argv[0]} still busy at the end: stopped, {left} alerts not run")
 
 
