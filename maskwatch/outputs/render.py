@@ -138,7 +138,7 @@ class OverlayRenderer:
             top = corners[np.lexsort((corners[:, 0], corners[:, 1]))[0]]
             name = zone.name if zone.mode == "watch" else f"{zone.name} (ignored)"
             below = max(int(top[1]), round(HUD_MAX_HEIGHT * h) if self.hud else 0)  # inside, clear of the HUD
-            _text(canvas, name, (int(top[0]) + 4, below + round(24 * scale)), color, 0.8 * scale)
+            _text(canvas, name, (int(top[0]) + 4, below + round(30 * scale)), color, scale)
 
     def _lines(self, canvas: np.ndarray, result: FrameResult, thickness: int, scale: float) -> None:
         """Each counting line, an arrow from its middle to its inside, its name and crossings in / out so far."""
@@ -160,7 +160,10 @@ class OverlayRenderer:
             cv2.arrowedLine(canvas, _pt(middle), _pt(middle + reach * inward), LINE_COLOR, thickness, cv2.LINE_AA,
                             tipLength=0.35)  # fmt: skip
             text = f"{line.name}: in {self._crossings[(line.name, 'in')]} out {self._crossings[(line.name, 'out')]}"
-            _text(canvas, text, _pt(middle - reach * inward), LINE_COLOR, 0.8 * scale)
+            (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, _text_weight(scale))
+            away = 0.5 * reach + abs(inward[0]) * tw / 2 + abs(inward[1]) * th / 2 + 4  # on the outside, clear of it
+            centre = middle - away * inward
+            _text(canvas, text, (round(centre[0] - tw / 2), round(centre[1] + th / 2)), LINE_COLOR, scale)
 
     def _label(self, canvas: np.ndarray, texts: tuple[str, ...], box: tuple[int, int, int, int], color,
                scale: float) -> None:  # fmt: skip
