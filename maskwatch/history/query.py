@@ -68,11 +68,12 @@ def tz_label(tz: tzinfo | None, at: float) -> str:
     UTC+01:00)``; ``tz`` None is this machine's local time."""
     when = local(at, tz)
     offset = when.strftime("%z")
-    name = str(getattr(tz, "key", "") or "") if tz is not None else _local_zone_name()
+    offset_text = f"UTC{offset[:3]}:{offset[3:]}"
     abbrev = when.tzname() or ""
-    abbrev = abbrev if abbrev != name and not abbrev.startswith("UTC") else ""
-    parts = [p for p in (abbrev, f"UTC{offset[:3]}:{offset[3:]}") if p]
-    text = f"{name} ({', '.join(parts)})" if name else ", ".join(parts)
+    name = str(getattr(tz, "key", "") or "") if tz is not None else _local_zone_name()
+    name = name or abbrev or offset_text
+    details = [p for p in (abbrev, offset_text) if p != name and not (p is abbrev and p.startswith("UTC"))]
+    text = f"{name} ({', '.join(details)})" if details else name
     return f"local time, {text}" if tz is None else text
 
 

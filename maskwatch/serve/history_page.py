@@ -51,7 +51,9 @@ def svg_chart(series: list[tuple[str, dict | None]], *, width: int = 1000, heigh
         y = bottom - (bottom - low_top) * pct / 100
         out.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="{GRID}"/>')
         out.append(f'<text x="{left - 4}" y="{y + 3:.1f}" text-anchor="end">{pct}%</text>')
-    points, every = [], max(1, n // 12)
+    points: list[str] = []
+    runs: list[list[str]] = []
+    every = max(1, n // 12)
     for i, ((label, _), r) in enumerate(zip(series, rows, strict=True)):
         x = left + i * bar_w
         base = mid
@@ -77,12 +79,15 @@ def svg_chart(series: list[tuple[str, dict | None]], *, width: int = 1000, heigh
             )
         if r.get("compliance") is not None:
             points.append(f"{x + bar_w / 2:.1f},{bottom - (bottom - low_top) * r['compliance']:.1f}")
+        elif points:  # no one decided here: the line breaks
+            runs.append(points)
+            points = []
         if i % every == 0:
             short = label[11:16] if len(label) > 10 else label[5:]
             out.append(f'<text x="{x + 1:.1f}" y="{height - 6}">{html.escape(short)}</text>')
-    if points:
-        out.append(f'<polyline points="{" ".join(points)}" fill="none" stroke="{GREEN}" stroke-width="2"/>')
-        out += [f'<circle cx="{p.split(",")[0]}" cy="{p.split(",")[1]}" r="2.5" fill="{GREEN}"/>' for p in points]
+    for run in [*runs, points] if points else runs:
+        out.append(f'<polyline points="{" ".join(run)}" fill="none" stroke="{GREEN}" stroke-width="2"/>')
+        out += [f'<circle cx="{p.split(",")[0]}" cy="{p.split(",")[1]}" r="2.5" fill="{GREEN}"/>' for p in run]
     out.append("</svg>")
     return "".join(out)
 
@@ -156,11 +161,9 @@ class HistoryPages:
             days, hours = self._report(month_start, end, "day"), self._report(start, end, "hour")
         except OutputError as exc:
             return self._document(f"<section><p>{html.escape(str(exc))}</p></section>", 503)
-        token = request.arg("token")
-        keep = {"token": token} if token else {}
 
-        def link(**query: str) -> str:
-            return html.escape("?" + urlencode(query | keep))
+        def link(**query: str) -> str:  # relative: the login cookie goes with it, never a token in a URL
+            return html.escape("?" + urlencode(query))
 
         nav = (
             f'<a href="{link(day=(day - timedelta(days=1)).isoformat())}">&larr; {day - timedelta(days=1)}</a>'
