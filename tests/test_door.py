@@ -81,6 +81,23 @@ def test_states_follow_people(door: tuple[DoorDisplay, Clock]) -> None:
     assert state(d) == "idle"  # nobody for idle_after_s
 
 
+def test_an_alerted_person_missed_for_a_moment_stays_red(door: tuple[DoorDisplay, Clock]) -> None:
+    d, clock = door
+    d.write(frame({1: MASK, 2: NO_MASK}), IMAGE)
+    d.send(event("alert", 2), IMAGE)
+    clock.now += 0.1
+    d.write(frame({1: MASK}), IMAGE)  # the detector lost the alerted face for a frame
+    assert state(d) == "unmasked"
+    clock.now += 0.5
+    d.write(frame({1: MASK, 2: NO_MASK}), IMAGE)
+    clock.now += 0.1
+    d.write(frame({1: MASK}), IMAGE)
+    clock.now += 0.85  # 0.95 s since it was last seen
+    assert state(d) == "unmasked"
+    clock.now += 0.1  # gone for idle_after_s: the masked person is thanked
+    assert state(d) == "masked"
+
+
 def test_incorrect_alert_and_stale_source(door: tuple[DoorDisplay, Clock]) -> None:
     d, clock = door
     d.send(event("alert", 5, "mask_weared_incorrect"), IMAGE)
@@ -218,21 +235,21 @@ def test_door_page_in_headless_chromium() -> None:
 
 
 def measure_latency(view: WebView, page, rounds: int = 20) -> dict:
-    """Milliseconds from ``send()`` (an alert) / ``write()`` (a masked person) to the page's change."""
+    """Milliseconds from ``send()`` to the page's change: an alert turns it red, the alerted person's ``end`` back
+    to green (a masked person stays in view)."""
     sent: list[tuple[str, float]] = []
+    view.write(frame({1: MASK}), IMAGE)
+    wait_state(page, "masked")
     page.evaluate("() => { window.__changes = []; }")
     for i in range(rounds):
-        for wanted in ("masked", "unmasked"):
+        for wanted, kind in (("unmasked", "alert"), ("masked", "end")):
             t = time.time()
-            if wanted == "masked":
-                view.write(frame({100 + i: MASK}), IMAGE)  # the alerted person of the last round has gone
-            else:
-                view.send(event("alert", 200 + i), IMAGE)
+            view.send(event(kind, 200 + i), IMAGE)
             sent.append((wanted, t * 1000))
             wait_state(page, wanted)
             time.sleep(0.05)
     changes = page.evaluate("() => window.__changes")
-    delays = {"masked": [], "unmasked": []}
+    delays: dict[str, list[float]] = {"unmasked": [], "masked": []}
     for (wanted, t_ms), (state, seen_ms) in zip(sent, changes, strict=False):
         assert state == wanted
         delays[wanted].append(seen_ms - t_ms)

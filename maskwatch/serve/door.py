@@ -53,15 +53,15 @@ class _Door:
 
     def __init__(self) -> None:
         self.labels: dict[int, int] = {}  # track id -> decided class id (or UNDECIDED), as of the latest frame
-        self.alerted: dict[int, float] = {}  # alerted track id -> clock time last in view
+        self.alerted: dict[int, tuple[float, int]] = {}  # alerted track id -> (clock time last in view, its label)
         self.last_person = -1e18  # clock time someone was last in view
         self.last_frame = -1e18
 
     def frame(self, track_ids: np.ndarray, class_ids: np.ndarray, now: float) -> None:
         self.labels = {int(t): int(c) for t, c in zip(track_ids, class_ids, strict=True) if t != NO_TRACK}
-        for tid, seen in list(self.alerted.items()):  # forgotten on their `end`, or here without end events
+        for tid, (seen, label) in list(self.alerted.items()):  # forgotten on `end`, or here without end events
             if tid in self.labels:
-                self.alerted[tid] = now
+                self.alerted[tid] = (now, self.labels[tid] if self.labels[tid] != UNDECIDED else label)
             elif now - seen > FORGET_S:
                 del self.alerted[tid]
         self.last_frame = now
@@ -69,13 +69,16 @@ class _Door:
             self.last_person = now
 
     def event(self, event: Event, now: float) -> None:
+        label = MaskClass.from_key(event.label) if event.label in _KEYS else UNDECIDED
         if event.event == "alert":
-            self.alerted[event.track_id] = now
-            label = event.label or ""
-            self.labels[event.track_id] = MaskClass.from_key(label) if label in _KEYS else UNDECIDED
+            self.alerted[event.track_id] = (now, label)
+            self.labels[event.track_id] = label
             self.last_person = now
-        elif event.event == "update" and event.label in _KEYS and event.track_id in self.labels:
-            self.labels[event.track_id] = MaskClass.from_key(event.label)
+        elif event.event == "update" and label != UNDECIDED:
+            if event.track_id in self.labels:
+                self.labels[event.track_id] = label
+            if event.track_id in self.alerted:
+                self.alerted[event.track_id] = (self.alerted[event.track_id][0], label)
         elif event.event == "end":
             self.labels.pop(event.track_id, None)
             self.alerted.pop(event.track_id, None)
@@ -83,8 +86,10 @@ class _Door:
     def state(self, now: float, idle_after_s: float, stale_after_s: float, previous: DoorState) -> DoorState:
         if now - self.last_frame > stale_after_s and now - self.last_person > stale_after_s:
             return "idle"
-        if any(t in self.alerted and c != MaskClass.WITH_MASK for t, c in self.labels.items()):
-            return "unmasked"
+        # an alerted person not masked now, in view or missed for less than idle_after_s (a face the detector lost)
+        for tid, (seen, label) in self.alerted.items():
+            if self.labels.get(tid, label) != MaskClass.WITH_MASK and (tid in self.labels or now - seen < idle_after_s):
+                return "unmasked"
         if any(c == MaskClass.WITH_MASK for c in self.labels.values()):
             return "masked"
         if not self.labels and previous != "idle" and now - self.last_person < idle_after_s:
