@@ -12,6 +12,7 @@ from loguru import logger
 
 from maskwatch import __version__
 from maskwatch.commands import erase, report
+from maskwatch.commands.bench import history as bench_history
 from maskwatch.commands.train import DEFAULT_EPOCHS, default_split
 from maskwatch.errors import MaskwatchError, require
 from maskwatch.media import EXIT_ERROR, EXIT_OK, EXIT_SIGNAL
@@ -202,6 +203,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="only time decode / inference / render / encode per frame of --video at its own size, 1 thread",
     )
+    bench_history.add_flags(be)  # maskwatch bench history --days N
     be.set_defaults(func=cmd_bench)
 
 

@@ -15,6 +15,10 @@ def bench_command(args: argparse.Namespace) -> int:
     from maskwatch.config import load_config
     from maskwatch.outputs.sinks import check_writable
 
+    if args.what == "history":
+        from maskwatch.commands.bench.history import history_command
+
+        return history_command(args)
     if args.video is not None and not args.video.is_file():
         raise MaskwatchError(f"--video {args.video} does not exist")
     if args.json is not None:
