@@ -241,10 +241,12 @@ def build_tracker(cfg: Config, *, frame_count: int | None = None, fps: float | N
 def source_zones(cfg: Config, entry: SourceConfig | None = None) -> ZoneSet:
     """The zones of a ``sources:`` entry (its own, else the top-level ``zones``); of ``--source`` (None): the
     top-level ones."""
+    import numpy as np
+
     from maskwatch.monitor.zones import Zone, ZoneSet
 
     zones = entry.zones if entry is not None and entry.zones is not None else cfg.zones
-    return ZoneSet([Zone(z.name, z.polygon, z.mode) for z in zones])
+    return ZoneSet([Zone(z.name, np.asarray(z.polygon, np.float64), z.mode) for z in zones])
 
 
 def source_lines(cfg: Config, entry: SourceConfig | None = None) -> tuple[CountingLine, ...]:
