@@ -230,6 +230,9 @@ function show(state) {
 const source = new URLSearchParams(location.search).get("source");
 const events = new EventSource("door/events" + (source ? "?source=" + encodeURIComponent(source) : ""));
 events.addEventListener("door", (e) => { show(JSON.parse(e.data).state); $("conn").textContent = ""; });
-events.onerror = () => { $("conn").textContent = "reconnecting\\u2026"; };
+events.onerror = () => {  // the browser retries by itself; refused (logged out, expired): reload, to the login
+  $("conn").textContent = "reconnecting\\u2026";
+  if (events.readyState === EventSource.CLOSED) setTimeout(() => location.reload(), 5000);
+};
 </script></body></html>
 """
