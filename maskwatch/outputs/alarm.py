@@ -151,7 +151,7 @@ class Sound:
 def open_output(pin: str, active_high: bool) -> Any:
     """A gpiozero ``DigitalOutputDevice`` on ``pin``, off; ConfigError naming the pin and why it cannot be had."""
     try:
-        from gpiozero import DigitalOutputDevice
+        from gpiozero import DigitalOutputDevice  # type: ignore[import-untyped]
     except ModuleNotFoundError:
         raise ConfigError(
             f"alarm.gpio_pin {pin} needs gpiozero, which is not installed: pip install 'maskwatch[gpio]'"

@@ -15,6 +15,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping
+from typing import Protocol
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 from maskwatch.serve.routes import HTML, Reply
@@ -25,6 +26,12 @@ PAGE_PATHS = frozenset({"/"})
 """Built-in paths that are pages (a refused browser is sent to the login form); others answer 401."""
 MAX_FORM_BYTES = 4096
 FAILED_LOGIN_DELAY_S = 0.5
+
+
+class Headers(Protocol):
+    """A request's headers: a mapping, or the :class:`email.message.Message` of :mod:`http.server`."""
+
+    def get(self, name: str, /) -> str | None: ...
 
 
 class Sessions:
@@ -75,6 +82,11 @@ def cookie_value(header: str | None, name: str) -> str | None:
     return None
 
 
+def _first(query: Mapping[str, list[str]], name: str) -> str | None:
+    values = query.get(name)
+    return values[0] if values else None
+
+
 def matches(offered: str | None, token: str) -> bool:
     """Constant-time comparison of an offered token with the configured one."""
     return offered is not None and hmac.compare_digest(offered.encode(), token.encode())
@@ -107,7 +119,7 @@ class Access:
         self.sessions = Sessions(ttl_s)
         self.cookie = cookie
 
-    def allows(self, path: str, headers: Mapping[str, str], query: Mapping[str, list[str]]) -> bool:
+    def allows(self, path: str, headers: Headers, query: Mapping[str, list[str]]) -> bool:
         """True when the request may be served."""
         if self.token is None:
             return True
@@ -116,9 +128,9 @@ class Access:
             return True
         if self.sessions.valid(cookie_value(headers.get("Cookie"), self.cookie)):
             return True
-        return path in QUERY_TOKEN_PATHS and matches((query.get("token") or [None])[0], self.token)
+        return path in QUERY_TOKEN_PATHS and matches(_first(query, "token"), self.token)
 
-    def refuse(self, path: str, query: Mapping[str, list[str]], headers: Mapping[str, str]) -> Reply:
+    def refuse(self, path: str, query: Mapping[str, list[str]], headers: Headers) -> Reply:
         """A browser asking for a page goes to the login form (and back here after); anything else gets 401."""
         if path in PAGE_PATHS or "text/html" in (headers.get("Accept") or ""):
             kept = {k: v for k, v in query.items() if k != "token"}
@@ -140,14 +152,14 @@ class Access:
         target = local_path((form.get("next") or query.get("next") or ["/"])[0])
         if self.token is None:
             return Reply(b"", code=303, headers={"Location": target})
-        if not matches((form.get("token") or [None])[0], self.token):
+        if not matches(_first(form, "token"), self.token):
             time.sleep(FAILED_LOGIN_DELAY_S)  # slows guessing; only this client's thread waits
             return _form(target, error=True)
         sid = self.sessions.create()
         cookie = f"{self.cookie}={sid}; Path=/; HttpOnly; SameSite=Strict; Max-Age={int(self.sessions.ttl_s)}"
         return Reply(b"", code=303, headers={"Location": target, "Set-Cookie": cookie})
 
-    def logout(self, headers: Mapping[str, str]) -> Reply:
+    def logout(self, headers: Headers) -> Reply:
         """``POST /logout``: forget the session and clear the cookie."""
         self.sessions.drop(cookie_value(headers.get("Cookie"), self.cookie))
         cookie = f"{self.cookie}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"
