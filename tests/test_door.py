@@ -130,6 +130,19 @@ def test_each_source_has_its_door() -> None:
     assert state(d, "nope") == "masked"
 
 
+def test_faces_outside_the_zones_are_nobody() -> None:
+    from maskwatch.monitor.zones import Zone, ZoneSet
+
+    left_half = ZoneSet([Zone("door", np.array([[0, 0], [0.5, 0], [0.5, 1], [0, 1]]))])
+    d = DoorDisplay(zones={"": left_half}, clock=Clock())
+    outside = frame({1: MASK})
+    outside.faces.xyxy[:] = [120, 10, 150, 40]  # centre x 135 of 160: right half
+    d.write(outside, IMAGE)
+    assert state(d) == "idle"
+    d.write(frame({1: MASK}), IMAGE)  # centre x 25: inside
+    assert state(d) == "masked"
+
+
 def read_event(resp) -> dict | None:
     """The next ``door`` event of a server-sent event stream (None at its end)."""
     data = None

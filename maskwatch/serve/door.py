@@ -11,7 +11,8 @@ Three states, decided from what the monitor already hands the view:
 
 The page follows ``/door/events``, server-sent events that send the state when a client connects and on every
 change; the stream ends when the view closes, and the browser's EventSource reconnects by itself.
-With several sources, ``?source=NAME`` picks the door (default: the first source).
+With several sources, ``?source=NAME`` picks the door (default: the first source). With zones, a face that does
+not count there (outside the watch zones, or in an ignore zone) is nobody at the door.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -29,6 +30,7 @@ from maskwatch.serve.routes import HTML, Reply, Request
 from maskwatch.types import NO_TRACK, UNDECIDED, Event, FrameResult, MaskClass
 
 if TYPE_CHECKING:
+    from maskwatch.monitor.zones import ZoneSet
     from maskwatch.serve.web import WebView
 
 DoorState = Literal["idle", "masked", "unmasked"]
@@ -102,12 +104,14 @@ _KEYS = {c.key for c in MaskClass}
 
 class DoorDisplay:
     """Follows the view's frames and events (a :class:`~maskwatch.serve.web.Watcher`) and serves the page and
-    its event stream. ``sources``: the view's source names (None: one source, names ignored)."""
+    its event stream. ``sources``: the view's source names (None: one source, names ignored); ``zones``: each
+    source's zones (key ``""`` for one source), outside which a face is nobody at the door."""
 
     def __init__(
         self,
         sources: Sequence[str] | None = None,
         *,
+        zones: Mapping[str, ZoneSet] | None = None,
         idle_after_s: float = 1.0,
         stale_after_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
@@ -115,6 +119,7 @@ class DoorDisplay:
         self.names = list(sources) if sources else []
         self.idle_after_s, self.stale_after_s, self.clock = float(idle_after_s), float(stale_after_s), clock
         self._doors = {name: _Door() for name in self.names or [""]}
+        self.zones = {name: z for name, z in (zones or {}).items() if z}
         self._shown: dict[str, DoorView] = {name: DoorView("idle", 0) for name in self._doors}
         self._cond = threading.Condition()
         self._closed = False
@@ -125,8 +130,12 @@ class DoorDisplay:
     def write(self, result: FrameResult, annotated: np.ndarray) -> None:
         """A frame: who is in view now, with the label each was decided (the tracked faces)."""
         faces, now = result.faces, self.clock()
+        name = self._door(result.frame.name)
+        zones = self.zones.get(name)
+        if zones is not None and len(faces):
+            height, width = result.frame.image.shape[:2]
+            faces = faces[zones.counted(faces.xyxy, (width, height))]
         with self._cond:
-            name = self._door(result.frame.name)
             self._doors[name].frame(faces.track_id, faces.class_id, now)
             self._update(name, now)
 
@@ -188,9 +197,12 @@ class DoorDisplay:
                     return
 
 
-def mount_door(view: WebView, sources: Sequence[str] | None = None) -> DoorDisplay:
-    """Serve the door display on ``view`` (``/door``, ``/door/events``), fed by the view's frames and events."""
-    door = DoorDisplay(sources)
+def mount_door(
+    view: WebView, sources: Sequence[str] | None = None, *, zones: Mapping[str, ZoneSet] | None = None
+) -> DoorDisplay:
+    """Serve the door display on ``view`` (``/door``, ``/door/events``), fed by the view's frames and events;
+    ``zones`` per source (see :class:`DoorDisplay`)."""
+    door = DoorDisplay(sources, zones=zones)
     view.watch(door)
     view.add_route("/door", door.page)
     view.add_route("/door/events", door.events)

@@ -262,6 +262,16 @@ def http_bind(cfg: Config) -> tuple[str, int] | None:
     return bind
 
 
+def _zones_by_source(cfg: Config, sources: list[str] | None) -> dict[str, ZoneSet]:
+    """Each source's zones by name (``""`` for ``--source``), for the pages that show who is at the door."""
+    from maskwatch.wiring import configured_sources, source_zones
+
+    if not sources:
+        return {"": source_zones(cfg)}
+    entries = {entry.name: entry for entry in configured_sources(cfg)}
+    return {name: source_zones(cfg, entries.get(name)) for name in sources}
+
+
 def build_web_view(
     cfg: Config, bind: tuple[str, int], status: Callable[[], RunStatus], *, sources: list[str] | None = None
 ) -> WebView:
@@ -278,7 +288,7 @@ def build_web_view(
         max_stream_fps=cfg.http.max_stream_fps,
         sources=sources,
     )
-    mount_door(view, sources)  # /door: the kiosk page for the person at the door
+    mount_door(view, sources, zones=_zones_by_source(cfg, sources))  # /door: the kiosk page at the door
     mount_zones(view)  # /zones: draw a zone on the latest snapshot, copy its config
     if cfg.history.path is not None:
         from maskwatch.serve.history_page import HistoryPages
