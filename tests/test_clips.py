@@ -40,9 +40,11 @@ def _alert(track: int = 3, ts: str = "2026-03-01T12:34:56.789+00:00") -> tuple[i
     return (track, ts)
 
 
-def _feed(recorder: ClipRecorder, n: int, fps: float, alerts: dict[int, list[tuple[int, str]]]) -> None:
+def _feed(recorder: ClipRecorder, n: int, fps: float, alerts: dict[int, list[tuple[int, str]]], pump=True) -> None:
     for i in range(n):
         recorder.frame(_Item(i / fps, _image(i), alerts.get(i, [])))
+        while pump and recorder.pump():
+            pass
 
 
 def _frames(path: Path) -> tuple[list[int], float]:
@@ -84,6 +86,18 @@ def test_overlapping_alerts_extend_one_clip_and_a_later_one_starts_another(tmp_p
     assert first == list(range(10, 36))  # 1 s before the first alert to 1 s after the second
     second, _ = _frames(recorder.written[1])
     assert second == list(range(35, 56))  # 1 s before the third alert to 1 s after
+
+
+def test_frames_that_come_while_the_pre_alert_ones_are_written_are_not_lost(tmp_path):
+    recorder = _recorder(tmp_path, pre_s=2.0, post_s=1.0)
+    _feed(recorder, 30, 10.0, {25: [_alert()]}, pump=False)  # a writer that gets no time until frame 30
+    assert recorder.written == [] and len(recorder.backlog) == 25  # 21 before the alert, 4 after
+    for i in range(30, 50):
+        recorder.frame(_Item(i / 10, _image(i), []))
+        recorder.pump()  # two waiting frames written per frame that arrives
+        recorder.pump()
+    levels, _ = _frames(recorder.written[0])
+    assert levels == list(range(5, 36))  # 2 s before the alert at 2.5 s, 1 s after, none missing
 
 
 def test_the_end_of_a_run_completes_the_clip_being_written(tmp_path):
@@ -154,6 +168,7 @@ def test_a_full_disk_abandons_the_clip_removes_the_partial_and_the_run_goes_on(t
         noise = [rng.integers(0, 255, (480, 640, 3), np.uint8) for _ in range(4)]  # incompressible
         for i in range(400):
             recorder.frame(_Item(i / 25, noise[i % 4], [_alert()] if i == 30 else []))
+            recorder.pump()
         assert recorder.failed == 1 and recorder.written == [] and recorder.clip is None
         assert fault_counts().get("clips") == 1
         assert list(disk.iterdir()) == []  # the partial was removed

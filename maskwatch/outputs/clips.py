@@ -175,18 +175,48 @@ class ClipRecorder:
         self.fourcc, self.jpeg_quality = fourcc, jpeg_quality
         self.buffer: deque[tuple[float, bytes]] = deque(maxlen=max(2, math.ceil(pre_s * max(fps, 30.0) * 2) + 2))
         self.clip: _ClipVideo | None = None
+        self.backlog: deque[tuple[float, bytes]] = deque()
+        """Frames for the clip not written yet (JPEG): the pre-alert frames of a new clip, and those that came
+        while they were being written (see :meth:`pump`)."""
         self.written: list[Path] = []
         self.failed = 0
 
     def frame(self, item: _Item) -> None:
-        """Take one frame: start or extend a clip on its alerts, write it into the clip, keep it for the next."""
+        """Take one frame: start or extend a clip on its alerts, keep it for the next clip, and write it into the
+        clip being recorded (behind the frames still waiting in :attr:`backlog`, if any)."""
         if item.alerts:
             self._alert(item.t, item.alerts)
-        if self.clip is not None:
-            self._guard(lambda clip: clip.add(item.t, item.image))
-            if self.clip is not None and item.t >= self.clip.until_t:
-                self.finish()
-        self._keep(item.t, item.image)
+        data = self._keep(item.t, item.image)
+        if self.clip is None:
+            return
+        if self.backlog and data is not None:
+            if item.t <= self.clip.until_t + 1e-6:
+                self.backlog.append((item.t, data))
+            return
+        self._write(item.t, item.image)
+        if self.clip is not None and item.t >= self.clip.until_t - 1e-6:
+            self.finish()
+
+    def pump(self) -> bool:
+        """Write the oldest frame waiting in :attr:`backlog` into the clip; whether more are waiting.
+
+        A new clip starts with the pre-alert frames waiting: written one at a time between the frames that keep
+        arriving, so that the writer never falls behind by seconds (decoding and encoding 5 s of 720p takes about
+        as long again) and no frame after the alert is left out."""
+        if not self.backlog:
+            return False
+        t, data = self.backlog.popleft()
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        if image is not None and self.clip is not None:
+            self._write(t, image)
+        if self.clip is None:
+            self.backlog.clear()
+        elif not self.backlog and t >= self.clip.until_t - 1e-6:
+            self.finish()
+        return bool(self.backlog)
+
+    def _write(self, t: float, image: np.ndarray) -> None:
+        self._guard(lambda clip: clip.add(t, image))
 
     def _alert(self, t: float, alerts: list[tuple[int, str]]) -> None:
         if self.clip is not None:
@@ -196,11 +226,7 @@ class ClipRecorder:
         path = self.folder / clip_file_name(self.source, track, ts)
         self.clip = _ClipVideo(path, self._clip_fps(), self.fourcc, until_t=t + self.post_s)
         logger.info(f"clips: recording {path.name} (alert of track {track} on {self.source})")
-        frames = [(bt, data) for bt, data in self.buffer if bt >= t - self.pre_s - 1e-6]
-        for bt, data in frames:
-            image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-            if image is not None and self.clip is not None:
-                self._guard(lambda clip, bt=bt, image=image: clip.add(bt, image))
+        self.backlog = deque((bt, data) for bt, data in self.buffer if bt >= t - self.pre_s - 1e-6)
 
     def _clip_fps(self) -> float:
         """The source's fps for a file; for a live source, the rate frames actually arrived at (a camera's nominal
@@ -211,14 +237,17 @@ class ClipRecorder:
                 return round((len(self.buffer) - 1) / span, 2)
         return self.fps if self.fps > 0 else 25.0
 
-    def _keep(self, t: float, image: np.ndarray) -> None:
+    def _keep(self, t: float, image: np.ndarray) -> bytes | None:
+        """Add the frame to the pre-alert buffer (JPEG; dropping what is older than ``pre_s``); its bytes."""
         if self.pre_s <= 0:
-            return
-        ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
-        if ok:
-            self.buffer.append((t, data.tobytes()))
+            return None
+        ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
+        data = encoded.tobytes() if ok else None
+        if data is not None:
+            self.buffer.append((t, data))
         while self.buffer and self.buffer[0][0] < t - self.pre_s:
             self.buffer.popleft()
+        return data
 
     def _guard(self, step) -> None:
         """Run ``step(clip)``; a failure abandons the clip (its partial removed), counted as a fault."""
@@ -233,7 +262,13 @@ class ClipRecorder:
             record_fault("clips", f"clip {clip.path.name} abandoned: {exc}")
 
     def finish(self) -> None:
-        """Complete the clip being written (renamed to its final name), then apply retention."""
+        """Write the frames still waiting, complete the clip (renamed to its final name), then apply retention."""
+        while self.backlog and self.clip is not None and self.backlog[0][0] <= self.clip.until_t + 1e-6:
+            t, data = self.backlog.popleft()
+            image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+            if image is not None:
+                self._write(t, image)
+        self.backlog.clear()
         clip, self.clip = self.clip, None
         if clip is None:
             return
@@ -297,19 +332,25 @@ class ClipSink:
             self._late.extend(alerts)  # picked up with the next frame that gets through
 
     def _work(self) -> None:
+        recorder = self.recorder
         while True:
-            item = self._queue.get()
+            try:  # with frames waiting for the clip, write one of them whenever no new frame is there
+                item = self._queue.get_nowait() if recorder.backlog else self._queue.get()
+            except queue.Empty:
+                self._guarded(recorder.pump)
+                continue
             if item is _STOP:
                 break
             while self._late:
                 item.alerts.append(self._late.popleft())
-            try:
-                self.recorder.frame(item)
-            except Exception as exc:  # a fault of the clips never stops the monitor
-                record_fault("clips", f"{type(exc).__name__}: {exc}")
+            self._guarded(lambda item=item: recorder.frame(item))
+        self._guarded(recorder.finish)
+
+    @staticmethod
+    def _guarded(step) -> None:
         try:
-            self.recorder.finish()
-        except Exception as exc:
+            step()
+        except Exception as exc:  # a fault of the clips never stops the monitor
             record_fault("clips", f"{type(exc).__name__}: {exc}")
 
     def close(self) -> None:
