@@ -12,6 +12,10 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from maskwatch.types import Event
 
 LIMIT_MS = 200.0
 
@@ -22,10 +26,10 @@ def add_flags(bench: argparse.ArgumentParser) -> None:
     bench.add_argument("--days", type=int, default=30, help="history: days of events at one a second (default 30)")
 
 
-def synthetic_events(days: int, end: float, seed: int = 0) -> Iterator:
+def synthetic_events(days: int, end: float, seed: int = 0) -> Iterator[Event]:
     """One event a second over ``days`` days up to ``end``, person by person: cross in, maybe an update, maybe an
     alert, end, cross out (about 3.4 events a person), on two sources."""
-    from maskwatch.types import Event
+    from maskwatch.types import Event, EventKind
 
     rng = random.Random(seed)
     t, track = end - days * 86400.0, 0
@@ -34,28 +38,16 @@ def synthetic_events(days: int, end: float, seed: int = 0) -> Iterator:
         track += 1
         source = "door" if track % 3 else "side"
         label = rng.choice(("with_mask", "with_mask", "with_mask", "without_mask", "mask_weared_incorrect", None))
-        kinds = ["cross_in"]
+        steps: list[tuple[EventKind, Literal["in", "out"] | None]] = [("cross", "in")]
         if rng.random() < 0.1:
-            kinds.append("update")
+            steps.append(("update", None))
         if label in ("without_mask", "mask_weared_incorrect") and rng.random() < 0.7:
-            kinds.append("alert")
-        kinds += ["end", "cross_out"]
-        for kind in kinds:
+            steps.append(("alert", None))
+        steps += [("end", None), ("cross", "out")]
+        for kind, direction in steps:
             ts = datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-            cross = kind.startswith("cross")
-            yield Event(
-                "cross" if cross else kind,
-                ts,
-                source,
-                0,
-                track,
-                label,
-                0.9,
-                box,
-                duration_s=2.0,  # type: ignore[arg-type]
-                line="door" if cross else None,
-                direction=kind[6:] if cross else None,
-            )  # type: ignore[arg-type]
+            line = "door" if direction else None
+            yield Event(kind, ts, source, 0, track, label, 0.9, box, 2.0, line=line, direction=direction)
             t += 1.0
 
 
