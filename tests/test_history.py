@@ -362,3 +362,18 @@ def test_days_are_whole_local_days(tmp_path: Path) -> None:
     report = history_report(conn, since=since, until=since + 86400, by="day", tz=BERLIN)
     assert report["total"]["people"] == 1 and report["since"].startswith("2026-12-08T00:00:00+01:00")
     conn.close()
+
+
+def test_history_is_an_event_output_of_tracked_runs_only(tmp_path: Path) -> None:
+    from maskwatch.config import load_config
+    from maskwatch.wiring.outputs import build_event_outputs
+
+    cfg = load_config(None, {"history.path": str(tmp_path / "h.db"), "history.report_at": None})
+    with pytest.raises(OutputError, match="--history needs a video, camera or stream with tracking on"):
+        build_event_outputs(cfg, None, tracking=False)
+    outputs = build_event_outputs(cfg, None, tracking=True, sources=["door"])
+    assert outputs is not None and [type(o).__name__ for o in outputs.outputs] == ["HistoryWriter"]
+    with outputs:
+        outputs.outputs[0].send(ev("end", T0, 1, "with_mask"), IMAGE)
+    assert rows(tmp_path / "h.db", "SELECT track FROM people") == [(1,)]
+    assert rows(tmp_path / "h.db", "SELECT sources FROM runs") == [("door",)]

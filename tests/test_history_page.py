@@ -86,6 +86,17 @@ def test_history_json_behind_the_token(history: Path, tmp_path: Path) -> None:
         assert code == 503 and b"does not exist" in body
 
 
+def test_a_run_with_history_and_http_mounts_the_pages(tmp_path: Path) -> None:
+    from maskwatch.config import load_config
+    from maskwatch.wiring.outputs import build_web_view
+
+    cfg = load_config(None, {"history.path": str(tmp_path / "h.db")})
+    view = build_web_view(cfg, ("127.0.0.1", 0), status=lambda: None)
+    assert {"/history", "/history.json"} <= set(view.routes)
+    plain = build_web_view(load_config(None, {}), ("127.0.0.1", 0), status=lambda: None)
+    assert "/history" not in plain.routes
+
+
 def test_history_page_in_headless_chromium(history: Path) -> None:
     chromium = shutil.which("chromium")
     if chromium is None:

@@ -8,7 +8,7 @@ import html
 import json
 import time
 from collections.abc import Callable
-from datetime import date, datetime, timedelta, tzinfo
+from datetime import date, timedelta, tzinfo
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -189,7 +189,7 @@ class HistoryPages:
         return self._document(body, 200, nav)
 
     def _document(self, body: str, code: int, nav: str = "") -> Reply:
-        stamp = f"{datetime.fromtimestamp(self.clock()):%Y-%m-%d %H:%M}"
+        stamp = f"{local(self.clock(), self.tz):%Y-%m-%d %H:%M}"
         doc = (
             f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>maskwatch history</title>'
             f"<style>{STYLE}</style></head><body><header><h1>History</h1><span>{html.escape(self.path.name)}, "
