@@ -207,3 +207,16 @@ def test_two_demo_runs_then_report_agrees_with_the_events_log(tmp_path: Path) ->
         str(total["unmasked"]),
         str(total["alerts"]),
     ]
+
+
+@pytest.mark.slow
+def test_bench_history_on_one_day(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    done = maskwatch("bench", "history", "--days", "1", "--json", str(out))
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result["events"] >= 86400 and result["people"] > 20000
+    assert set(result["median_ms"]) >= {"report by day, 1 days", "/history page"}
+    assert "median of 7 runs per query" in done.stdout
+    bad = maskwatch("bench", "history", "--days", "0")
+    assert bad.returncode == 2 and "--days must be at least 1" in bad.stderr
