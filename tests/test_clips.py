@@ -203,11 +203,9 @@ def _result(i: int, alerts: list[int] = (), image: np.ndarray | None = None) -> 
 def test_the_sink_never_waits_for_a_slow_writer_and_keeps_the_alerts(tmp_path):
     recorder = _SlowRecorder(tmp_path)
     sink = ClipSink(recorder, queue_size=2, close_timeout_s=10.0)
-    started = time.monotonic()
     for i in range(30):
         sink.write(_result(i, [3] if i == 20 else []), _image(i))
-    assert time.monotonic() - started < 5.0  # 30 writes with the writer held: none waited for it
-    assert sink.frames_dropped >= 25
+    assert sink.frames_dropped >= 27  # the writer is held: 2 frames wait, 1 is taken, the rest were not waited for
     recorder.go.set()
     sink.close()
     sink.close()  # idempotent
