@@ -61,6 +61,13 @@ class DetectorConfig(_Section):
         description="A face box lying this much (share of its area) inside a stronger box is the same face boxed "
         "twice (a close face's chin) and is dropped; 0 keeps every box.",
     )
+    closeup_trigger: float = Field(
+        0.3,
+        ge=0.0,
+        le=1.0,
+        description="A face this large (longer side, share of the frame's) makes the detector look again at the "
+        "frame zoomed out, where a close face gets one box instead of two; 0: never.",
+    )
 
 
 class ClassifierConfig(_Section):

@@ -8,6 +8,7 @@ import numpy as np
 
 from maskwatch.metrics import suppress_nested
 from maskwatch.models.base import Classifier, Detector
+from maskwatch.monitor.closeup import closeup_pass
 from maskwatch.monitor.crop import crop_face
 from maskwatch.types import UNDECIDED, Event, FaceDetections, Frame, FrameResult
 
@@ -30,6 +31,7 @@ class FacePipeline:
         min_confidence: float = 0.0,
         nested_overlap: float = 0.0,
         score_threshold: float = 0.0,
+        closeup_trigger: float = 0.0,
     ) -> None:
         self.detector = detector
         self.classifier = classifier
@@ -37,14 +39,21 @@ class FacePipeline:
         self.min_confidence = min_confidence
         self.nested_overlap = nested_overlap
         self.score_threshold = score_threshold
+        self.closeup_trigger = closeup_trigger
 
     def detect(self, images: list[np.ndarray], min_score: float | None = None) -> list[FaceDetections]:
         """The detector's faces per image scoring at least ``min_score`` (None: ``score_threshold``), without a
         second box nested in a stronger box of the same face (``nested_overlap`` of the smaller box inside the
-        other; 0 keeps every box)."""
+        other; 0 keeps every box). Close faces (``closeup_trigger``) are boxed on the frame zoomed out
+        (:mod:`maskwatch.monitor.closeup`)."""
         found = self.detector.detect_batch(images) if len(images) > 1 else [self.detector.detect(images[0])]
         floor = self.score_threshold if min_score is None else min_score
         found = [f[f.det_score >= floor] if np.any(f.det_score < floor) else f for f in found]
+        if self.closeup_trigger > 0:
+            found = [
+                closeup_pass(self.detector, image, f, trigger=self.closeup_trigger, min_score=floor)
+                for image, f in zip(images, found, strict=True)
+            ]
         if self.nested_overlap <= 0:
             return found
         return [f[suppress_nested(f.xyxy, f.det_score, self.nested_overlap)] if len(f) > 1 else f for f in found]

@@ -133,6 +133,7 @@ def build_pipeline(cfg: Config) -> FacePipeline:
         min_confidence=cfg.classifier.min_confidence,
         nested_overlap=cfg.detector.nested_overlap,
         score_threshold=cfg.detector.score_threshold,
+        closeup_trigger=cfg.detector.closeup_trigger,
     )
 
 
