@@ -177,10 +177,14 @@ EVENT_KINDS: tuple[EventKind, ...] = get_args(EventKind)
 
 @dataclass
 class Event:
-    """One line of the ``--events`` log: a track was decided unmasked (``alert``), changed label or ended.
+    """One line of the ``--events`` log: a track was decided unmasked (``alert``), changed label, ended or crossed a
+    counting line.
 
     ``ts`` is ISO 8601 UTC; ``t_s`` the position in the source in seconds (files) or seconds since the start
-    (live); ``box`` is the face's last [x1, y1, x2, y2] in frame pixels.
+    (live); ``box`` is the face's last [x1, y1, x2, y2] in frame pixels. ``person``: the track counts as a person
+    in the run's numbers (it showed life, in the zones if there are any) when the event is made; an ``update`` or a
+    ``cross`` of a track that does not count (yet) says False, and a track that never counted has no ``end``.
+    Whoever counts people from events counts the tracks of ``person`` events, as the run's summary does.
     """
 
     event: EventKind
@@ -196,6 +200,7 @@ class Event:
     snapshot: str | None = None
     line: str | None = None
     direction: Literal["in", "out"] | None = None
+    person: bool = True
 
     def __post_init__(self) -> None:
         if self.event not in EVENT_KINDS:
@@ -213,6 +218,7 @@ class Event:
             "box": [round(float(v), 1) for v in self.box],
             "duration_s": round(float(self.duration_s), 2),
             "t_s": round(float(self.t_s), 3),
+            "person": self.person,
         }
         if self.snapshot is not None:
             record["snapshot"] = self.snapshot

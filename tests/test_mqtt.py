@@ -109,7 +109,7 @@ def test_events_arrive_in_order_with_qos1(broker, closing):
 
 @needs_broker
 def test_retained_state_availability_and_offline_on_close(broker, closing):
-    numbers = {"door": SourceNumbers(people_in_view=3, compliance=0.75, fps=14.5, alerts=2)}
+    numbers = {"door": SourceNumbers(people_in_view=3, people_total=5, compliance=0.75, fps=14.5, alerts=2)}
     out = MqttOutput("127.0.0.1", broker.port, sources=["door"], numbers=lambda: numbers, state_interval_s=0.1)
     out.send(event("alert", 5, track=7))
     deadline = time.monotonic() + 5
@@ -121,7 +121,8 @@ def test_retained_state_availability_and_offline_on_close(broker, closing):
     state = late.wait("maskwatch/door/state")[-1]
     assert state.retain
     assert json.loads(state.payload) == {
-        "source": "door", "people_in_view": 3, "unmasked_in_view": 1, "compliance": 0.75, "fps": 14.5, "alerts": 2,
+        "source": "door", "people_in_view": 3, "people_total": 5, "unmasked_in_view": 1, "compliance": 0.75,
+        "fps": 14.5, "alerts": 2,
     }  # fmt: skip
     online = late.wait("maskwatch/door/availability")
     assert online[-1].payload == b"online" and online[-1].retain
@@ -169,13 +170,13 @@ def test_home_assistant_discovery_messages(broker, closing):
     sensors = sub.wait("homeassistant/sensor/shop_front_door/compliance/config")
     door = sub.wait("homeassistant/binary_sensor/shop_front_door/unmasked_at_door/config")
     time.sleep(0.2)
-    assert len([m for m in sub.messages if m.topic.endswith("/config")]) == 5 and sensors and door
+    assert len([m for m in sub.messages if m.topic.endswith("/config")]) == 6 and sensors and door
     late = Subscriber(broker.port, "homeassistant/#")  # retained: a Home Assistant started later gets them too
     closing(late)
     late.wait("homeassistant/binary_sensor/shop_front_door/unmasked_at_door/config")
     time.sleep(0.2)
     configs = [m for m in late.messages if m.topic.endswith("/config")]
-    assert len(configs) == 5
+    assert len(configs) == 6
     ids = set()
     for m in configs:
         assert m.retain
@@ -185,7 +186,7 @@ def test_home_assistant_discovery_messages(broker, closing):
         assert {"topic": "shop/front_door/availability"} in config["availability"]
         assert config["device"]["identifiers"] == ["shop_front_door"]
         ids.add(config["unique_id"])
-    assert len(ids) == 5
+    assert len(ids) == 6
     assert json.loads(door[0].payload)["name"] == "Unmasked person at the door"
 
 

@@ -1,6 +1,9 @@
 """Writing the history: each event is stored, the person it belongs to is derived from it, the tally follows.
 
-A person is one track of one run and source. Their first sighting is the first event's time less the time the
+A person is one track of one run and source that counts as a person in the run (``event.person``: it showed life,
+in the zones if there are any), so the history counts the people the run's summary counts; the events of other
+tracks (a label change of a face that never moved, a crossing outside the zones) are stored, without a person.
+Their first sighting is the first event's time less the time the
 track had been followed then (``duration_s``), never before the run started; ``decided``: they had a label;
 ``unmasked``: they were seen without a mask or wearing it incorrectly (a label of a class that alerts, or an
 ``update`` event: with three classes every change of label involves one of those two); ``alerts``: their alert
@@ -93,7 +96,8 @@ def store_events(
                 event.snapshot,
             ),
         )
-        _person(conn, tally, run, run_started, event, ts)
+        if event.person:
+            _person(conn, tally, run, run_started, event, ts)
         if event.event == "alert":
             tally.add(slot_of(ts), event.source, "alerts")
         elif event.event == "cross" and event.direction in ("in", "out"):

@@ -69,7 +69,8 @@ class AlertPolicy:
       the tracker re-identifies after a gap keeps their id, so they keep their alert state too.
     - Static tracks (``track.static``: posters, screens) raise no event at all.
     - ``update`` (optional): a track's decided label changed from one class to another.
-    - ``end`` (optional): a confirmed track left (lost for longer than the tracker keeps it).
+    - ``end`` (optional): a confirmed track left (lost for longer than the tracker keeps it); the monitor passes
+      only the tracks that counted as people.
     """
 
     def __init__(
@@ -128,9 +129,15 @@ class AlertPolicy:
         for track in ended:
             if self.ends and not track.static:
                 events.append(self._event("end", frame_index, ts, track))
-            for table in (self._label, self._last_alert_s, self._masked_since_alert):
-                table.pop(track.track_id, None)
+        self.forget(track.track_id for track in ended)
         return events
+
+    def forget(self, track_ids: Iterable[int]) -> None:
+        """Drop what is kept about tracks that left (``step`` does it for its ``ended``; the monitor for the tracks
+        that left without being a person, which get no ``end``)."""
+        for tid in track_ids:
+            for table in (self._label, self._last_alert_s, self._masked_since_alert):
+                table.pop(tid, None)
 
     def _event(self, kind: EventKind, frame_index: int, ts: float, track: TrackLike) -> Event:
         return track_event(kind, self.source, self.clock(), frame_index, ts, track)

@@ -17,7 +17,7 @@ import math
 import time
 from collections import Counter, deque
 from collections.abc import Iterable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import cv2
 import numpy as np
@@ -237,33 +237,48 @@ class Monitor:
             if track.label != UNDECIDED and MaskClass(track.label).alerts:
                 self._unmasked.add(track.track_id)
         watched = [track for track in alive if track.track_id in inside] if zoned else alive
-        events = self._policy_step(frame_index, t, watched, step.ended)
+        people = self._people_of(step.ended)
+        events = self._policy_step(frame_index, t, watched, step.ended, people)
         if self.lines is not None:
             visible = {int(i) for i in step.faces.track_id if i != NO_TRACK}
             events += self.lines.step(frame_index, t, [tr for tr in alive if tr.track_id in visible], size_wh)
             self.lines.forget(track.track_id for track in step.ended)
-        self._record(step.ended)
+        return self._conclude(events, step.ended, people)
+
+    def _people_of(self, ended: list[Track]) -> list[Track]:
+        """The ``ended`` tracks that count as people: shown life (on an input too short to tell, any face that is
+        not static), and with zones, seen in them."""
+        short = self.life is None or self._last_ts < self.life.static_after_s  # the input so far: too short to tell
+        return [
+            track
+            for track in ended
+            if (self.zones is None or track.track_id in self._ever_inside)
+            and (track.track_id in self._counted or (short and not track.static))
+        ]
+
+    def _policy_step(
+        self, frame_index: int, t: float, tracks: list[Track], ended: list[Track], people: list[Track]
+    ) -> list[Event]:
+        """The alert policy's events: ``end`` only for the ended tracks that counted as ``people``."""
+        if self.policy is None:
+            return []
+        counted = {track.track_id for track in people}
+        self.policy.forget(track.track_id for track in ended if track.track_id not in counted)
+        return self.policy.step(frame_index, t, tracks, people)
+
+    def _conclude(self, events: list[Event], ended: list[Track], people: list[Track]) -> list[Event]:
+        """Mark each event with whether its track counts as a person, record the people who left, keep the events."""
+        persons = self._counted | {track.track_id for track in people}
+        events = [replace(event, person=event.track_id in persons) for event in events]
+        self._record(people)
+        self._ever_inside.difference_update(track.track_id for track in ended)
         self.events.extend(events)
         return events
 
-    def _policy_step(self, frame_index: int, t: float, tracks: list[Track], ended: list[Track]) -> list[Event]:
-        """The alert policy's events; with zones, ``end`` only for people who were in them."""
-        if self.policy is None:
-            return []
-        if self.zones is not None:
-            ended = [track for track in ended if track.track_id in self._ever_inside]
-        return self.policy.step(frame_index, t, tracks, ended)
-
-    def _record(self, tracks: Iterable[Track]) -> None:
-        short = self.life is None or self._last_ts < self.life.static_after_s  # the input so far: too short to tell
-        for track in tracks:
-            if self.zones is not None and track.track_id not in self._ever_inside:
-                continue  # never in the zones: tracked, never counted
-            self._ever_inside.discard(track.track_id)
-            counted = track.track_id in self._counted
-            if not counted and (track.static or not short):  # never showed life (a poster): not a person
-                continue
-            if not counted:  # a very short input: every face it shows counts
+    def _record(self, people: Iterable[Track]) -> None:
+        """Record the people who left (see :meth:`_people_of`)."""
+        for track in people:
+            if track.track_id not in self._counted:  # a very short input: every face it shows counts
                 self._people_total += 1
                 if track.label != UNDECIDED and MaskClass(track.label).alerts:
                     self._unmasked.add(track.track_id)
@@ -309,12 +324,11 @@ class Monitor:
         """End every remaining track (end of input): their ``end`` events, also kept in ``events``."""
         ended = self.tracker.finish()
         self._in_view = 0
-        events = self._policy_step(self._last_index, self._last_ts, [], ended)
+        people = self._people_of(ended)
+        events = self._policy_step(self._last_index, self._last_ts, [], ended, people)
         if self.lines is not None:
             self.lines.forget(track.track_id for track in ended)
-        self._record(ended)
-        self.events.extend(events)
-        return events
+        return self._conclude(events, ended, people)
 
     # statistics -----------------------------------------------------------------------------------------------
     def label_counts(self) -> dict[str, int]:

@@ -31,10 +31,12 @@ _UNMASKED = ("without_mask", "mask_weared_incorrect")
 class SourceNumbers:
     """One source's live numbers for its state topic, as the runner's status has them (None: not known).
 
-    ``entered`` / ``exited``: crossings of the source's counting lines (None without lines: then not published).
+    ``people_total``: the people counted so far (the run's summary number); ``entered`` / ``exited``: crossings of
+    the source's counting lines (None without lines: then not published).
     """
 
     people_in_view: int | None = None
+    people_total: int | None = None
     compliance: float | None = None
     fps: float | None = None
     alerts: int | None = None
@@ -258,6 +260,7 @@ class MqttOutput:
         state = {
             "source": self._sources.get(key, key),
             "people_in_view": n.people_in_view,
+            "people_total": n.people_total,
             "unmasked_in_view": len(self._unmasked.get(key, ())),
             "compliance": None if n.compliance is None else round(n.compliance, 4),
             "fps": n.fps,

@@ -12,6 +12,7 @@ from maskwatch.media import scrub_url
 
 _SENSORS = (  # object id, name, value template, unit
     ("people_in_view", "People in view", "{{ value_json.people_in_view }}", None),
+    ("people_total", "People seen", "{{ value_json.people_total }}", None),
     ("unmasked_in_view", "Unmasked in view", "{{ value_json.unmasked_in_view }}", None),
     (
         "compliance",
@@ -62,8 +63,9 @@ def discovery_configs(
     discovery_prefix: str, prefix: str, key: str, name: str, availability: Sequence[str]
 ) -> Iterator[tuple[str, dict]]:
     """(topic, config) of one source's Home Assistant discovery messages: its sensors (people and unmasked in view,
-    compliance in %, processing fps) and the binary sensor "unmasked person at the door", one device per source,
-    all read from ``PREFIX/KEY/state`` and available while every ``availability`` topic says ``online``."""
+    people seen in the run, compliance in %, processing fps) and the binary sensor "unmasked person at the door",
+    one device per source, all read from ``PREFIX/KEY/state`` and available while every ``availability`` topic
+    says ``online``."""
     node = topic_key(f"{prefix}_{key}")
     device = {
         "identifiers": [node],
@@ -80,7 +82,7 @@ def discovery_configs(
     }
     for obj, title, template, unit in _SENSORS:
         config = {"name": title, "unique_id": f"{node}_{obj}", "value_template": template, **common}
-        config["state_class"] = "measurement"
+        config["state_class"] = "total_increasing" if obj == "people_total" else "measurement"
         if unit is not None:
             config["unit_of_measurement"] = unit
         yield f"{discovery_prefix}/sensor/{node}/{obj}/config", config

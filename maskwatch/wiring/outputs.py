@@ -112,6 +112,7 @@ def build_mqtt_output(cfg: Config, status: Callable[[], RunStatus] | None, sourc
         return {
             s.name: SourceNumbers(
                 people_in_view=s.people.people_now if s.people else None,
+                people_total=s.people.people_total if s.people else None,
                 compliance=s.people.compliance if s.people else None,
                 fps=s.fps,
                 alerts=s.people.alerts if s.people else None,
