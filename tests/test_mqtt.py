@@ -193,7 +193,7 @@ def test_home_assistant_discovery_messages(broker, closing):
 @needs_broker
 def test_broker_down_at_start_then_started_alert_arrives(tmp_path, closing, logs):
     broker = Broker(tmp_path)  # not started yet
-    out = MqttOutput("127.0.0.1", broker.port, sources=["door"])
+    out = MqttOutput("127.0.0.1", broker.port, sources=["door"], start_timeout_s=3)  # as a run makes it
     closing(out)
     t = time.monotonic()
     out.send(event("alert", 1))
@@ -254,6 +254,47 @@ def test_password_right_and_wrong(tmp_path, closing, logs):
     refused = [line for line in logs if "refused the connection" in line]
     assert len(refused) == 1 and "username / mqtt.password" in refused[0] and "***@" in refused[0]
     assert not any("s3cret-pw" in line or "wr0ng-pw" in line for line in logs)
+
+
+@needs_broker
+@pytest.mark.skipif(MOSQUITTO_PASSWD is None, reason="mosquitto_passwd is missing")
+def test_a_refusal_at_start_is_a_config_error_and_leaves_no_thread(tmp_path, logs):
+    import threading
+
+    from maskwatch.errors import ConfigError
+
+    broker = Broker(tmp_path, passwords={"shop": "s3cret-pw"}).start()
+    try:
+        with pytest.raises(ConfigError, match=r"refused the connection: .*check mqtt.username / mqtt.password"):
+            MqttOutput("127.0.0.1", broker.port, username="shop", password="wr0ng-pw", start_timeout_s=5)
+        deadline = time.monotonic() + 3
+        while any(t.name == "maskwatch-mqtt" for t in threading.enumerate()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not any(t.name == "maskwatch-mqtt" for t in threading.enumerate())
+    finally:
+        broker.stop()
+    assert not [line for line in logs if "retrying" in line]  # the error is the one line, no warning before it
+
+
+@needs_broker
+@pytest.mark.skipif(MOSQUITTO_PASSWD is None, reason="mosquitto_passwd is missing")
+@pytest.mark.parametrize("user", ["shop:wr0ng-pw@", "", "intruder:s3cret-pw@"], ids=["wrong", "none", "unknown"])
+def test_a_run_the_broker_refuses_stops_at_start_with_one_line(tmp_path, user):
+    from tests.helpers import maskwatch
+
+    broker = Broker(tmp_path, passwords={"shop": "s3cret-pw"}).start()
+    events, history = tmp_path / "events.jsonl", tmp_path / "h.db"
+    try:
+        url = f"mqtt://{user}127.0.0.1:{broker.port}"
+        done = maskwatch("run", "--source", "demo", "--no-progress", "--events", str(events), "--history", str(history),
+                         "--mqtt", url)  # fmt: skip
+    finally:
+        broker.stop()
+    assert done.returncode == 1, done.stderr
+    err = done.stderr.strip().splitlines()
+    assert len(err) == 1 and "refused the connection" in err[0] and "mqtt.username / mqtt.password" in err[0], err
+    assert "pw" not in done.stderr  # neither password is shown
+    assert not events.exists() and not history.exists()  # refused before any output was opened
 
 
 def test_close_is_bounded_with_a_dead_broker(closing, logs):

@@ -17,42 +17,19 @@ from loguru import logger
 
 from maskwatch.errors import ConfigError
 from maskwatch.media import scrub_url
-from maskwatch.outputs.mqtt_topics import discovery_configs, topic_key
+from maskwatch.outputs.mqtt_topics import MqttTls, SourceNumbers, discovery_configs, topic_key
 from maskwatch.types import Event
+
+__all__ = ["MqttOutput", "MqttStats", "MqttTls", "SourceNumbers"]
 
 if TYPE_CHECKING:
     from paho.mqtt.client import Client, MQTTMessageInfo
 
 _WARN_EVERY_S = 60.0
+_CREDENTIALS, _CLIENT_ID = "mqtt.username / mqtt.password", "mqtt.client_id"
+_REFUSED = {132: "the broker's MQTT version", 133: _CLIENT_ID, 134: _CREDENTIALS, 135: _CREDENTIALS, 138: _CLIENT_ID}
+"""CONNACK reason codes that say the broker will not take this client as configured, and what to check."""
 _UNMASKED = ("without_mask", "mask_weared_incorrect")
-
-
-@dataclass(frozen=True)
-class SourceNumbers:
-    """One source's live numbers for its state topic, as the runner's status has them (None: not known).
-
-    ``people_total``: the people counted so far (the run's summary number); ``entered`` / ``exited``: crossings of
-    the source's counting lines (None without lines: then not published).
-    """
-
-    people_in_view: int | None = None
-    people_total: int | None = None
-    compliance: float | None = None
-    fps: float | None = None
-    alerts: int | None = None
-    entered: int | None = None
-    exited: int | None = None
-
-
-@dataclass(frozen=True)
-class MqttTls:
-    """TLS to the broker: the CA file (None: the system's), a client certificate and key, and whether to skip the
-    host name check."""
-
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
-    insecure: bool = False
 
 
 @dataclass
@@ -80,6 +57,11 @@ class MqttOutput:
     acknowledged before the next, reconnecting with backoff when the broker is away. ``numbers`` (the runner's
     status per source name) feeds the retained state every ``state_interval_s``; without it the state carries what
     the events tell.
+
+    ``start_timeout_s`` > 0: the constructor waits that long for the broker's first answer. A broker that refuses
+    this client (a wrong user name or password, not authorized, a client id it rejects) is a
+    :class:`~maskwatch.errors.ConfigError`; a broker that is down or does not answer is a warning, and the output
+    goes on buffering and retrying.
     """
 
     def __init__(
@@ -99,6 +81,7 @@ class MqttOutput:
         state_interval_s: float = 2.0,
         discovery_prefix: str | None = "homeassistant",
         max_backoff_s: int = 30,
+        start_timeout_s: float = 0.0,
     ) -> None:
         if buffer_size < 1:
             raise ValueError(f"mqtt buffer_size must be at least 1, got {buffer_size}")
@@ -129,9 +112,29 @@ class MqttOutput:
         self._cond = threading.Condition()
         self._abort = threading.Event()
         self._last_warn: dict[str, float] = {}
+        self._answered, self._refusal = threading.Event(), ""
+        self._checking = start_timeout_s > 0
         self._client = self._make_client(host, port, username, password, tls, client_id, keepalive_s, max_backoff_s)
         self._thread = threading.Thread(target=self._run, name="maskwatch-mqtt", daemon=True)
         self._thread.start()
+        if self._checking:
+            self._check_start(start_timeout_s)
+
+    def _check_start(self, timeout_s: float) -> None:
+        """Wait for the broker's first answer: a refusal of this client stops here with one line, anything else
+        goes on (a broker that is down or silent is said once, by the callbacks or here)."""
+        answered = self._answered.wait(timeout_s)
+        self._checking = False
+        if not answered:
+            self._warn("unreachable", f"mqtt: no answer from the broker at {self.name} in {timeout_s:g} s; retrying")
+        elif self._refusal:
+            self._abort.set()
+            with self._cond:
+                self._closed = self._closing = True
+                self._cond.notify_all()
+            self._client.disconnect()
+            threading.Thread(target=self._client.loop_stop, name="maskwatch-mqtt-stop", daemon=True).start()
+            raise ConfigError(self._refusal)
 
     def _make_client(self, host, port, username, password, tls, client_id, keepalive_s, max_backoff_s) -> Client:
         """A paho client with the will set, connecting in the background (it retries until the broker answers)."""
@@ -381,11 +384,15 @@ class MqttOutput:
     # --- paho's callbacks (its network thread) ------------------------------------------------------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
-            hint = " (check mqtt.username / mqtt.password)" if reason_code.value in (134, 135) else ""
-            self._warn(
-                "refused", f"mqtt: the broker at {self.name} refused the connection: {reason_code}{hint}; retrying"
-            )
+            check = _REFUSED.get(reason_code.value)
+            said = f"mqtt: the broker at {self.name} refused the connection: {reason_code}"
+            if self._checking and check is not None:  # at start: the run stops with this line
+                self._refusal = f"{said} (check {check})"
+            else:
+                self._warn("refused", f"{said}{f' (check {check})' if check else ''}; retrying")
+            self._answered.set()
             return
+        self._answered.set()
         self.stats.connects += 1
         again = self.stats.connects > 1
         logger.info(f"mqtt: {'re' if again else ''}connected to {self.name} ({len(self._queue)} events queued)")
@@ -402,6 +409,7 @@ class MqttOutput:
             self._warn("lost", f"mqtt: lost the broker at {self.name} ({reason_code}); reconnecting, events are kept")
 
     def _on_connect_fail(self, client, userdata) -> None:
+        self._answered.set()
         self._warn(
             "unreachable",
             f"mqtt: cannot reach the broker at {self.name}; the run goes on, retrying with backoff and keeping up to "

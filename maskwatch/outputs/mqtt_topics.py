@@ -1,14 +1,45 @@
-"""The MQTT output's names: the ``--mqtt`` URL, topic levels and Home Assistant discovery configs (no paho needed)."""
+"""The MQTT output's names: the ``--mqtt`` URL, topic levels and Home Assistant discovery configs, and the plain
+records it takes (TLS files, a source's numbers); no paho needed."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from maskwatch import __version__
 from maskwatch.media import scrub_url
+
+
+@dataclass(frozen=True)
+class SourceNumbers:
+    """One source's live numbers for its state topic, as the runner's status has them (None: not known).
+
+    ``people_total``: the people counted so far (the run's summary number); ``entered`` / ``exited``: crossings of
+    the source's counting lines (None without lines: then not published).
+    """
+
+    people_in_view: int | None = None
+    people_total: int | None = None
+    compliance: float | None = None
+    fps: float | None = None
+    alerts: int | None = None
+    entered: int | None = None
+    exited: int | None = None
+
+
+@dataclass(frozen=True)
+class MqttTls:
+    """TLS to the broker: the CA file (None: the system's), a client certificate and key, and whether to skip the
+    host name check."""
+
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    insecure: bool = False
+
 
 _SENSORS = (  # object id, name, value template, unit
     ("people_in_view", "People in view", "{{ value_json.people_in_view }}", None),

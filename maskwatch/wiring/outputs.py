@@ -26,6 +26,10 @@ if TYPE_CHECKING:
     from maskwatch.serve.web import WebView
 
 
+MQTT_START_TIMEOUT_S = 3.0
+"""How long a run waits at start for the MQTT broker's first answer (a refusal stops the run; silence does not)."""
+
+
 def build_renderer(cfg: Config, *, zones: ZoneSet | None = None, lines: Sequence[CountingLine] = ()) -> OverlayRenderer:
     """The overlay renderer; with ``zones`` and ``lines`` (one source's), it draws them too."""
     r = cfg.render
@@ -55,26 +59,34 @@ def build_event_outputs(
     there is none. A new output is one line here.
 
     ``per_source`` names alert snapshots ``<source>_<track>_<frame>.jpg`` (several sources share the log);
-    ``status`` and ``sources`` (the run's source names) feed the MQTT output's state and discovery.
+    ``status`` and ``sources`` (the run's source names) feed the MQTT output's state and discovery. MQTT is
+    connected first (a broker that refuses the client stops the run before any file is opened); when an output
+    cannot be built, the ones built before it are closed.
     """
     from maskwatch.outputs.events import EventOutputs
 
     a = cfg.alerts
+    mqtt = build_mqtt_output(cfg, status, sources) if cfg.mqtt.host is not None else None
     outputs: list[EventSink] = []
-    if events is not None:
-        outputs += _event_log_outputs(cfg, events, per_source=per_source)
-    if cfg.history.path is not None:
-        outputs.append(build_history(cfg, tracking=tracking, sources=sources))
-    if a.webhook and tracking:
-        from maskwatch.outputs.webhook import Webhook
+    try:
+        if events is not None:
+            outputs += _event_log_outputs(cfg, events, per_source=per_source)
+        if cfg.history.path is not None:
+            outputs.append(build_history(cfg, tracking=tracking, sources=sources))
+        if a.webhook and tracking:
+            from maskwatch.outputs.webhook import Webhook
 
-        outputs.append(Webhook(a.webhook, timeout_s=a.webhook_timeout_s, retries=a.webhook_retries))
-    if cfg.mqtt.host is not None:
-        outputs.append(build_mqtt_output(cfg, status, sources))
-    if (alarm := build_alarm(cfg)) is not None:
-        outputs.append(alarm)
-    if cfg.notify and tracking:
-        outputs.append(build_notifier(cfg))
+            outputs.append(Webhook(a.webhook, timeout_s=a.webhook_timeout_s, retries=a.webhook_retries))
+        if mqtt is not None:
+            outputs.append(mqtt)
+        if (alarm := build_alarm(cfg)) is not None:
+            outputs.append(alarm)
+        if cfg.notify and tracking:
+            outputs.append(build_notifier(cfg))
+    except BaseException:
+        for output in outputs if mqtt is None or mqtt in outputs else [*outputs, mqtt]:
+            output.close()
+        raise
     if view is not None:
         outputs.append(view)
     return EventOutputs(outputs) if outputs else None
@@ -101,7 +113,9 @@ def build_history(cfg: Config, *, tracking: bool, sources: Sequence[str]) -> Eve
 
 
 def build_mqtt_output(cfg: Config, status: Callable[[], RunStatus] | None, sources: Sequence[str]) -> MqttOutput:
-    """The ``mqtt`` section's output (connecting in the background); its state numbers come from ``status``."""
+    """The ``mqtt`` section's output; its state numbers come from ``status``. It waits up to
+    :data:`MQTT_START_TIMEOUT_S` for the broker's first answer: a refusal (a wrong password) is a ConfigError, a
+    broker that is down a warning (it goes on connecting in the background)."""
     from maskwatch.outputs.mqtt import MqttOutput, MqttTls, SourceNumbers
 
     m = cfg.mqtt
@@ -137,6 +151,7 @@ def build_mqtt_output(cfg: Config, status: Callable[[], RunStatus] | None, sourc
         numbers=numbers if status is not None else None,
         state_interval_s=m.state_interval_s,
         discovery_prefix=m.discovery_prefix,
+        start_timeout_s=MQTT_START_TIMEOUT_S,
     )
 
 
