@@ -88,6 +88,29 @@ def test_overlapping_alerts_extend_one_clip_and_a_later_one_starts_another(tmp_p
     assert second == list(range(35, 56))  # 1 s before the third alert to 1 s after
 
 
+def test_a_clip_longer_than_the_pre_alert_buffer_keeps_only_what_a_next_clip_can_need(tmp_path):
+    recorder = _recorder(tmp_path, pre_s=1.0, post_s=3.0)
+    kept: list[float] = []
+    keep = recorder._keep
+
+    def counting(t: float, image: np.ndarray) -> bytes | None:
+        data = keep(t, image)
+        if data is not None:
+            kept.append(t)
+        return data
+
+    recorder._keep = counting  # type: ignore[method-assign]
+    _feed(recorder, 80, 10.0, {20: [_alert(3)], 51: [_alert(4, "2026-03-01T12:35:00Z")]})
+    recorder.finish()
+    first, _ = _frames(recorder.written[0])
+    second, _ = _frames(recorder.written[1])
+    assert first == list(range(10, 51))  # 1 s before the alert at 2.0 s, 3 s after
+    assert second == list(range(41, 80))  # the next alert, just after: its full second before (cut by the run end)
+    encoded = {round(t * 10) for t in kept}
+    assert not encoded & set(range(21, 40))  # written straight into the first clip, out of any later clip's reach
+    assert set(range(40, 52)) <= encoded
+
+
 def test_frames_that_come_while_the_pre_alert_ones_are_written_are_not_lost(tmp_path):
     recorder = _recorder(tmp_path, pre_s=2.0, post_s=1.0)
     _feed(recorder, 30, 10.0, {25: [_alert()]}, pump=False)  # a writer that gets no time until frame 30

@@ -238,8 +238,15 @@ class ClipRecorder:
         return self.fps if self.fps > 0 else 25.0
 
     def _keep(self, t: float, image: np.ndarray) -> bytes | None:
-        """Add the frame to the pre-alert buffer (JPEG; dropping what is older than ``pre_s``); its bytes."""
+        """Add the frame to the pre-alert buffer (JPEG; dropping what is older than ``pre_s``); its bytes.
+
+        While a clip is written straight from the arriving frames, a frame more than ``pre_s`` before the clip's end
+        is not kept: no later clip starts before this one ends, so none reaches back that far (this saves a JPEG
+        encoding per frame for most of a clip)."""
         if self.pre_s <= 0:
+            return None
+        if self.clip is not None and not self.backlog and t < self.clip.until_t - self.pre_s:
+            self.buffer.clear()  # all older still: never needed again
             return None
         ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
         data = encoded.tobytes() if ok else None
