@@ -128,3 +128,12 @@ def test_merge_keeps_the_best_of_overlapping_boxes_and_caps_the_count() -> None:
     merged = merge_detections([a, FaceDetections.empty(), b], nms_iou=0.4, nested_overlap=0.6, max_faces=2)
     assert merged.det_score.tolist() == pytest.approx([0.95, 0.9])  # nested 0.6 box and the cap drop the rest
     assert len(merge_detections([], nms_iou=0.4, nested_overlap=0.6, max_faces=5)) == 0
+
+
+def test_tiles_can_be_limited_to_small_faces_leaving_large_ones_to_the_whole_frame() -> None:
+    image = portrait((30, 150, 300), (40, 40, 11))  # a face cut by both seams and a small one in a corner
+    tiles_only = TiledDetector(SquareFinder(), grid=(2, 1), whole_frame=False, tile_face_max=32).detect(image)
+    assert box_iou(tiles_only.xyxy, [[40, 40, 51, 51]]).ravel().tolist() == [pytest.approx(1.0)]  # pieces dropped
+    faces = TiledDetector(SquareFinder(), grid=(2, 1), tile_face_max=32).detect(image)
+    assert box_iou(faces.xyxy, [[30, 150, 330, 450], [40, 40, 51, 51]]).max(axis=0).min() > 0.99
+    assert len(faces) == 2

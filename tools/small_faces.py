@@ -29,15 +29,26 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from maskwatch.metrics import average_precision, match_image, suppress_nested
+from maskwatch.metrics import average_precision, box_iou, match_image, suppress_nested
 from maskwatch.models.onnx_engine import OnnxMaskClassifier, OnnxRetinaFaceDetector, open_session
 from maskwatch.models.tiling import TiledDetector
-from maskwatch.monitor.closeup import intersection_over_smaller
 from maskwatch.monitor.crop import crop_face
 from maskwatch.types import CLASS_NAMES, UNMASKED, FaceDetections
 
 BUCKETS = ((0, 16), (16, 24), (24, 32), (32, 10_000))
-VARIANTS = ("native", "640", "800", "960", "1280", "tiles2x1", "tiles2x2", "tiles2x2-only")
+VARIANTS = (
+    "native",
+    "640",
+    "800",
+    "960",
+    "1280",
+    "tiles2x1",
+    "tiles2x2",
+    "tiles2x2-only",
+    "tiles2x1-small",
+    "tiles2x2-small",
+)
+DEFAULT_VARIANTS = ("640", "800", "960", "1280", "tiles2x1", "tiles2x2", "tiles2x1-small", "tiles2x2-small")
 FILES = {"fp32": ("detector.onnx", "classifier.onnx"), "int8": ("detector_int8.onnx", "classifier_int8.onnx")}
 MASKED = CLASS_NAMES.index("with_mask")
 
@@ -53,27 +64,45 @@ class Sample:
     ignore: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
 
 
-def scaled_scenes(scenes: list, long_side: int) -> list[Sample]:
+def unannotated_faces(scenes: list, teacher_path: Path | None) -> dict[str, np.ndarray]:
+    """Per scene stem, the faces a stronger detector (CenterFace, as for pseudo-labels) finds that no annotation
+    covers, in scene pixels: they become ignore regions (the annotations leave out many background faces)."""
+    if teacher_path is None:
+        return {}
+    from maskwatch.train.pseudo import CenterFace, PseudoSettings, covered, detect_merged
+
+    teacher, settings, out = CenterFace(teacher_path), PseudoSettings(), {}
+    for scene in scenes:
+        found = detect_merged(teacher, cv2.imread(str(scene.image_path)), settings)[:, :4]
+        out[scene.image_path.stem] = found[~covered(found, scene.xyxy, settings.covered_iou)].astype(np.float64)
+    return out
+
+
+def scaled_scenes(scenes: list, long_side: int, extra: dict[str, np.ndarray]) -> list[Sample]:
     out = []
     for scene in scenes:
         image = cv2.imread(str(scene.image_path))
         s = long_side / max(image.shape[:2])
         small = cv2.resize(image, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
-        out.append(Sample(scene.image_path.stem, small, scene.xyxy.astype(np.float64) * s, scene.class_id))
+        ignore = extra.get(scene.image_path.stem, np.zeros((0, 4))) * s
+        out.append(Sample(scene.image_path.stem, small, scene.xyxy.astype(np.float64) * s, scene.class_id, ignore))
     return out
 
 
-def portrait_mosaics(scenes: list, width: int = 360, height: int = 640, keep: float = 0.6) -> list[Sample]:
+def portrait_mosaics(
+    scenes: list, extra: dict[str, np.ndarray], width: int = 360, height: int = 640, keep: float = 0.6
+) -> list[Sample]:
     """Val scenes resized to ``width`` and stacked into ``width`` x ``height`` frames (each scene used once)."""
     out: list[Sample] = []
-    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
     used = 0
     for scene in scenes:
         image = cv2.imread(str(scene.image_path))
         s = width / image.shape[1]
         interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
+        ignore = extra.get(scene.image_path.stem, np.zeros((0, 4))) * s
         parts.append((cv2.resize(image, (width, round(image.shape[0] * s)), interpolation=interp),
-                      scene.xyxy.astype(np.float64) * s, scene.class_id))  # fmt: skip
+                      scene.xyxy.astype(np.float64) * s, scene.class_id, ignore))  # fmt: skip
         used += parts[-1][0].shape[0]
         if used >= height:
             out.append(stack(parts, height, keep, f"portrait{len(out)}"))
@@ -84,7 +113,8 @@ def portrait_mosaics(scenes: list, width: int = 360, height: int = 640, keep: fl
 def stack(parts: list, height: int, keep: float, name: str) -> Sample:
     canvas = np.concatenate([p[0] for p in parts])[:height]
     gt, cls, ignore, y = [], [], [], 0
-    for image, boxes, classes in parts:
+    for image, boxes, classes, unannotated in parts:
+        ignore.append(unannotated + np.array([0, y, 0, y]))
         shifted = boxes + np.array([0, y, 0, y])
         clipped = shifted.copy()
         clipped[:, [1, 3]] = clipped[:, [1, 3]].clip(y, min(y + image.shape[0], height))
@@ -135,20 +165,24 @@ class Sized:
         return self.by_size[side].detect(image)
 
 
-def build_variants(weights: Path, precision: str, names: list[str], floor: float, overlap: float) -> dict:
+def build_variants(
+    weights: Path, precision: str, names: list[str], floor: float, overlap: float, tile_face: float = 32
+) -> dict:
     opened = open_session(weights / FILES[precision][0], 1)
     make = lambda size: OnnxRetinaFaceDetector(  # noqa: E731
         "", input_size=size, score_threshold=floor, opened=opened
     )
     base = make(None)
-    tiled = lambda grid, whole: TiledDetector(  # noqa: E731
-        base, grid=grid, overlap=overlap, max_side=10_000, whole_frame=whole
+    tiled = lambda grid, whole, most=None: TiledDetector(  # noqa: E731
+        base, grid=grid, overlap=overlap, max_side=10_000, whole_frame=whole, tile_face_max=most
     )
     table = {
         "native": lambda: Sized(opened, floor),
         "tiles2x1": lambda: tiled((2, 1), True),
         "tiles2x2": lambda: tiled((2, 2), True),
         "tiles2x2-only": lambda: tiled((2, 2), False),
+        "tiles2x1-small": lambda: tiled((2, 1), True, tile_face),
+        "tiles2x2-small": lambda: tiled((2, 2), True, tile_face),
     }
     return {name: (table[name]() if name in table else make(int(name))) for name in names}
 
@@ -173,6 +207,14 @@ def labels_of(sample: Sample, boxes: np.ndarray, classifier: OnnxMaskClassifier,
     return classifier.classify([crop_face(sample.image, b, margin) for b in boxes]).argmax(axis=1)
 
 
+def on_ignored(xyxy: np.ndarray, ignore: np.ndarray) -> np.ndarray:
+    """Boxes that are an ignore region's face: IoU >= 0.3, or at least half of the box inside the region."""
+    own = np.prod(xyxy[:, 2:] - xyxy[:, :2], axis=1).clip(min=1e-9)
+    lt, rb = np.maximum(xyxy[:, None, :2], ignore[None, :, :2]), np.minimum(xyxy[:, None, 2:], ignore[None, :, 2:])
+    inside = np.prod(np.clip(rb - lt, 0, None), axis=-1) / own[:, None]
+    return ((box_iou(xyxy, ignore) >= 0.3) | (inside >= 0.5)).any(axis=1)
+
+
 def score_variant(samples: list[Sample], results: list, classifier, threshold: float, margin: float) -> dict:
     """Recall by size bucket, false boxes per frame, AP50, label agreement and median ms of one variant."""
     hit_sizes, all_sizes, false_boxes, empty_frames, with_faces = [], [], 0, 0, 0
@@ -180,7 +222,7 @@ def score_variant(samples: list[Sample], results: list, classifier, threshold: f
     labels_right = unmasked_as_mask = unmasked_total = 0
     for sample, (faces, _) in zip(samples, results, strict=True):
         if len(sample.ignore) and len(faces):
-            faces = faces[~(intersection_over_smaller(faces.xyxy, sample.ignore) >= 0.5).any(axis=1)]
+            faces = faces[~on_ignored(faces.xyxy, sample.ignore)]
         ap_boxes.append(faces.xyxy)
         ap_scores.append(faces.det_score)
         ap_gt.append(sample.gt)
@@ -242,7 +284,11 @@ def main() -> None:
     parser.add_argument("--split", type=Path, required=True, help="stems to use (report on val only)")
     parser.add_argument("--videos", type=Path, nargs="*", default=[], help="real clips for the `clips` set")
     parser.add_argument("--weights", type=Path, default=Path(__file__).resolve().parents[1] / "weights")
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), help=f"of {', '.join(VARIANTS)} or a size")
+    parser.add_argument(
+        "--variants", nargs="+", default=list(DEFAULT_VARIANTS), help=f"of {', '.join(VARIANTS)} or a size"
+    )
+    parser.add_argument("--tile-face", type=float, default=32, help="-small variants: largest face (px) tiles add")
+    parser.add_argument("--teacher", type=Path, help="CenterFace .onnx: faces it finds unannotated are ignored")
     parser.add_argument("--precisions", nargs="+", default=["fp32", "int8"], choices=sorted(FILES))
     parser.add_argument("--long-side", type=int, default=360, help="longer side of the `scaled` frames")
     parser.add_argument("--overlap", type=float, default=0.25, help="share of a tile its neighbour covers")
@@ -258,9 +304,10 @@ def main() -> None:
     from maskwatch.data.voc import read_voc
 
     scenes = read_voc(args.voc, args.split)[: args.limit or None]
+    extra = unannotated_faces(scenes, args.teacher)
     sets = {
-        f"scaled{args.long_side}": scaled_scenes(scenes, args.long_side),
-        "portrait360x640": portrait_mosaics(scenes),
+        f"scaled{args.long_side}": scaled_scenes(scenes, args.long_side, extra),
+        "portrait360x640": portrait_mosaics(scenes, extra),
     }
     if args.videos:
         finder = OnnxRetinaFaceDetector(args.weights / FILES["fp32"][0], score_threshold=args.threshold)
@@ -268,7 +315,9 @@ def main() -> None:
     detectors, classifiers = {}, {}
     for precision in args.precisions:
         classifiers[precision] = OnnxMaskClassifier(args.weights / FILES[precision][1], threads=1)
-        for name, det in build_variants(args.weights, precision, args.variants, args.floor, args.overlap).items():
+        for name, det in build_variants(
+            args.weights, precision, args.variants, args.floor, args.overlap, args.tile_face
+        ).items():
             detectors[(precision, name)] = det
     report: dict = {"settings": {k: str(v) for k, v in vars(args).items()}, "sets": {}}
     for set_name, samples in sets.items():

@@ -75,7 +75,8 @@ class TiledDetector:
 
     ``grid`` is (tiles along the longer side, tiles along the shorter side); ``overlap`` the share of a tile its
     neighbour also covers. ``whole_frame`` False skips the whole-frame pass (faces larger than the overlap may
-    then be cut). ``score_threshold`` and ``precision`` are the inner detector's.
+    then be cut). ``tile_face_max`` (px, None: no limit): tiles contribute only faces up to this longer side, the
+    larger ones coming from the whole frame. ``score_threshold`` and ``precision`` are the inner detector's.
     """
 
     def __init__(
@@ -89,6 +90,7 @@ class TiledDetector:
         nms_iou: float = 0.4,
         nested_overlap: float = 0.6,
         max_faces: int = 200,
+        tile_face_max: float | None = None,
     ) -> None:
         if min(grid) < 1:
             raise ValueError(f"tile grid must be at least 1x1, got {grid}")
@@ -101,6 +103,7 @@ class TiledDetector:
         self.nms_iou = float(nms_iou)
         self.nested_overlap = float(nested_overlap)
         self.max_faces = int(max_faces)
+        self.tile_face_max = tile_face_max
 
     @property
     def score_threshold(self) -> float:
@@ -126,6 +129,8 @@ class TiledDetector:
         parts = [self.inner.detect(image_bgr)] if self.whole_frame else []
         for x0, y0, x1, y1 in tile_windows(h, w, self.grid, self.overlap):
             found = self.inner.detect(np.ascontiguousarray(image_bgr[y0:y1, x0:x1]))
+            if self.tile_face_max is not None and len(found):
+                found = found[(found.xyxy[:, 2:] - found.xyxy[:, :2]).max(axis=1) <= self.tile_face_max]
             if len(found):
                 parts.append(FaceDetections(xyxy=found.xyxy + np.float32([x0, y0, x0, y0]), det_score=found.det_score))
         return merge_detections(
