@@ -187,7 +187,11 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     be.add_argument("--video", type=Path, help="video to time on, resized to 640x480 (default: the demo clip)")
     be.add_argument("--frames", type=int, default=150, help="frames per pipeline run (default 150)")
     be.add_argument("--json", type=Path, help="write the results as JSON")
-    be.add_argument("--repeats", type=int, default=3, help="pipeline runs per precision, interleaved (default 3)")
+    be.add_argument(
+        "--repeats",
+        type=int,
+        help="pipeline runs per precision, interleaved (default 3; door: runs per variant, 5)",
+    )
     be.add_argument("--runs", type=int, default=50, help="timed calls per model and precision (default 50)")
     be.add_argument("--batch", type=int, default=4, help="classifier batch of the pipeline (faces; default 4)")
     be.add_argument("--seed-runs", type=int, default=3, help="Faster R-CNN timed calls; 0 skips it (default 3)")
@@ -306,6 +310,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from maskwatch.commands.bench.command import bench_command
 
+    if args.repeats is None:
+        args.repeats = 5 if args.what == "door" else 3
     for value, flag in ((args.frames, "--frames"), (args.repeats, "--repeats"), (args.runs, "--runs")):
         _positive(value, flag)
     _positive(args.batch, "--batch")

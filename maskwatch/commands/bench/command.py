@@ -19,6 +19,10 @@ def bench_command(args: argparse.Namespace) -> int:
         from maskwatch.commands.bench.history import history_command
 
         return history_command(args)
+    if args.what == "door":
+        from maskwatch.commands.bench.door import door_command
+
+        return door_command(args)
     if args.video is not None and not args.video.is_file():
         raise MaskwatchError(f"--video {args.video} does not exist")
     if args.json is not None:

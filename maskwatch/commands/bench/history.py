@@ -21,8 +21,14 @@ LIMIT_MS = 200.0
 
 
 def add_flags(bench: argparse.ArgumentParser) -> None:
-    """``bench history`` and its ``--days`` on the ``bench`` parser."""
-    bench.add_argument("what", nargs="?", choices=["history"], help="history: time reports on a synthetic history")
+    """``bench history`` (and ``--days``) and ``bench door`` on the ``bench`` parser."""
+    bench.add_argument(
+        "what",
+        nargs="?",
+        choices=["history", "door"],
+        help="history: time reports on a synthetic history; door: end-to-end fps with every shop-door feature on "
+        "against none (--video, --repeats)",
+    )
     bench.add_argument("--days", type=int, default=30, help="history: days of events at one a second (default 30)")
 
 
