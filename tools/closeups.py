@@ -23,6 +23,7 @@ import numpy as np
 from maskwatch.capture.images import read_image
 from maskwatch.config import load_config
 from maskwatch.metrics import box_iou, suppress_nested
+from maskwatch.monitor.closeup import closeup_pass
 from maskwatch.wiring import build_pipeline
 
 FILL = (0.55, 0.75, 0.95)  # face height as a share of the close-up's height
@@ -89,13 +90,17 @@ def photo_closeups(voc: Path, split: Path, min_face: int) -> list[tuple[np.ndarr
     return out
 
 
-def score(frames, detector, overlap: float) -> dict:
+def score(frames, detector, overlap: float, trigger: float = 0.0) -> dict:
+    """Boxes per close-up before and after what ``run`` does after the detector: the zoomed-out pass for close
+    faces (``trigger``, 0: none) and the nested-box rule (``overlap``)."""
     n = len(frames)
     multi_before = multi_after = found_before = found_after = 0
     for image, truth, _name in frames:
         faces = detector.detect(image)
-        keep = suppress_nested(faces.xyxy, faces.det_score, overlap)
-        for boxes, flag in ((faces.xyxy, "before"), (faces.xyxy[keep] if len(faces) else faces.xyxy, "after")):
+        faces = faces[faces.det_score >= detector.score_threshold]
+        after = closeup_pass(detector, image, faces, trigger=trigger, min_score=detector.score_threshold)
+        after = after[suppress_nested(after.xyxy, after.det_score, overlap)] if len(after) > 1 else after
+        for boxes, flag in ((faces.xyxy, "before"), (after.xyxy, "after")):
             found = bool(len(boxes)) and box_iou(boxes, truth[None]).max() >= 0.5
             if flag == "before":
                 multi_before += len(boxes) > 1
@@ -121,6 +126,7 @@ def main() -> None:
     ap.add_argument("--precision", choices=("int8", "fp32"))
     ap.add_argument("--step", type=int, default=10, help="every Nth video frame")
     ap.add_argument("--overlap", type=float, default=0.8)
+    ap.add_argument("--closeup", type=float, default=0.0, help="detector.closeup_trigger of the 'after' boxes")
     ap.add_argument("--min-face", type=int, default=64, help="photos: the face must be at least this tall (px)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
@@ -128,9 +134,13 @@ def main() -> None:
     detector = build_pipeline(cfg).detector
     results = {}
     if args.videos:
-        results["video_closeups"] = score(video_closeups(args.videos, detector, args.step), detector, args.overlap)
+        results["video_closeups"] = score(
+            video_closeups(args.videos, detector, args.step), detector, args.overlap, args.closeup
+        )
     if args.voc is not None:
-        results["photo_closeups"] = score(photo_closeups(args.voc, args.split, args.min_face), detector, args.overlap)
+        results["photo_closeups"] = score(
+            photo_closeups(args.voc, args.split, args.min_face), detector, args.overlap, args.closeup
+        )
     print(json.dumps(results, indent=2))
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=2) + "\n")

@@ -25,11 +25,13 @@ import numpy as np
 from maskwatch.config import DetectorConfig
 from maskwatch.metrics import suppress_nested
 from maskwatch.models.onnx_engine import OnnxMaskClassifier, OnnxRetinaFaceDetector
+from maskwatch.monitor.closeup import closeup_pass
 from maskwatch.monitor.crop import DEFAULT_CROP_MARGIN, crop_face
 from maskwatch.train.pseudo import crops_half
 from maskwatch.types import CLASS_NAMES
 
 NESTED_OVERLAP = DetectorConfig().nested_overlap
+CLOSEUP = DetectorConfig().closeup_trigger
 """``detector.nested_overlap`` of the default config: what ``run`` does after the detector."""
 
 
@@ -78,6 +80,9 @@ def main() -> None:
         found = [detector.detect(c) for c in crops]
         row[f"any_face {args.detector}"] = round(float(np.mean([len(d) > 0 for d in found])), 4)
         row[f"multi_box {args.detector}"] = round(float(np.mean([len(d) > 1 for d in found])), 4)
+        found = [
+            closeup_pass(detector, c, d, trigger=CLOSEUP, min_score=0.5) for c, d in zip(crops, found, strict=True)
+        ]
         nested = [len(suppress_nested(d.xyxy, d.det_score, NESTED_OVERLAP)) > 1 for d in found]
         row[f"multi_box_after_nested {args.detector}"] = round(float(np.mean(nested)), 4)
         cut = [
