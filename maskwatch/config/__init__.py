@@ -11,7 +11,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
 from maskwatch.config.base import Section
 from maskwatch.config.door import AlarmConfig, ClipsConfig, HistoryConfig, LineConfig, ZoneConfig
@@ -431,17 +431,7 @@ def _apply_overrides(data: dict[str, Any], overrides: dict[str, Any] | None) -> 
 
 
 def render_reference() -> str:
-    """The config reference as Markdown, generated from the field descriptions."""
-    lines = ["| key | default | description |", "|---|---|---|"]
-    defaults = Config()
-    for section_name, section_field in Config.model_fields.items():
-        section = getattr(defaults, section_name)
-        if not isinstance(section, BaseModel):  # a top-level list (sources)
-            lines.append(f"| `{section_name}` | `{section}` | {section_field.description} |")
-            continue
-        for name, field in type(section).model_fields.items():
-            value = field.default if field.validate_default else getattr(section, name)  # "auto", not this machine's
-            if isinstance(value, dict):
-                value = ", ".join(f"{k}: {list(v)}" for k, v in value.items())
-            lines.append(f"| `{section_name}.{name}` | `{value}` | {field.description} |")
-    return "\n".join(lines)
+    """The config reference as Markdown, generated from the field descriptions (:mod:`maskwatch.config.reference`)."""
+    from maskwatch.config.reference import render_reference as render
+
+    return render()
