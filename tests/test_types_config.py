@@ -79,9 +79,19 @@ def test_reference_lists_every_field():
     for section, field in Config.model_fields.items():
         if not hasattr(field.annotation, "model_fields"):  # a top-level list such as `sources`
             assert f"| `{section}` |" in ref
-            continue
+            continue  # its entries' keys: below
         for name in field.annotation.model_fields:
             assert f"`{section}.{name}`" in ref
+
+
+def test_reference_lists_the_keys_of_list_entries():
+    from maskwatch.config.door import LineConfig, ZoneConfig
+    from maskwatch.config.sources import SourceConfig
+
+    ref = render_reference()
+    for section, model in (("zones", ZoneConfig), ("lines", LineConfig), ("sources", SourceConfig)):
+        for name, field in model.model_fields.items():
+            assert f"| `{section}[].{field.alias or name}` |" in ref
 
 
 def test_docs_config_reference_is_current():
