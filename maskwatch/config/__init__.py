@@ -68,6 +68,12 @@ class DetectorConfig(_Section):
         description="A face this large (longer side, share of the frame's) makes the detector look again at the "
         "frame zoomed out, where a close face gets one box instead of two; 0: never.",
     )
+    tile_small_frames: bool = Field(
+        False,
+        description="Also detect a frame of at most 640 px (longer side) in 2 overlapping tiles along its longer "
+        "side, each enlarged to the input size, keeping their faces up to 32 px: finds more faces under 24 px "
+        "(under 16 px on 360x640 frames: 41 % -> 71 %) for about 4.5x the detector time and more false boxes.",
+    )
 
 
 class ClassifierConfig(_Section):
