@@ -137,6 +137,17 @@ def build_pipeline(cfg: Config) -> FacePipeline:
     )
 
 
+def with_tiling(cfg: Config, detector: Detector) -> Detector:
+    """``detector``, or with ``detector.tile_small_frames`` the same detector that also looks at small frames in
+    tiles (:func:`maskwatch.models.tiling.small_frame_tiles`)."""
+    if not cfg.detector.tile_small_frames:
+        return detector
+    from maskwatch.models.tiling import small_frame_tiles
+
+    det = cfg.detector
+    return small_frame_tiles(detector, nms_iou=det.nms_iou, nested_overlap=det.nested_overlap, max_faces=det.max_faces)
+
+
 def build_torch_models(cfg: Config) -> tuple[Detector, Classifier]:
     """The torch detector and classifier (fp32, on ``runtime.device``); int8 runs on :func:`build_onnx_models`."""
     from maskwatch.models.classifier import MaskClassifier
@@ -157,7 +168,7 @@ def build_torch_models(cfg: Config) -> tuple[Detector, Classifier]:
             f"the torch engine runs fp32 model files, but {det.weights} / {cfg.classifier.weights} are not both fp32 "
             "(int8 runs on the onnx engine: --precision int8 with the files `maskwatch quantize` writes)"
         )
-    return detector, classifier
+    return with_tiling(cfg, detector), classifier
 
 
 def build_onnx_models(cfg: Config) -> tuple[Detector, Classifier]:
@@ -188,7 +199,7 @@ def build_onnx_models(cfg: Config) -> tuple[Detector, Classifier]:
             raise ConfigError(
                 f"precision {precision} needs a {precision} {key} file, but {name} is {model.precision} ({how})"
             )
-    return detector, classifier
+    return with_tiling(cfg, detector), classifier
 
 
 def frame_rules_for(cfg: Config, fps: float | None) -> FrameRules:
