@@ -137,3 +137,18 @@ def test_tiles_can_be_limited_to_small_faces_leaving_large_ones_to_the_whole_fra
     faces = TiledDetector(SquareFinder(), grid=(2, 1), tile_face_max=32).detect(image)
     assert box_iou(faces.xyxy, [[30, 150, 330, 450], [40, 40, 51, 51]]).max(axis=0).min() > 0.99
     assert len(faces) == 2
+
+
+def test_the_config_switch_wraps_the_detector_and_only_small_frames_are_tiled() -> None:
+    from maskwatch.config import Config
+    from maskwatch.wiring import with_tiling
+
+    inner = SquareFinder()
+    assert with_tiling(Config(), inner) is inner  # off by default
+    tiled = with_tiling(Config.model_validate({"detector": {"tile_small_frames": True}}), inner)
+    assert isinstance(tiled, TiledDetector) and tiled.inner is inner
+    tiled.detect(portrait())
+    assert inner.calls == [(640, 360), (366, 360), (366, 360)]  # the frame, then its two tiles
+    inner.calls.clear()
+    tiled.detect(np.zeros((641, 360, 3), np.uint8))
+    assert inner.calls == [(641, 360)]

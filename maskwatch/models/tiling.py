@@ -104,6 +104,7 @@ class TiledDetector:
         self.nested_overlap = float(nested_overlap)
         self.max_faces = int(max_faces)
         self.tile_face_max = tile_face_max
+        self.precision: str = inner.precision
 
     @property
     def score_threshold(self) -> float:
@@ -112,10 +113,6 @@ class TiledDetector:
     @score_threshold.setter
     def score_threshold(self, value: float) -> None:
         self.inner.score_threshold = value
-
-    @property
-    def precision(self) -> str:
-        return self.inner.precision
 
     def tiles_frame(self, image_bgr: np.ndarray) -> bool:
         """Whether ``image_bgr`` is small enough to be tiled."""
@@ -140,3 +137,23 @@ class TiledDetector:
     def detect_batch(self, images_bgr: list[np.ndarray]) -> list[FaceDetections]:
         """:meth:`detect` for several frames, one by one."""
         return [self.detect(image) for image in images_bgr]
+
+
+SMALL_FRAME_SIDE = 640
+"""Frames whose longer side is at most this are tiled by :func:`small_frame_tiles` (the shipped input size)."""
+
+
+def small_frame_tiles(inner: Detector, *, nms_iou: float, nested_overlap: float, max_faces: int) -> TiledDetector:
+    """The tiling ``detector.tile_small_frames`` turns on, as measured by ``tools/small_faces.py``: frames up to
+    640 px also cut in 2 tiles along the longer side (overlap 0.25), the tiles adding faces of at most 32 px."""
+    return TiledDetector(
+        inner,
+        grid=(2, 1),
+        overlap=0.25,
+        max_side=SMALL_FRAME_SIDE,
+        whole_frame=True,
+        nms_iou=nms_iou,
+        nested_overlap=nested_overlap,
+        max_faces=max_faces,
+        tile_face_max=32,
+    )
