@@ -129,7 +129,9 @@ class TiledDetector:
             if self.tile_face_max is not None and len(found):
                 found = found[(found.xyxy[:, 2:] - found.xyxy[:, :2]).max(axis=1) <= self.tile_face_max]
             if len(found):
-                parts.append(FaceDetections(xyxy=found.xyxy + np.float32([x0, y0, x0, y0]), det_score=found.det_score))
+                parts.append(
+                    FaceDetections(xyxy=found.xyxy + np.array([x0, y0, x0, y0], np.float32), det_score=found.det_score)
+                )
         return merge_detections(
             parts, nms_iou=self.nms_iou, nested_overlap=self.nested_overlap, max_faces=self.max_faces
         )
