@@ -72,7 +72,7 @@ class DetectorConfig(_Section):
         False,
         description="Also detect a frame of at most 640 px (longer side) in 2 overlapping tiles along its longer "
         "side, each enlarged to the input size, keeping their faces up to 32 px: finds more faces under 24 px "
-        "(under 16 px on 360x640 frames: 41 % -> 71 %) for about 4.5x the detector time and more false boxes.",
+        "(under 16 px on 360x640 frames: 41 % -> 71 %) for 4.5-5x the detector time and more false boxes.",
     )
 
 
