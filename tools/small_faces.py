@@ -12,7 +12,13 @@ Frames (never written anywhere):
 
 Sizes are the longer side of the annotated box in the small frame. Recall, false boxes (unmatched boxes per frame)
 and labels use the operating threshold ``--threshold``; AP50 ranks every box from ``--floor`` up. Boxes pass the
-pipeline's nested-box rule. Labels: the same-precision classifier on the crop of each matched face.
+pipeline's nested-box rule. Labels: the same-precision classifier on the crop of each matched face. With
+``--teacher`` (CenterFace), faces it finds that no annotation covers are ignore regions too.
+
+Variants: ``native`` (input size = the frame's longer side, no resize), a number (that input size), ``tilesAxB``
+(the whole frame plus A x B overlapping tiles, A along the longer side), ``-only`` (tiles without the whole
+frame), ``-small`` (tiles add only faces up to ``--tile-face`` px: ``tiles2x1-small`` is
+``detector.tile_small_frames``).
 
     python tools/small_faces.py --voc ../shared/data/facemask-voc \
         --split ../shared/data/facemask-voc/splits/val.txt --videos ../shared/data/videos/*.mp4 --json out.json
@@ -187,7 +193,7 @@ def build_variants(
     return {name: (table[name]() if name in table else make(int(name))) for name in names}
 
 
-def run_all(samples: list[Sample], detectors: dict, classifiers: dict, nested: float) -> dict:
+def run_all(samples: list[Sample], detectors: dict, nested: float) -> dict:
     """Detect every sample with every (precision, variant), interleaved frame by frame so timings share load."""
     found: dict = {key: [] for key in detectors}
     for sample in samples:
@@ -321,7 +327,7 @@ def main() -> None:
             detectors[(precision, name)] = det
     report: dict = {"settings": {k: str(v) for k, v in vars(args).items()}, "sets": {}}
     for set_name, samples in sets.items():
-        results = run_all(samples, detectors, classifiers, args.nested)
+        results = run_all(samples, detectors, args.nested)
         report["sets"][set_name] = {
             f"{p} {n}": score_variant(samples, results[(p, n)], classifiers[p], args.threshold, args.margin)
             for p, n in detectors
