@@ -76,3 +76,23 @@ def test_the_canvas_holds_the_frame_in_its_middle() -> None:
     canvas, (x0, y0) = zoomed_out(image)
     assert canvas.shape == (20, 40, 3) and (x0, y0) == (10, 5)
     assert (canvas[y0 : y0 + 10, x0 : x0 + 20] == 7).all() and canvas[0, 0, 0] == 114
+
+
+def test_tracked_video_does_without_the_closeup_pass() -> None:
+    from maskwatch.config import config_from_dict
+    from maskwatch.monitor.pipeline import FacePipeline
+    from maskwatch.wiring import build_monitor
+
+    cfg = config_from_dict({})
+    pipeline = FacePipeline(TwoBoxesWhenClose(), None, closeup_trigger=cfg.detector.closeup_trigger)  # type: ignore[arg-type]
+    monitor = build_monitor(cfg, pipeline, source_name="clip", fps=25.0, live=False)
+    assert cfg.detector.closeup_trigger > 0 and pipeline.closeup_trigger == cfg.detector.closeup_trigger
+    assert monitor.pipeline.closeup_trigger == 0 and monitor.pipeline.detector is pipeline.detector
+
+
+def test_a_close_face_near_the_border_is_not_taken_for_one_cut_off() -> None:
+    from maskwatch.monitor.static import _at_edge
+
+    # a face filling a 404x720 portrait frame, 28 px from its right border: whole, its motion counts
+    assert not _at_edge(np.array([82.0, 154.0, 376.0, 465.0]), 404, 720)
+    assert _at_edge(np.array([82.0, 154.0, 403.0, 465.0]), 404, 720)  # touching the border: cut off

@@ -77,7 +77,7 @@ def check(name: str, folder: Path, shared: Path, bench: Path | None, work: Path)
     cu = work / f"{name}_closeups.json"
     videos = [str(p) for p in sorted((shared / "data" / "videos").glob("*.mp4"))]
     overlap = str(DetectorConfig().nested_overlap)  # what run does after the detector
-    closeup = str(DetectorConfig().closeup_trigger)
+    closeup = "0"  # tracked video does without the zoomed-out pass (maskwatch.wiring.build_monitor)
     cmd = [sys.executable, str(TOOLS / "closeups.py"), "--config", str(cfg), "--overlap", overlap, "--closeup", closeup]
     run([*cmd, "--videos", *videos, "--json", str(cu)], work / f"{name}_closeups.log")
     close = json.loads(cu.read_text())["video_closeups"]

@@ -65,8 +65,9 @@ class DetectorConfig(_Section):
         0.3,
         ge=0.0,
         le=1.0,
-        description="A face this large (longer side, share of the frame's) makes the detector look again at the "
-        "frame zoomed out, where a close face gets one box instead of two; 0: never.",
+        description="In photos and untracked runs, a face this large (longer side, share of the frame's) makes the "
+        "detector look again at the frame zoomed out, where a close face gets one box instead of two; 0: never. "
+        "Tracked video keeps one box per face through its tracks.",
     )
     tile_small_frames: bool = Field(
         False,

@@ -4,8 +4,8 @@ The detector's largest anchors are smaller than a face that fills the frame, so 
 shifted boxes, and which boxes come out changes with noise as small as a JPEG re-encoding. Seen at half the scale,
 on the frame centred in a grey canvas twice its size, the same face fits the anchors and gets one box. So when the
 first pass finds a face whose longer side is at least ``trigger`` of the frame's longer side, the detector runs once
-more on that canvas; its faces of at least half that size replace every first-pass box they overlap. Frames
-without a close face cost nothing extra.
+more on that canvas; its faces of at least half that size replace every first-pass box they overlap (a face the
+first pass did not find is not added). Frames without a close face cost nothing extra.
 """
 
 from __future__ import annotations
@@ -66,11 +66,12 @@ def closeup_pass(
     xyxy = far.xyxy - np.array([x0, y0, x0, y0], np.float32)
     xyxy[:, [0, 2]] = xyxy[:, [0, 2]].clip(0, w)
     xyxy[:, [1, 3]] = xyxy[:, [1, 3]].clip(0, h)
-    close = longer_sides(xyxy) >= trigger / 2 * max(h, w)
+    overlap = intersection_over_smaller(xyxy, found.xyxy) >= REPLACES_IOS if len(xyxy) else np.zeros((0, len(found)))
+    close = (longer_sides(xyxy) >= trigger / 2 * max(h, w)) & overlap.any(axis=1)  # replaces, never adds, a face
     if not close.any():
         return found
     big = FaceDetections(xyxy=xyxy[close], det_score=far.det_score[close])
-    covered = (intersection_over_smaller(found.xyxy, big.xyxy) >= REPLACES_IOS).any(axis=1)
+    covered = overlap[close].any(axis=0)
     rest = found[np.flatnonzero(~covered)]
     merged = FaceDetections(
         xyxy=np.concatenate([big.xyxy, rest.xyxy]), det_score=np.concatenate([big.det_score, rest.det_score])

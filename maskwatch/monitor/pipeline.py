@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 
 import numpy as np
@@ -57,6 +58,12 @@ class FacePipeline:
         if self.nested_overlap <= 0:
             return found
         return [f[suppress_nested(f.xyxy, f.det_score, self.nested_overlap)] if len(f) > 1 else f for f in found]
+
+    def with_closeup_trigger(self, trigger: float) -> FacePipeline:
+        """A pipeline sharing these models with another ``closeup_trigger`` (0: no zoomed-out pass)."""
+        clone = copy.copy(self)
+        clone.closeup_trigger = trigger
+        return clone
 
     def crops(self, image: np.ndarray, faces: FaceDetections) -> list[np.ndarray]:
         """Cut every face with the configured margin, exactly as the classifier was trained."""

@@ -118,10 +118,14 @@ def _head_and_body(box: np.ndarray) -> np.ndarray:
     return np.array([x1 - 0.25 * w, y1 - 0.4 * h, x2 + 0.25 * w, y2 + 2.0 * h])
 
 
+EDGE_FRAC = 0.03
+"""A face box this close to the border (share of its size) may be cut off by it."""
+
+
 def _at_edge(box: np.ndarray, width: int, height: int) -> bool:
-    """Whether ``box`` comes within a tenth of its size of the frame's border (a face cut off there: its box's
-    size and centre say little about its motion)."""
-    mx, my = max(2.0, 0.1 * (box[2] - box[0])), max(2.0, 0.1 * (box[3] - box[1]))
+    """Whether ``box`` comes within ``EDGE_FRAC`` of its size of the frame's border (a face cut off there: its
+    box's size and centre say little about its motion). A close face fills the frame without being cut off."""
+    mx, my = max(2.0, EDGE_FRAC * (box[2] - box[0])), max(2.0, EDGE_FRAC * (box[3] - box[1]))
     return bool(box[0] <= mx or box[1] <= my or box[2] >= width - mx or box[3] >= height - my)
 
 
