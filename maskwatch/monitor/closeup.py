@@ -20,7 +20,12 @@ ZOOM_OUT = 2.0
 FILL = 114
 """Grey level of the canvas around the frame."""
 REPLACES_IOS = 0.3
-"""A first-pass box this much inside (or holding) a zoomed-out face is that face."""
+"""A first-pass box this much inside (or holding) a zoomed-out face is that face..."""
+SAME_SCALE = 0.3
+"""...when its longer side is at least this share of the zoomed-out face's (a smaller face beside it is another)."""
+SURE = 0.5
+"""Only faces the detector is this sure of (the default operating score) start the second pass or replace boxes,
+whatever lower score the caller keeps (an evaluation keeps boxes down to 0.05)."""
 
 
 def zoomed_out(image: np.ndarray, factor: float = ZOOM_OUT) -> tuple[np.ndarray, tuple[int, int]]:
@@ -49,8 +54,9 @@ def intersection_over_smaller(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def needs_closeup_pass(image: np.ndarray, found: FaceDetections, trigger: float) -> bool:
-    """True when ``found`` has a face whose longer side is at least ``trigger`` of the frame's longer side."""
-    return trigger > 0 and len(found) > 0 and float(longer_sides(found.xyxy).max()) >= trigger * max(image.shape[:2])
+    """True when ``found`` has a sure face whose longer side is at least ``trigger`` of the frame's longer side."""
+    sure = found.xyxy[found.det_score >= SURE]
+    return trigger > 0 and len(sure) > 0 and float(longer_sides(sure).max()) >= trigger * max(image.shape[:2])
 
 
 def closeup_pass(
@@ -62,11 +68,12 @@ def closeup_pass(
     h, w = image.shape[:2]
     canvas, (x0, y0) = zoomed_out(image)
     far = detector.detect(canvas)
-    far = far[far.det_score >= min_score]
+    far = far[far.det_score >= max(min_score, SURE)]
     xyxy = far.xyxy - np.array([x0, y0, x0, y0], np.float32)
     xyxy[:, [0, 2]] = xyxy[:, [0, 2]].clip(0, w)
     xyxy[:, [1, 3]] = xyxy[:, [1, 3]].clip(0, h)
-    overlap = intersection_over_smaller(xyxy, found.xyxy) >= REPLACES_IOS if len(xyxy) else np.zeros((0, len(found)))
+    overlap = intersection_over_smaller(xyxy, found.xyxy) >= REPLACES_IOS
+    overlap &= longer_sides(found.xyxy)[None, :] >= SAME_SCALE * longer_sides(xyxy)[:, None]
     close = (longer_sides(xyxy) >= trigger / 2 * max(h, w)) & overlap.any(axis=1)  # replaces, never adds, a face
     if not close.any():
         return found

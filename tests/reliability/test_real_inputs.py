@@ -283,3 +283,47 @@ def test_overlay_follows_the_frame_size(h: int, w: int, record):
     observed = f"lines {thickness} px, font scale {font:.2f}, HUD strip {rows} of {h} rows"
     record(AREA, f"overlay on a {w}x{h} frame", "readable lines and labels; the HUD a small strip", observed, ok)
     assert ok
+
+
+@pytest.mark.slow
+def test_a_close_face_gets_one_box_at_any_jpeg_quality(record):
+    """The shipped detector on four faces of the demo clip, each cut out and enlarged to fill a 400 px photo, saved
+    at eleven JPEG qualities: one box per photo, with the zoomed-out pass for close faces (without it the same
+    photos get one, two or three boxes depending on the quality)."""
+    from maskwatch.config import config_from_dict
+    from maskwatch.demo import demo_folder, demo_path
+    from maskwatch.wiring import build_pipeline
+
+    truth: dict[int, list[tuple[float, ...]]] = {}
+    for line in (demo_folder() / "gt" / "gt.txt").read_text().splitlines():
+        f = line.split(",")
+        if float(f[4]) >= 25:  # faces big enough to enlarge
+            truth.setdefault(int(f[0]) - 1, []).append(tuple(map(float, f[2:6])))
+    capture, frames = cv2.VideoCapture(str(demo_path())), []
+    while (got := capture.read())[0]:
+        frames.append(got[1])
+    photos = []
+    for index in (30, 70):
+        for x, y, w, h in truth[index][:2]:
+            cx, cy, side = x + w / 2, y + h / 2, max(w, h) * 1.3
+            crop = frames[index][
+                int(max(cy - side / 2, 0)) : int(cy + side / 2), int(max(cx - side / 2, 0)) : int(cx + side / 2)
+            ]
+            photos.append(cv2.resize(crop, (400, 400), interpolation=cv2.INTER_CUBIC))
+    qualities = (10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 100)
+    counts = {}
+    for trigger in (0.0, config_from_dict({}).detector.closeup_trigger):
+        pipeline = build_pipeline(
+            config_from_dict({"runtime": {"precision": "fp32"}, "detector": {"closeup_trigger": trigger}})
+        )
+        counts[trigger] = [
+            len(pipeline.detect([cv2.imdecode(cv2.imencode(".jpg", p, [cv2.IMWRITE_JPEG_QUALITY, q])[1], 1)])[0])
+            for p in photos
+            for q in qualities
+        ]
+    without, with_pass = counts[0.0], counts[max(counts)]
+    ok = len(photos) == 4 and all(n == 1 for n in with_pass)
+    observed = (f"{len(photos)} photos x {len(qualities)} qualities: one box in {with_pass.count(1)} of "
+                f"{len(with_pass)} (without the zoomed-out pass: {without.count(1)} of {len(without)})")  # fmt: skip
+    record(AREA, "a close face saved at JPEG qualities 10-100", "one box at every quality", observed, ok)
+    assert ok, observed
