@@ -60,18 +60,20 @@ class VideoFileSource(Source):
         self._say_pixel_aspect()
 
     def _say_pixel_aspect(self) -> None:
-        """Warn about non-square pixels (anamorphic DV, DVD, some cameras): frames are processed and written as
-        stored, with square pixels, so the annotated output looks squeezed unless it is re-tagged."""
+        """Non-square pixels (anamorphic DV, DVD, some cameras): frames are resampled to square pixels at the
+        display aspect (the width scaled by the sample aspect ratio), so faces keep their shape for the models and
+        the output shows the picture as a player would; said once."""
+        self._square_wh: tuple[int, int] | None = None
         num, den = self._cap.get(cv2.CAP_PROP_SAR_NUM), self._cap.get(cv2.CAP_PROP_SAR_DEN)
-        if not (num > 0 and den > 0) or abs(num / den - 1.0) < 0.01:
+        if not (num > 0 and den > 0) or abs(num / den - 1.0) < 0.01 or self._pending is None:
             return
-        h, w = self._pending.shape[:2] if self._pending is not None else (0, 0)
-        ratio = Fraction(round(w * num), round(h * den)).limit_denominator(100) if h else Fraction(1)
-        aspect = f"{ratio.numerator}:{ratio.denominator}"
-        logger.warning(
-            f"video {self.name} has non-square pixels (sample aspect ratio {num:.0f}:{den:.0f}): it is processed and "
-            f"written as stored, so the output looks squeezed; to show it at {aspect}, re-tag it "
-            f"(e.g. ffmpeg -i OUT.mp4 -c copy -aspect {aspect} fixed.mp4)"
+        h, w = self._pending.shape[:2]
+        width = max(2, int(round(w * num / den / 2)) * 2)
+        self._square_wh = (width, h)
+        ratio = Fraction(width, h).limit_denominator(100)
+        logger.info(
+            f"video {self.name} has non-square pixels (sample aspect ratio {num:.0f}:{den:.0f}): its {w}x{h} frames "
+            f"are resampled to {width}x{h} square pixels ({ratio.numerator}:{ratio.denominator}), as players show it"
         )
 
     def _open(self) -> cv2.VideoCapture:
@@ -121,6 +123,8 @@ class VideoFileSource(Source):
                 self._end()
                 return None
         self.frames_read += 1
+        if self._square_wh is not None and frame.shape[1::-1] != self._square_wh:
+            frame = cv2.resize(frame, self._square_wh, interpolation=cv2.INTER_LINEAR)
         return RawFrame(to_bgr8(frame), self.name, self._timestamp())
 
     def _read_past_damage(self) -> np.ndarray | None:
