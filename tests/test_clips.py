@@ -1,5 +1,5 @@
-"""Event clips: pre-alert buffer, one clip for overlapping alerts, live frame rate, blur, retention, a full disk,
-a sink that never blocks, and the demo run end to end."""
+"""Event clips: pre-alert buffer (raw within its memory budget, JPEG beyond), one clip for overlapping alerts, live
+frame rate, blur, retention, a full disk, a sink that never blocks, and the demo run end to end."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from maskwatch.demo import resolve_source
+from maskwatch.outputs.clip_buffer import FrameRing, as_image
 from maskwatch.outputs.clips import CLIP_NAME, ClipRecorder, ClipSink, _Item, clip_file_name, prune_clips
 from maskwatch.runner.faults import fault_counts, reset_faults
 from maskwatch.types import Event, FaceDetections, Frame, FrameResult
@@ -65,8 +66,17 @@ def _recorder(folder: Path, **kw) -> ClipRecorder:
     return ClipRecorder(folder, "door cam 1", **kw)
 
 
-def test_a_clip_holds_pre_s_before_and_post_s_after_the_alert(tmp_path):
-    recorder = _recorder(tmp_path)
+RAW_MB = {"raw": 80.0, "jpeg": 0.0, "mixed": 5 * W * H * 3 / 1e6}
+"""Pre-alert buffers: all frames raw, all JPEG, the 5 newest raw (the 1-s buffer holds 11 frames)."""
+
+
+@pytest.fixture(params=list(RAW_MB))
+def raw_mb(request) -> float:
+    return RAW_MB[request.param]
+
+
+def test_a_clip_holds_pre_s_before_and_post_s_after_the_alert(tmp_path, raw_mb):
+    recorder = _recorder(tmp_path, raw_buffer_mb=raw_mb)
     _feed(recorder, 50, 10.0, {20: [_alert()]})
     assert len(recorder.written) == 1
     clip = recorder.written[0]
@@ -77,8 +87,8 @@ def test_a_clip_holds_pre_s_before_and_post_s_after_the_alert(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == [clip.name]  # no partial left
 
 
-def test_overlapping_alerts_extend_one_clip_and_a_later_one_starts_another(tmp_path):
-    recorder = _recorder(tmp_path)
+def test_overlapping_alerts_extend_one_clip_and_a_later_one_starts_another(tmp_path, raw_mb):
+    recorder = _recorder(tmp_path, raw_buffer_mb=raw_mb)
     alerts = {20: [_alert(3)], 25: [_alert(4, "2026-03-01T12:34:57+00:00")], 45: [_alert(5, "2026-03-01T12:35:10Z")]}
     _feed(recorder, 60, 10.0, alerts)
     assert [p.name.split("_")[3] for p in recorder.written] == ["3", "5"]
@@ -89,11 +99,11 @@ def test_overlapping_alerts_extend_one_clip_and_a_later_one_starts_another(tmp_p
 
 
 def test_a_clip_longer_than_the_pre_alert_buffer_keeps_only_what_a_next_clip_can_need(tmp_path):
-    recorder = _recorder(tmp_path, pre_s=1.0, post_s=3.0)
+    recorder = _recorder(tmp_path, pre_s=1.0, post_s=3.0, raw_buffer_mb=0.0)
     kept: list[float] = []
     keep = recorder._keep
 
-    def counting(t: float, image: np.ndarray) -> bytes | None:
+    def counting(t: float, image: np.ndarray) -> bytes | np.ndarray | None:
         data = keep(t, image)
         if data is not None:
             kept.append(t)
@@ -111,8 +121,8 @@ def test_a_clip_longer_than_the_pre_alert_buffer_keeps_only_what_a_next_clip_can
     assert set(range(40, 52)) <= encoded
 
 
-def test_frames_that_come_while_the_pre_alert_ones_are_written_are_not_lost(tmp_path):
-    recorder = _recorder(tmp_path, pre_s=2.0, post_s=1.0)
+def test_frames_that_come_while_the_pre_alert_ones_are_written_are_not_lost(tmp_path, raw_mb):
+    recorder = _recorder(tmp_path, pre_s=2.0, post_s=1.0, raw_buffer_mb=raw_mb)
     _feed(recorder, 30, 10.0, {25: [_alert()]}, pump=False)  # a writer that gets no time until frame 30
     assert recorder.written == [] and len(recorder.backlog) == 25  # 21 before the alert, 4 after
     for i in range(30, 50):
@@ -121,6 +131,27 @@ def test_frames_that_come_while_the_pre_alert_ones_are_written_are_not_lost(tmp_
         recorder.pump()
     levels, _ = _frames(recorder.written[0])
     assert levels == list(range(5, 36))  # 2 s before the alert at 2.5 s, 1 s after, none missing
+
+
+def test_the_buffer_keeps_frames_raw_within_its_budget_and_encodes_the_rest():
+    frame_bytes = W * H * 3
+    ring = FrameRing(seconds=1.0, max_frames=100, budget_bytes=3.5 * frame_bytes)
+    kept = [ring.add(i / 10, _image(i)) for i in range(30)]
+    assert [isinstance(k, np.ndarray) for k in kept[:3]] == [True] * 3 and isinstance(kept[3], bytes)
+    assert len(ring) == 11 and ring.raw_bytes <= 3.5 * frame_bytes  # 1 s at 10 fps, both ends included
+    raw = [t for t, k in ring if isinstance(k, np.ndarray)]
+    assert len(raw) == 3 and ring.encoded == 30 - len([k for k in kept if isinstance(k, np.ndarray)])
+    assert [_index(as_image(k)) for _, k in ring] == list(range(19, 30))  # raw and decoded alike, in order
+    ring.clear()
+    assert len(ring) == 0 and ring.raw_bytes == 0 and isinstance(ring.add(5.0, _image(1)), np.ndarray)
+
+
+def test_a_buffer_of_no_memory_encodes_every_frame_and_a_roomy_one_none():
+    for budget, encoded in ((0.0, 20), (1e9, 0)):
+        ring = FrameRing(seconds=1.0, max_frames=100, budget_bytes=budget)
+        for i in range(20):
+            ring.add(i / 10, _image(i))
+        assert ring.encoded == encoded
 
 
 def test_the_end_of_a_run_completes_the_clip_being_written(tmp_path):

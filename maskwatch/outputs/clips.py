@@ -2,7 +2,8 @@
 
 :class:`ClipSink` is a frame sink of one source. On the inference thread it only queues the annotated frame (a
 non-blocking put: a frame that finds the queue full is left out of the clips and counted, the run never waits). Its
-own thread keeps the last ``pre_s`` seconds as JPEG (about 1/20 of the raw frames' memory), and on an ``alert``
+own thread keeps the last ``pre_s`` seconds (:class:`~maskwatch.outputs.clip_buffer.FrameRing`: raw within a memory
+budget, JPEG beyond), and on an ``alert``
 writes them, then the frames that follow, until ``post_s`` after the last alert: an alert while a clip is being
 written extends that clip. Each clip is written under a hidden partial name and renamed when complete
 (:mod:`maskwatch.outputs.partial`). Retention (age, then total size, oldest first) runs at start and after each clip.
@@ -31,6 +32,7 @@ from loguru import logger
 from maskwatch.config.sources import default_source_name
 from maskwatch.errors import OutputError
 from maskwatch.media import scrub_url
+from maskwatch.outputs.clip_buffer import FrameRing, Kept, as_image
 from maskwatch.outputs.render import blur_boxes
 from maskwatch.outputs.sinks import VideoSink, check_writable
 from maskwatch.runner.faults import record_fault
@@ -149,7 +151,9 @@ class _ClipVideo(VideoSink):
 
 
 class ClipRecorder:
-    """The clip thread's state: the pre-alert buffer of JPEG frames and the clip being written (if any).
+    """The clip thread's state: the pre-alert buffer and the clip being written (if any).
+
+    ``raw_buffer_mb``: memory for the pre-alert frames kept uncompressed; the frames beyond it are kept as JPEG.
 
     Not thread-safe: :class:`ClipSink` calls it from its one thread (tests may call it directly).
     """
@@ -167,17 +171,21 @@ class ClipRecorder:
         max_total_mb: float = 2000.0,
         fourcc: str = "mp4v",
         jpeg_quality: int = 85,
+        raw_buffer_mb: float = 80.0,
     ) -> None:
         self.folder, self.source = folder, source
         self.fps, self.live = fps, live
         self.pre_s, self.post_s = pre_s, post_s
         self.max_age_s, self.max_total_bytes = max_age_days * 86400.0, max_total_mb * 1e6
         self.fourcc, self.jpeg_quality = fourcc, jpeg_quality
-        self.buffer: deque[tuple[float, bytes]] = deque(maxlen=max(2, math.ceil(pre_s * max(fps, 30.0) * 2) + 2))
+        max_frames = max(2, math.ceil(pre_s * max(fps, 30.0) * 2) + 2)
+        self.buffer = FrameRing(
+            seconds=pre_s, max_frames=max_frames, budget_bytes=raw_buffer_mb * 1e6, jpeg_quality=jpeg_quality
+        )
         self.clip: _ClipVideo | None = None
-        self.backlog: deque[tuple[float, bytes]] = deque()
-        """Frames for the clip not written yet (JPEG): the pre-alert frames of a new clip, and those that came
-        while they were being written (see :meth:`pump`)."""
+        self.backlog: deque[tuple[float, Kept]] = deque()
+        """Frames for the clip not written yet (as the buffer kept them): the pre-alert frames of a new clip, and
+        those that came while they were being written (see :meth:`pump`)."""
         self.written: list[Path] = []
         self.failed = 0
 
@@ -206,7 +214,7 @@ class ClipRecorder:
         if not self.backlog:
             return False
         t, data = self.backlog.popleft()
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        image = as_image(data)
         if image is not None and self.clip is not None:
             self._write(t, image)
         if self.clip is None:
@@ -232,29 +240,23 @@ class ClipRecorder:
         """The source's fps for a file; for a live source, the rate frames actually arrived at (a camera's nominal
         rate is often not what is delivered, and frames dropped while inference was behind never arrive)."""
         if self.live and len(self.buffer) >= 10:
-            span = self.buffer[-1][0] - self.buffer[0][0]
+            span = self.buffer.span_s()
             if span >= 1.0:
                 return round((len(self.buffer) - 1) / span, 2)
         return self.fps if self.fps > 0 else 25.0
 
-    def _keep(self, t: float, image: np.ndarray) -> bytes | None:
-        """Add the frame to the pre-alert buffer (JPEG; dropping what is older than ``pre_s``); its bytes.
+    def _keep(self, t: float, image: np.ndarray) -> Kept | None:
+        """Add the frame to the pre-alert buffer (dropping what is older than ``pre_s``); what it kept.
 
         While a clip is written straight from the arriving frames, a frame more than ``pre_s`` before the clip's end
         is not kept: no later clip starts before this one ends, so none reaches back that far (this saves a JPEG
-        encoding per frame for most of a clip)."""
+        encoding per frame for most of a clip, where frames are encoded)."""
         if self.pre_s <= 0:
             return None
         if self.clip is not None and not self.backlog and t < self.clip.until_t - self.pre_s:
             self.buffer.clear()  # all older still: never needed again
             return None
-        ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
-        data = encoded.tobytes() if ok else None
-        if data is not None:
-            self.buffer.append((t, data))
-        while self.buffer and self.buffer[0][0] < t - self.pre_s:
-            self.buffer.popleft()
-        return data
+        return self.buffer.add(t, image)
 
     def _guard(self, step) -> None:
         """Run ``step(clip)``; a failure abandons the clip (its partial removed), counted as a fault."""
@@ -272,7 +274,7 @@ class ClipRecorder:
         """Write the frames still waiting, complete the clip (renamed to its final name), then apply retention."""
         while self.backlog and self.clip is not None and self.backlog[0][0] <= self.clip.until_t + 1e-6:
             t, data = self.backlog.popleft()
-            image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+            image = as_image(data)
             if image is not None:
                 self._write(t, image)
         self.backlog.clear()
