@@ -173,3 +173,10 @@ class ClipsConfig(Section):
     post_s: float = Field(10.0, ge=0.0, le=600.0, description="Seconds of video written after each alert.")
     max_age_days: float = Field(30.0, gt=0.0, le=3650.0, description="Clips older than this are deleted.")
     max_total_mb: float = Field(2000.0, gt=0.0, le=10**7, description="Oldest clips are deleted beyond this total.")
+    raw_buffer_mb: float = Field(
+        80.0,
+        ge=0.0,
+        le=10**5,
+        description="Memory (per source) for the frames kept before an alert uncompressed; frames beyond it are "
+        "kept as JPEG (costs about 1 ms a 480x360 frame). 5 s of 480x360 at 25 fps take 65 MB; 0: all JPEG.",
+    )

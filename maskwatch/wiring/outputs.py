@@ -194,6 +194,7 @@ def build_clip_sink(cfg: Config, source: Source, name: str) -> ClipSink:
         max_age_days=c.max_age_days,
         max_total_mb=c.max_total_mb,
         fourcc=output_fourcc(cfg),
+        raw_buffer_mb=c.raw_buffer_mb,
     )
     recorder.prune()
     return ClipSink(recorder, blur=cfg.render.blur_faces)
