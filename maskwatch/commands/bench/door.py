@@ -1,247 +1,200 @@
-"""``maskwatch bench door``: what the shop-door features cost together, as end-to-end fps of whole ``maskwatch run``
-processes on a clip (the demo by default) with none of them and with all of them on.
+"""``maskwatch bench door``: what the shop-door features cost, as end-to-end fps and CPU seconds of whole
+``maskwatch run`` processes on a clip (the demo by default), each feature alone and all of them together.
 
-All of them: a watch zone and a counting line, the alarm running a command (``cat``, reading the event) on each
-alert, the SQLite history, alert clips, a notification to a local JSON endpoint (Apprise's ``json://``, served
-here), the HTTP view with the door display's event stream open (a client reading it, as the screen at the door
-does), and MQTT to a local mosquitto when one is installed. The two variants alternate run by run, the order
-flipped each round, so a load change on a shared machine hits both alike; the figures are medians. Beside the fps
-(the goal: all on keeps at least 95 % of it), each run's CPU seconds (user + system, start-up included) say what the
-features cost in work, which other load on the machine disturbs less than the fps. The door runs' outputs are
-counted (notifications received, clips, history people), so a feature that silently did nothing shows.
+The features: a watch zone, a counting line, the alarm running a command (``cat``, reading the event) on each alert,
+the SQLite history, alert clips, a notification to a local JSON endpoint (Apprise's ``json://``, served here), the
+HTTP view, the door display's event stream open on it (a client reading it, as the screen at the door does), and MQTT
+to a local mosquitto when one is installed. The variants (:func:`variants`) take turns run by run, the order rotated
+and flipped each round, so a load change on a shared machine hits all alike; the figures are medians. The goal: all
+of them keep at least 95 % of the fps of a run with none, and of a run with only the HTTP view (which the door
+features came after). Each run's CPU seconds (user + system, start-up included) say what a feature costs in work,
+which other load on the machine disturbs less than the fps. What the runs wrote is counted (notifications received,
+clips, history people), so a feature that silently did nothing shows.
 """
 
 from __future__ import annotations
 
-import contextlib
-import getpass
 import json
 import os
-import shutil
-import socket
-import sqlite3
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
-import time
-import urllib.request
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
 
+from maskwatch.commands.bench.door_env import (
+    TOKEN,
+    JsonEndpoint,
+    free_port,
+    history_people,
+    mosquitto,
+    timed_run,
+    watch_door,
+)
 from maskwatch.commands.bench.process import _fps
 
 GOAL = 0.95
 """The features together may cost at most 5 % of the end-to-end fps."""
-TOKEN = "bench-door-token"
+FEATURES = ("zone", "line", "alarm", "history", "clips", "notify", "view", "display", "mqtt")
+"""Every feature the bench turns on; ``display`` is the door display's stream, read from the view (so it has it)."""
+
+_KEYS = ("fps", "wall_s", "cpu_s", "made")
+
+__all__ = ["GOAL", "FEATURES", "TOKEN", "JsonEndpoint", "Variant", "door_bench", "door_config", "door_lines"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+@dataclass(frozen=True)
+class Variant:
+    """One kind of run: a name and the features it turns on."""
+
+    name: str
+    features: frozenset[str]
 
 
-class JsonEndpoint:
-    """A local HTTP server that counts the JSON bodies POSTed to it (the notifications)."""
-
-    def __init__(self) -> None:
-        self.received = 0
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"null")
-                owner.received += 1
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"json://127.0.0.1:{self.httpd.server_address[1]}/notify"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="bench-endpoint", daemon=True)
-
-    def __enter__(self) -> JsonEndpoint:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+def variants(mqtt: bool) -> list[Variant]:
+    """none, the HTTP view alone, each door feature alone (the display with the view it needs), all of them, and all
+    but the clips (the costliest). Without mosquitto, no MQTT."""
+    features = [f for f in FEATURES if mqtt or f != "mqtt"]
+    every = frozenset(features)
+    alone = [Variant(f, frozenset({f, "view"} if f == "display" else {f})) for f in features if f != "view"]
+    return [
+        Variant("none", frozenset()),
+        Variant("view", frozenset({"view"})),
+        *alone,
+        Variant("all", every),
+        Variant("all but clips", every - {"clips"}),
+    ]
 
 
-@contextlib.contextmanager
-def mosquitto(folder: Path) -> Iterator[int | None]:
-    """A local anonymous mosquitto on a free loopback port (its port), or None when mosquitto is not installed."""
-    binary = shutil.which("mosquitto") or next(
-        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()), None
-    )
-    if binary is None:
-        yield None
-        return
-    port = free_port()
-    config = folder / "mosquitto.conf"
-    lines = [f"listener {port} 127.0.0.1", "allow_anonymous true", "persistence false", f"user {getpass.getuser()}"]
-    config.write_text("\n".join(lines) + "\n")
-    proc = subprocess.Popen([binary, "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("mosquitto did not start") from None
-                time.sleep(0.02)
-        yield port
-    finally:
-        proc.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(5)
-
-
-def door_config(folder: Path, *, http_port: int, notify_url: str, mqtt_port: int | None) -> Path:
-    """Every shop-door feature on, writing under ``folder``; the config file's path."""
-    config = {
-        "zones": [{"name": "door", "polygon": [[0.02, 0.02], [0.98, 0.02], [0.98, 0.98], [0.02, 0.98]]}],
-        "lines": [{"name": "entrance", "points": [[0.5, 0.0], [0.5, 1.0]], "in": "right"}],
-        "alarm": {"command": "cat"},
-        "history": {"path": str(folder / "door.db")},
-        "clips": {"dir": str(folder / "clips")},
-        "notify": [notify_url],
-        "http": {"bind": f"127.0.0.1:{http_port}", "token": TOKEN},
+def door_config(
+    folder: Path,
+    *,
+    http_port: int,
+    notify_url: str,
+    mqtt_port: int | None,
+    features: frozenset[str] | tuple[str, ...] = FEATURES,
+) -> Path:
+    """A config file turning on ``features`` (all by default), writing under ``folder``; its path."""
+    parts: dict[str, dict] = {
+        "zone": {"zones": [{"name": "door", "polygon": [[0.02, 0.02], [0.98, 0.02], [0.98, 0.98], [0.02, 0.98]]}]},
+        "line": {"lines": [{"name": "entrance", "points": [[0.5, 0.0], [0.5, 1.0]], "in": "right"}]},
+        "alarm": {"alarm": {"command": "cat"}},
+        "history": {"history": {"path": str(folder / "door.db")}},
+        "clips": {"clips": {"dir": str(folder / "clips")}},
+        "notify": {"notify": [notify_url]},
+        "view": {"http": {"bind": f"127.0.0.1:{http_port}", "token": TOKEN}},
+        "mqtt": {"mqtt": {"host": "127.0.0.1", "port": mqtt_port, "prefix": "bench"}} if mqtt_port is not None else {},
     }
-    if mqtt_port is not None:
-        config["mqtt"] = {"host": "127.0.0.1", "port": mqtt_port, "prefix": "bench"}
+    config: dict = {}
+    for feature in features:
+        config |= parts.get(feature, {})
     path = folder / "door.yaml"
     path.write_text(json.dumps(config, indent=1))  # JSON is YAML
     return path
 
 
-def watch_door(port: int, stop: threading.Event) -> threading.Thread:
-    """A thread that opens the door display's event stream as soon as the view answers and reads it to its end."""
-
-    def read() -> None:
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/door/events", headers={"Authorization": f"Bearer {TOKEN}"}
-        )
-        while not stop.is_set():
-            try:
-                with urllib.request.urlopen(request, timeout=5) as stream:
-                    while stream.read(256):
-                        pass
-                return
-            except OSError:
-                stop.wait(0.02)
-
-    thread = threading.Thread(target=read, name="bench-door-display", daemon=True)
-    thread.start()
-    return thread
-
-
-def timed_run(args: list[str]) -> tuple[float, float, str]:
-    """Run ``maskwatch ARGS``; (wall seconds, CPU seconds of the process and its children, stderr)."""
-    start = time.perf_counter()
-    with tempfile.TemporaryFile("w+") as err_file:
-        proc = subprocess.Popen([sys.executable, "-m", "maskwatch", *args], stdout=subprocess.DEVNULL, stderr=err_file)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        wall = time.perf_counter() - start
-        err_file.seek(0)
-        err = err_file.read()
-    if proc.returncode != 0:
-        raise RuntimeError(f"maskwatch {' '.join(args)} failed: {err.strip().splitlines()[-1:]}")
-    return wall, usage.ru_utime + usage.ru_stime, err
-
-
-def _history_people(path: Path) -> int:
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        return int(conn.execute("SELECT count(*) FROM people").fetchone()[0])
-    finally:
-        conn.close()
-
-
-def door_bench(clip: Path, repeats: int = 5) -> dict:
-    """fps of ``maskwatch run --source CLIP`` without and with every door feature, alternated ``repeats`` times."""
-    fps: dict[str, list[float]] = {"plain": [], "door": []}
-    wall: dict[str, list[float]] = {"plain": [], "door": []}
-    cpu: dict[str, list[float]] = {"plain": [], "door": []}
-    outputs: list[dict] = []
+def door_bench(clip: Path, repeats: int = 5, names: list[str] | None = None) -> dict:
+    """fps and CPU seconds of ``maskwatch run --source CLIP`` with each variant (``names``: only those), taking turns
+    ``repeats`` times."""
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="maskwatch-door-") as tmp, JsonEndpoint() as endpoint:
         folder = Path(tmp)
         with mosquitto(folder) as mqtt_port:
+            chosen = [v for v in variants(mqtt_port is not None) if names is None or v.name in names]
+            runs: dict[str, dict[str, list]] = {v.name: {k: [] for k in _KEYS} for v in chosen}
             base = ["run", "--source", str(clip), "--no-progress"]
             for round_ in range(repeats):
-                for name in ("plain", "door") if round_ % 2 == 0 else ("door", "plain"):
-                    if name == "plain":
-                        seconds, cpu_s, err = timed_run(base)
-                    else:
-                        seconds, cpu_s, err, made = _door_run(folder / f"run{round_}", base, endpoint, mqtt_port)
-                        outputs.append(made)
-                    fps[name].append(_fps(err))
-                    wall[name].append(seconds)
-                    cpu[name].append(cpu_s)
-    plain, door = statistics.median(fps["plain"]), statistics.median(fps["door"])
-    return {
+                shift = round_ % len(chosen)
+                order = chosen[shift:] + chosen[:shift]
+                for variant in order if round_ % 2 == 0 else order[::-1]:
+                    where = folder / f"run{round_}-{variant.name.replace(' ', '-')}"
+                    seconds, cpu_s, err, made = _run(where, base, variant, endpoint, mqtt_port)
+                    for key, value in (("fps", _fps(err)), ("wall_s", seconds), ("cpu_s", cpu_s), ("made", made)):
+                        runs[variant.name][key].append(value)
+    return _summary(clip, repeats, mqtt_port is not None, chosen, runs, (load_before, os.getloadavg()))
+
+
+def _summary(clip: Path, repeats: int, mqtt: bool, chosen: list[Variant], runs: dict, load: tuple) -> dict:
+    medians = {
+        name: {key: statistics.median(values) for key, values in r.items() if key != "made"} for name, r in runs.items()
+    }
+    result: dict = {
         "video": str(clip),
         "repeats": repeats,
-        "mqtt": mqtt_port is not None,
-        "fps": {"plain": plain, "door": door},
-        "ratio": door / plain,
+        "mqtt": mqtt,
         "goal_ratio": GOAL,
-        "wall_s": {name: statistics.median(v) for name, v in wall.items()},
-        "cpu_s": {name: statistics.median(v) for name, v in cpu.items()},
-        "runs": {"fps": fps, "wall_s": wall, "cpu_s": cpu},
-        "door_outputs": outputs,
+        "load_avg": {"before": list(load[0]), "after": list(load[1])},
+        "variants": {v.name: {"features": sorted(v.features), **medians[v.name]} for v in chosen},
+        "runs": runs,
     }
+    for m in result["variants"].values():
+        for base in ("none", "view"):
+            if base in medians:
+                m[f"fps_ratio_{base}"] = m["fps"] / medians[base]["fps"]
+                m[f"cpu_extra_s_{base}"] = m["cpu_s"] - medians[base]["cpu_s"]
+    return result
 
 
-def _door_run(
-    folder: Path, base: list[str], endpoint: JsonEndpoint, mqtt_port: int | None
+def _run(
+    folder: Path, base: list[str], variant: Variant, endpoint: JsonEndpoint, mqtt_port: int | None
 ) -> tuple[float, float, str, dict]:
-    """One run with every feature on, writing under ``folder``: (wall s, CPU s, stderr, what its outputs hold)."""
+    """One run of ``variant``, writing under ``folder``: (wall s, CPU s, stderr, what its outputs hold)."""
     folder.mkdir()
     port = free_port()
-    config = door_config(folder, http_port=port, notify_url=endpoint.url, mqtt_port=mqtt_port)
+    features = variant.features
+    config = door_config(folder, http_port=port, notify_url=endpoint.url, mqtt_port=mqtt_port, features=features)
     before, stop = endpoint.received, threading.Event()
-    display = watch_door(port, stop)
+    display = watch_door(port, stop) if "display" in features else None
     try:
         seconds, cpu_s, err = timed_run([*base, "--config", str(config)])
     finally:
         stop.set()
-        display.join(5)
-    clips = folder / "clips"
-    made = {
-        "notifications": endpoint.received - before,
-        "clips": len(list(clips.glob("*.mp4"))) if clips.is_dir() else 0,
-        "history_people": _history_people(folder / "door.db"),
-    }
+        if display is not None:
+            display.join(5)
+    made: dict[str, int] = {}
+    if "notify" in features:
+        made["notifications"] = endpoint.received - before
+    if "clips" in features:
+        clips = folder / "clips"
+        made["clips"] = len(list(clips.glob("*.mp4"))) if clips.is_dir() else 0
+    if "history" in features:
+        made["history_people"] = history_people(folder / "door.db")
     return seconds, cpu_s, err, made
 
 
+def _verdict(ratio: float, goal: float) -> str:
+    return f"{ratio:.3f} ({'within' if ratio >= goal else 'NOT within'} the goal of {goal:.2f})"
+
+
 def door_lines(result: dict) -> list[str]:
-    """The bench's summary for the terminal."""
-    f = result["fps"]
-    verdict = "within" if result["ratio"] >= result["goal_ratio"] else "NOT within"
+    """The bench's summary for the terminal: a row per variant, then the verdicts of all of them together."""
+    v, goal = result["variants"], result["goal_ratio"]
     mqtt = "with MQTT" if result["mqtt"] else "without MQTT (no mosquitto here)"
-    made = result["door_outputs"][-1] if result["door_outputs"] else {}
-    return [
-        f"door features on {Path(result['video']).name}, medians of {result['repeats']} runs each, interleaved",
-        f"  ({mqtt}):",
-        f"  none: {f['plain']:.1f} fps   all: {f['door']:.1f} fps   ratio {result['ratio']:.3f} "
-        f"({verdict} the goal of {result['goal_ratio']:.2f})",
-        f"  per run: wall none {result['wall_s']['plain']:.2f} s, all {result['wall_s']['door']:.2f} s; "
-        f"CPU none {result['cpu_s']['plain']:.2f} s, all {result['cpu_s']['door']:.2f} s (start-up included)",
-        f"  a door run's outputs: {made.get('notifications', 0)} notifications, {made.get('clips', 0)} clips, "
-        f"{made.get('history_people', 0)} people in the history",
+    load = result["load_avg"]
+    lines = [
+        f"door features on {Path(result['video']).name}, medians of {result['repeats']} runs each, taking turns "
+        f"({mqtt}; load average {load['before'][0]:.1f} before, {load['after'][0]:.1f} after):",
+        f"  {'variant':<15}{'fps':>7}{'/ none':>8}{'CPU s':>8}{'+ CPU s':>9}",
     ]
+    for name, m in v.items():
+        ratio = f"{m['fps_ratio_none']:8.3f}" if "fps_ratio_none" in m else f"{'':8}"
+        extra = f"{m['cpu_extra_s_none']:+9.2f}" if "cpu_extra_s_none" in m else f"{'':9}"
+        lines.append(f"  {name:<15}{m['fps']:7.1f}{ratio}{m['cpu_s']:8.2f}{extra}")
+    if "all" in v:
+        all_ = v["all"]
+        if "fps_ratio_none" in all_:
+            lines.append(f"  all against none: fps ratio {_verdict(all_['fps_ratio_none'], goal)}")
+        if "fps_ratio_view" in all_:
+            lines.append(
+                f"  all against the view alone: fps ratio {_verdict(all_['fps_ratio_view'], goal)}, "
+                f"{all_['cpu_extra_s_view']:+.2f} CPU s"
+            )
+        made = result["runs"]["all"]["made"][-1] if result["runs"]["all"]["made"] else {}
+        lines.append(
+            f"  an 'all' run's outputs: {made.get('notifications', 0)} notifications, {made.get('clips', 0)} clips, "
+            f"{made.get('history_people', 0)} people in the history"
+        )
+    return lines
 
 
 def door_command(args) -> int:
