@@ -1,14 +1,15 @@
 """Build the video benchmark of `maskwatch eval-video`: rendered clips from the annotated val scenes, plus real clips.
 
     python tools/make_video_bench.py [--data ../shared/data/facemask-voc] [--videos ../shared/data/videos]
-                                     [--out bench-video] [--demo maskwatch/demo [--demo-only]]
+                                     [--out bench-video] [--only CLIP ...] [--demo maskwatch/demo [--demo-only]]
 
 Rendered clips: a val scene is the background, seen by a camera that pans, zooms, shakes or cuts to another scene;
 its annotated faces never move in the scene, so they are the static faces (posters, screens). People are face
 regions cut from other val scenes, animated across the scene (path, small changes of pose, scale and blur); their
-truth boxes and labels follow from the VOC boxes. Real clips are ../shared/data/videos (one person each) and a
-concatenation of them, scored per person only (boxes unknown). Everything is deterministic (fixed seeds). The
-layout is described in maskwatch/commands/eval_video/truth.py and docs/video-benchmark.md.
+truth boxes and labels follow from the VOC boxes; the portrait street clips are made in tools/bench_cases.py. Real
+clips are ../shared/data/videos (one person each) and a concatenation of them, scored per person only (boxes
+unknown). Everything is deterministic (fixed seeds). The layout is described in
+maskwatch/commands/eval_video/truth.py and docs/video-benchmark.md.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import argparse
 import math
 import shutil
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,13 +84,15 @@ class Sprite:
 
 @dataclass
 class Walker:
-    """A person: visits of keyframes ``(t_s, x, y, face_h)`` (x, y in 0..1 of the scene, face_h in scene px)."""
+    """A person: visits of keyframes ``(t_s, x, y, face_h)`` (x, y in 0..1 of the scene, face_h in scene px);
+    ``pose(sprite, t)``, when given, changes the face over time (a head turn: tools/bench_cases.py)."""
 
     pid: int
     sprite: Sprite
     scene: int
     visits: list[list[tuple[float, float, float, float]]]
     phase: float = 0.0
+    pose: Callable[[Sprite, float], Sprite] | None = None
 
     def at(self, t: float) -> tuple[float, float, float] | None:
         """(x, y, face_h) at time ``t``, or None between visits."""
@@ -244,7 +248,7 @@ class Renderer:
 
     def _draw(self, image, owner, rank, walker: Walker, t: float, center, face_h_px: float):
         """Composite ``walker``'s face at ``center``, ``face_h_px`` tall (animated); returns its face box."""
-        sp, ph = walker.sprite, walker.phase
+        sp, ph = walker.sprite if walker.pose is None else walker.pose(walker.sprite, t), walker.phase
         angle = 5.0 * math.sin(2 * math.pi * 0.35 * t + ph)
         cx, cy = center[0], center[1] + 3.0 * math.sin(2 * math.pi * 1.7 * t + ph)
         fx, fy = (sp.face[0] + sp.face[2]) / 2, (sp.face[1] + sp.face[3]) / 2
@@ -486,7 +490,9 @@ def clip_specs(lib: Library) -> list[ClipSpec]:
             [],
         ),
     ]
-    return specs + hard_specs(lib)
+    from bench_cases import portrait_specs  # it imports this module, so not at the top
+
+    return specs + hard_specs(lib) + portrait_specs(lib)
 
 
 def hard_specs(lib: Library) -> list[ClipSpec]:
@@ -648,6 +654,9 @@ def main() -> None:
     args = parser.parse_args()
     lib = Library(args.data)
     specs = clip_specs(lib)
+    unknown = sorted(set(args.only or []) - {spec.name for spec in specs})
+    if unknown:
+        parser.error(f"no rendered clip named {', '.join(unknown)} (see docs/video-benchmark.md)")
     demo = demo_spec(Library(args.data))  # its own pick of faces: the demo gets the sharpest
     for spec in specs:
         if args.demo_only or (args.only and spec.name not in args.only):
@@ -669,4 +678,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import make_video_bench  # run as the module tools/bench_cases.py imports, so both share its classes
+
+    make_video_bench.main()
