@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from maskwatch.commands.bench.door import FEATURES, JsonEndpoint, _summary, door_config, door_lines, variants
+from maskwatch.commands.bench.door import FEATURES, JPEG, JsonEndpoint, _summary, door_config, door_lines, variants
 from maskwatch.config import load_config
 from tests.helpers import maskwatch
 
@@ -39,7 +39,9 @@ def _on(cfg) -> set[str]:
 
 @pytest.mark.parametrize("variant", variants(mqtt=True), ids=lambda v: v.name)
 def test_each_variant_turns_on_its_features_and_no_other(tmp_path: Path, variant) -> None:
-    assert _on(_config(tmp_path, variant.features)) == set(variant.features) - {"display"}
+    cfg = _config(tmp_path, variant.features)
+    assert _on(cfg) == set(variant.features) - {"display", JPEG}
+    assert cfg.clips.raw_buffer_mb == (0.0 if JPEG in variant.features else 80.0)
 
 
 def test_the_variants_a_baseline_the_view_each_feature_alone_and_all() -> None:
@@ -47,6 +49,7 @@ def test_the_variants_a_baseline_the_view_each_feature_alone_and_all() -> None:
     assert list(with_mqtt)[:2] == ["none", "view"] and with_mqtt["none"] == frozenset()
     assert with_mqtt["all"] == frozenset(FEATURES) and with_mqtt["display"] == {"display", "view"}
     assert with_mqtt["all but clips"] == frozenset(FEATURES) - {"clips"}
+    assert with_mqtt["all, JPEG buffer"] == frozenset(FEATURES) | {JPEG}
     assert all(with_mqtt[f] == {f} for f in FEATURES if f not in ("view", "display"))
     without = {v.name: v.features for v in variants(mqtt=False)}
     assert "mqtt" not in without and "mqtt" not in without["all"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import statistics
 import tempfile
 import threading
@@ -37,6 +38,8 @@ GOAL = 0.95
 """The features together may cost at most 5 % of the end-to-end fps."""
 FEATURES = ("zone", "line", "alarm", "history", "clips", "notify", "view", "display", "mqtt")
 """Every feature the bench turns on; ``display`` is the door display's stream, read from the view (so it has it)."""
+JPEG = "jpeg"
+"""Not a feature: the clips' pre-alert buffer JPEG-encodes every frame (``clips.raw_buffer_mb: 0``), as it once did."""
 
 _KEYS = ("fps", "wall_s", "cpu_s", "made")
 
@@ -52,8 +55,8 @@ class Variant:
 
 
 def variants(mqtt: bool) -> list[Variant]:
-    """none, the HTTP view alone, each door feature alone (the display with the view it needs), all of them, and all
-    but the clips (the costliest). Without mosquitto, no MQTT."""
+    """none, the HTTP view alone, each door feature alone (the display with the view it needs), all of them, all but
+    the clips (the costliest), and all with the clips' pre-alert buffer in JPEG. Without mosquitto, no MQTT."""
     features = [f for f in FEATURES if mqtt or f != "mqtt"]
     every = frozenset(features)
     alone = [Variant(f, frozenset({f, "view"} if f == "display" else {f})) for f in features if f != "view"]
@@ -63,6 +66,7 @@ def variants(mqtt: bool) -> list[Variant]:
         *alone,
         Variant("all", every),
         Variant("all but clips", every - {"clips"}),
+        Variant("all, JPEG buffer", every | {JPEG}),
     ]
 
 
@@ -74,13 +78,14 @@ def door_config(
     mqtt_port: int | None,
     features: frozenset[str] | tuple[str, ...] = FEATURES,
 ) -> Path:
-    """A config file turning on ``features`` (all by default), writing under ``folder``; its path."""
+    """A config file turning on ``features`` (all by default; :data:`JPEG` too: the clips' buffer in JPEG), writing
+    under ``folder``; its path."""
     parts: dict[str, dict] = {
         "zone": {"zones": [{"name": "door", "polygon": [[0.02, 0.02], [0.98, 0.02], [0.98, 0.98], [0.02, 0.98]]}]},
         "line": {"lines": [{"name": "entrance", "points": [[0.5, 0.0], [0.5, 1.0]], "in": "right"}]},
         "alarm": {"alarm": {"command": "cat"}},
         "history": {"history": {"path": str(folder / "door.db")}},
-        "clips": {"clips": {"dir": str(folder / "clips")}},
+        "clips": {"clips": {"dir": str(folder / "clips")} | ({"raw_buffer_mb": 0.0} if JPEG in features else {})},
         "notify": {"notify": [notify_url]},
         "view": {"http": {"bind": f"127.0.0.1:{http_port}", "token": TOKEN}},
         "mqtt": {"mqtt": {"host": "127.0.0.1", "port": mqtt_port, "prefix": "bench"}} if mqtt_port is not None else {},
@@ -107,7 +112,7 @@ def door_bench(clip: Path, repeats: int = 5, names: list[str] | None = None) -> 
                 shift = round_ % len(chosen)
                 order = chosen[shift:] + chosen[:shift]
                 for variant in order if round_ % 2 == 0 else order[::-1]:
-                    where = folder / f"run{round_}-{variant.name.replace(' ', '-')}"
+                    where = folder / f"run{round_}-{re.sub(r'[^a-z]+', '-', variant.name)}"
                     seconds, cpu_s, err, made = _run(where, base, variant, endpoint, mqtt_port)
                     for key, value in (("fps", _fps(err)), ("wall_s", seconds), ("cpu_s", cpu_s), ("made", made)):
                         runs[variant.name][key].append(value)
@@ -166,6 +171,10 @@ def _verdict(ratio: float, goal: float) -> str:
     return f"{ratio:.3f} ({'within' if ratio >= goal else 'NOT within'} the goal of {goal:.2f})"
 
 
+def _cell(m: dict, key: str, spec: str) -> str:
+    return format(m[key], spec) if key in m else " " * 8
+
+
 def door_lines(result: dict) -> list[str]:
     """The bench's summary for the terminal: a row per variant, then the verdicts of all of them together."""
     v, goal = result["variants"], result["goal_ratio"]
@@ -174,12 +183,12 @@ def door_lines(result: dict) -> list[str]:
     lines = [
         f"door features on {Path(result['video']).name}, medians of {result['repeats']} runs each, taking turns "
         f"({mqtt}; load average {load['before'][0]:.1f} before, {load['after'][0]:.1f} after):",
-        f"  {'variant':<15}{'fps':>7}{'/ none':>8}{'CPU s':>8}{'+ CPU s':>9}",
+        f"  {'variant':<17}{'fps':>7}{'/ none':>8}{'/ view':>8}{'CPU s':>8}{'+ none':>8}{'+ view':>8}",
     ]
     for name, m in v.items():
-        ratio = f"{m['fps_ratio_none']:8.3f}" if "fps_ratio_none" in m else f"{'':8}"
-        extra = f"{m['cpu_extra_s_none']:+9.2f}" if "cpu_extra_s_none" in m else f"{'':9}"
-        lines.append(f"  {name:<15}{m['fps']:7.1f}{ratio}{m['cpu_s']:8.2f}{extra}")
+        ratios = "".join(_cell(m, f"fps_ratio_{b}", "8.3f") for b in ("none", "view"))
+        extra = "".join(_cell(m, f"cpu_extra_s_{b}", "+8.2f") for b in ("none", "view"))
+        lines.append(f"  {name:<17}{m['fps']:7.1f}{ratios}{m['cpu_s']:8.2f}{extra}")
     if "all" in v:
         all_ = v["all"]
         if "fps_ratio_none" in all_:
