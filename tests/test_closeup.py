@@ -96,3 +96,27 @@ def test_a_close_face_near_the_border_is_not_taken_for_one_cut_off() -> None:
     # a face filling a 404x720 portrait frame, 28 px from its right border: whole, its motion counts
     assert not _at_edge(np.array([82.0, 154.0, 376.0, 465.0]), 404, 720)
     assert _at_edge(np.array([82.0, 154.0, 403.0, 465.0]), 404, 720)  # touching the border: cut off
+
+
+class HairBoxedToo(TwoBoxesWhenClose):
+    """Also boxes the hair above a close face as a second, large face, which the zoomed-out view does not do."""
+
+    def detect(self, image: np.ndarray) -> FaceDetections:
+        faces = super().detect(image)
+        if image.shape[0] > 300:  # the zoomed-out canvas
+            return faces
+        hair = FaceDetections(xyxy=np.array([[40, 0, 260, 60]], np.float32), det_score=np.array([0.6], np.float32))
+        return FaceDetections(
+            xyxy=np.concatenate([faces.xyxy, hair.xyxy]), det_score=np.concatenate([faces.det_score, hair.det_score])
+        )
+
+
+def test_a_large_box_the_zoomed_out_view_does_not_confirm_is_dropped() -> None:
+    image = np.zeros((200, 300, 3), np.uint8)
+    image[40:190, 80:220, 0] = 255  # 140 px: close, but small enough to get one box at first
+    detector = HairBoxedToo()
+    first = detector.detect(image)
+    assert len(first) == 2
+    faces = closeup_pass(detector, image, first, trigger=0.3, min_score=0.5)
+    assert len(faces) == 1
+    np.testing.assert_allclose(faces.xyxy[0], [80, 40, 220, 190], atol=1)

@@ -5,7 +5,8 @@ shifted boxes, and which boxes come out changes with noise as small as a JPEG re
 on the frame centred in a grey canvas twice its size, the same face fits the anchors and gets one box. So when the
 first pass finds a face whose longer side is at least ``trigger`` of the frame's longer side, the detector runs once
 more on that canvas; its faces of at least half that size replace every first-pass box they overlap (a face the
-first pass did not find is not added). Frames without a close face cost nothing extra.
+first pass did not find is not added), and a large first-pass box the zoomed-out pass does not confirm is dropped
+(there, such faces fit the anchors). Frames without a close face cost nothing extra.
 """
 
 from __future__ import annotations
@@ -78,7 +79,10 @@ def closeup_pass(
     if not close.any():
         return found
     big = FaceDetections(xyxy=xyxy[close], det_score=far.det_score[close])
-    covered = overlap[close].any(axis=0)
+    # seen zoomed out, large faces fit the anchors: a large first-pass box the second pass does not confirm is a
+    # piece of the close face (its hair, its chin) or nothing
+    unconfirmed = (longer_sides(found.xyxy) >= trigger / 2 * max(h, w)) & ~overlap.any(axis=0)
+    covered = overlap[close].any(axis=0) | unconfirmed
     rest = found[np.flatnonzero(~covered)]
     merged = FaceDetections(
         xyxy=np.concatenate([big.xyxy, rest.xyxy]), det_score=np.concatenate([big.det_score, rest.det_score])
