@@ -4,12 +4,15 @@
 The features: a watch zone, a counting line, the alarm running a command (``cat``, reading the event) on each alert,
 the SQLite history, alert clips, a notification to a local JSON endpoint (Apprise's ``json://``, served here), the
 HTTP view, the door display's event stream open on it (a client reading it, as the screen at the door does), and MQTT
-to a local mosquitto when one is installed. The variants (:func:`variants`) take turns run by run, the order rotated
-and flipped each round, so a load change on a shared machine hits all alike; the figures are medians. The goal: all
-of them keep at least 95 % of the fps of a run with none, and of a run with only the HTTP view (which the door
-features came after). Each run's CPU seconds (user + system, start-up included) say what a feature costs in work,
-which other load on the machine disturbs less than the fps. What the runs wrote is counted (notifications received,
-clips, history people), so a feature that silently did nothing shows.
+to a local mosquitto when one is installed.
+
+Each comparison (:func:`comparisons`) pairs a run of a variant with a run of its base (no feature, or the HTTP view
+alone, which the door features came after) right next to it, in alternating order; the pairs take turns, the order
+rotated and flipped each round. On a machine shared with other work, the load changes less between two neighbouring
+runs than over a round, so the ratio of a pair says more than the ratio of medians; the figures are the medians of
+the pairs, with their quartiles. The goal: all features keep at least 95 % of the fps. Each run's CPU seconds (user
++ system, start-up included) say what a feature costs in work, which other load disturbs less than the fps. What the
+runs wrote is counted (notifications received, clips, history people), so a feature that silently did nothing shows.
 """
 
 from __future__ import annotations
@@ -43,7 +46,17 @@ JPEG = "jpeg"
 
 _KEYS = ("fps", "wall_s", "cpu_s", "made")
 
-__all__ = ["GOAL", "FEATURES", "TOKEN", "JsonEndpoint", "Variant", "door_bench", "door_config", "door_lines"]
+__all__ = [
+    "GOAL",
+    "FEATURES",
+    "TOKEN",
+    "Comparison",
+    "JsonEndpoint",
+    "Variant",
+    "door_bench",
+    "door_config",
+    "door_lines",
+]
 
 
 @dataclass(frozen=True)
@@ -98,52 +111,101 @@ def door_config(
     return path
 
 
-def door_bench(clip: Path, repeats: int = 5, names: list[str] | None = None) -> dict:
-    """fps and CPU seconds of ``maskwatch run --source CLIP`` with each variant (``names``: only those), taking turns
-    ``repeats`` times."""
+@dataclass(frozen=True)
+class Comparison:
+    """A variant measured against a base: each of its runs is paired with a run of the base next to it in time."""
+
+    variant: Variant
+    base: Variant
+
+    @property
+    def key(self) -> str:
+        return f"{self.variant.name} / {self.base.name}"
+
+
+def comparisons(mqtt: bool) -> list[Comparison]:
+    """Each feature alone and all of them against none; the door display and all of them (also without clips, and
+    with the clips' buffer in JPEG) against the HTTP view alone, which the door features came after."""
+    by_name = {v.name: v for v in variants(mqtt)}
+    none, view = by_name.pop("none"), by_name["view"]
+    against_view = ("display", "all", "all but clips", "all, JPEG buffer")
+    return [
+        *(Comparison(v, none) for name, v in by_name.items() if name not in against_view[1:] and name != "display"),
+        Comparison(by_name["all"], none),
+        *(Comparison(by_name[name], view) for name in against_view),
+    ]
+
+
+def door_bench(clip: Path, repeats: int = 5, only: set[str] | None = None) -> dict:
+    """fps and CPU seconds of ``maskwatch run --source CLIP``: each comparison (``only``: those whose variant is
+    named there) ``repeats`` times, as a pair of runs, base and variant, the pairs taking turns."""
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="maskwatch-door-") as tmp, JsonEndpoint() as endpoint:
         folder = Path(tmp)
         with mosquitto(folder) as mqtt_port:
-            chosen = [v for v in variants(mqtt_port is not None) if names is None or v.name in names]
-            runs: dict[str, dict[str, list]] = {v.name: {k: [] for k in _KEYS} for v in chosen}
-            base = ["run", "--source", str(clip), "--no-progress"]
+            chosen = [c for c in comparisons(mqtt_port is not None) if only is None or c.variant.name in only]
+            runs: dict[str, dict[str, list]] = {}
+            pairs: dict[str, list[dict[str, float]]] = {c.key: [] for c in chosen}
+            base_args = ["run", "--source", str(clip), "--no-progress"]
+            count = 0
             for round_ in range(repeats):
                 shift = round_ % len(chosen)
                 order = chosen[shift:] + chosen[:shift]
-                for variant in order if round_ % 2 == 0 else order[::-1]:
-                    where = folder / f"run{round_}-{re.sub(r'[^a-z]+', '-', variant.name)}"
-                    seconds, cpu_s, err, made = _run(where, base, variant, endpoint, mqtt_port)
-                    for key, value in (("fps", _fps(err)), ("wall_s", seconds), ("cpu_s", cpu_s), ("made", made)):
-                        runs[variant.name][key].append(value)
-    return _summary(clip, repeats, mqtt_port is not None, chosen, runs, (load_before, os.getloadavg()))
+                for i, comp in enumerate(order if round_ % 2 == 0 else order[::-1]):
+                    measured = {}
+                    for variant in (comp.base, comp.variant) if (round_ + i) % 2 == 0 else (comp.variant, comp.base):
+                        count += 1
+                        where = folder / f"run{count}-{re.sub(r'[^a-z]+', '-', variant.name)}"
+                        measured[variant.name] = m = _run(where, base_args, variant, endpoint, mqtt_port)
+                        for key in _KEYS:
+                            runs.setdefault(variant.name, {k: [] for k in _KEYS})[key].append(m[key])
+                    got, base = measured[comp.variant.name], measured[comp.base.name]
+                    ratio, extra = got["fps"] / base["fps"], got["cpu_s"] - base["cpu_s"]
+                    pairs[comp.key].append({"fps_ratio": ratio, "cpu_extra_s": extra})
+    return _summary(clip, repeats, mqtt_port is not None, chosen, runs, pairs, (load_before, os.getloadavg()))
 
 
-def _summary(clip: Path, repeats: int, mqtt: bool, chosen: list[Variant], runs: dict, load: tuple) -> dict:
-    medians = {
-        name: {key: statistics.median(values) for key, values in r.items() if key != "made"} for name, r in runs.items()
-    }
+def _spread(values: list[float]) -> tuple[float, float, float]:
+    """Median, first and third quartile."""
+    q1, q2, q3 = statistics.quantiles(values, n=4, method="inclusive") if len(values) > 1 else values * 3
+    return q2, q1, q3
+
+
+def _summary(
+    clip: Path, repeats: int, mqtt: bool, chosen: list[Comparison], runs: dict, pairs: dict, load: tuple
+) -> dict:
+    every = {v.name: v for c in chosen for v in (c.base, c.variant)}
     result: dict = {
         "video": str(clip),
         "repeats": repeats,
         "mqtt": mqtt,
         "goal_ratio": GOAL,
         "load_avg": {"before": list(load[0]), "after": list(load[1])},
-        "variants": {v.name: {"features": sorted(v.features), **medians[v.name]} for v in chosen},
+        "variants": {
+            name: {"features": sorted(every[name].features), "runs": len(r["fps"])}
+            | {key: statistics.median(r[key]) for key in _KEYS if key != "made"}
+            for name, r in runs.items()
+        },
+        "comparisons": {},
         "runs": runs,
     }
-    for m in result["variants"].values():
-        for base in ("none", "view"):
-            if base in medians:
-                m[f"fps_ratio_{base}"] = m["fps"] / medians[base]["fps"]
-                m[f"cpu_extra_s_{base}"] = m["cpu_s"] - medians[base]["cpu_s"]
+    for comp in chosen:
+        ratio, r1, r3 = _spread([p["fps_ratio"] for p in pairs[comp.key]])
+        extra, e1, e3 = _spread([p["cpu_extra_s"] for p in pairs[comp.key]])
+        result["comparisons"][comp.key] = {
+            "variant": comp.variant.name,
+            "base": comp.base.name,
+            "fps_ratio": ratio,
+            "fps_ratio_quartiles": [r1, r3],
+            "cpu_extra_s": extra,
+            "cpu_extra_s_quartiles": [e1, e3],
+            "pairs": pairs[comp.key],
+        }
     return result
 
 
-def _run(
-    folder: Path, base: list[str], variant: Variant, endpoint: JsonEndpoint, mqtt_port: int | None
-) -> tuple[float, float, str, dict]:
-    """One run of ``variant``, writing under ``folder``: (wall s, CPU s, stderr, what its outputs hold)."""
+def _run(folder: Path, base: list[str], variant: Variant, endpoint: JsonEndpoint, mqtt_port: int | None) -> dict:
+    """One run of ``variant``, writing under ``folder``: its fps, wall and CPU seconds, and what its outputs hold."""
     folder.mkdir()
     port = free_port()
     features = variant.features
@@ -164,44 +226,38 @@ def _run(
         made["clips"] = len(list(clips.glob("*.mp4"))) if clips.is_dir() else 0
     if "history" in features:
         made["history_people"] = history_people(folder / "door.db")
-    return seconds, cpu_s, err, made
+    return {"fps": _fps(err), "wall_s": seconds, "cpu_s": cpu_s, "made": made}
 
 
 def _verdict(ratio: float, goal: float) -> str:
     return f"{ratio:.3f} ({'within' if ratio >= goal else 'NOT within'} the goal of {goal:.2f})"
 
 
-def _cell(m: dict, key: str, spec: str) -> str:
-    return format(m[key], spec) if key in m else " " * 8
-
-
 def door_lines(result: dict) -> list[str]:
-    """The bench's summary for the terminal: a row per variant, then the verdicts of all of them together."""
-    v, goal = result["variants"], result["goal_ratio"]
+    """The bench's summary for the terminal: a row per comparison, the medians per variant, the verdicts."""
+    comps, goal = result["comparisons"], result["goal_ratio"]
     mqtt = "with MQTT" if result["mqtt"] else "without MQTT (no mosquitto here)"
     load = result["load_avg"]
     lines = [
-        f"door features on {Path(result['video']).name}, medians of {result['repeats']} runs each, taking turns "
-        f"({mqtt}; load average {load['before'][0]:.1f} before, {load['after'][0]:.1f} after):",
-        f"  {'variant':<17}{'fps':>7}{'/ none':>8}{'/ view':>8}{'CPU s':>8}{'+ none':>8}{'+ view':>8}",
+        f"door features on {Path(result['video']).name}: each variant run next to its base, {result['repeats']} "
+        f"pairs each, taking turns ({mqtt}; load average {load['before'][0]:.1f} before, {load['after'][0]:.1f} "
+        "after); medians of the pairs (quartiles):",
+        f"  {'variant':<17}{'against':<9}{'fps ratio':<22}extra CPU s",
     ]
-    for name, m in v.items():
-        ratios = "".join(_cell(m, f"fps_ratio_{b}", "8.3f") for b in ("none", "view"))
-        extra = "".join(_cell(m, f"cpu_extra_s_{b}", "+8.2f") for b in ("none", "view"))
-        lines.append(f"  {name:<17}{m['fps']:7.1f}{ratios}{m['cpu_s']:8.2f}{extra}")
-    if "all" in v:
-        all_ = v["all"]
-        if "fps_ratio_none" in all_:
-            lines.append(f"  all against none: fps ratio {_verdict(all_['fps_ratio_none'], goal)}")
-        if "fps_ratio_view" in all_:
-            lines.append(
-                f"  all against the view alone: fps ratio {_verdict(all_['fps_ratio_view'], goal)}, "
-                f"{all_['cpu_extra_s_view']:+.2f} CPU s"
-            )
-        made = result["runs"]["all"]["made"][-1] if result["runs"]["all"]["made"] else {}
+    for c in comps.values():
+        (r1, r3), (e1, e3) = c["fps_ratio_quartiles"], c["cpu_extra_s_quartiles"]
+        ratio = f"{c['fps_ratio']:.3f} ({r1:.2f}-{r3:.2f})"
+        lines.append(f"  {c['variant']:<17}{c['base']:<9}{ratio:<22}{c['cpu_extra_s']:+.2f} ({e1:+.2f}..{e3:+.2f})")
+    medians = ", ".join(f"{n} {m['fps']:.1f} fps {m['cpu_s']:.2f} s" for n, m in result["variants"].items())
+    lines.append(f"  medians of all runs (fps, CPU s with start-up): {medians}")
+    for key, what in (("all / none", "none"), ("all / view", "the view alone")):
+        if key in comps:
+            lines.append(f"  all against {what}: fps ratio {_verdict(comps[key]['fps_ratio'], goal)}")
+    made = result["runs"]["all"]["made"] if "all" in result["runs"] else []
+    if made:
         lines.append(
-            f"  an 'all' run's outputs: {made.get('notifications', 0)} notifications, {made.get('clips', 0)} clips, "
-            f"{made.get('history_people', 0)} people in the history"
+            f"  an 'all' run's outputs: {made[-1].get('notifications', 0)} notifications, "
+            f"{made[-1].get('clips', 0)} clips, {made[-1].get('history_people', 0)} people in the history"
         )
     return lines
 
