@@ -190,7 +190,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     be.add_argument(
         "--repeats",
         type=int,
-        help="pipeline runs per precision, interleaved (default 3; door: runs per variant, 5)",
+        help="pipeline runs per precision, interleaved (default 3; door: pairs of runs per comparison, 5)",
     )
     be.add_argument("--runs", type=int, default=50, help="timed calls per model and precision (default 50)")
     be.add_argument("--batch", type=int, default=4, help="classifier batch of the pipeline (faces; default 4)")

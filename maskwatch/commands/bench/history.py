@@ -26,8 +26,8 @@ def add_flags(bench: argparse.ArgumentParser) -> None:
         "what",
         nargs="?",
         choices=["history", "door"],
-        help="history: time reports on a synthetic history; door: end-to-end fps with every shop-door feature on "
-        "against none (--video, --repeats)",
+        help="history: time reports on a synthetic history; door: end-to-end fps and CPU time of each shop-door "
+        "feature and of all of them, each run paired with a run of its base (--video, --repeats)",
     )
     bench.add_argument("--days", type=int, default=30, help="history: days of events at one a second (default 30)")
 
