@@ -320,7 +320,9 @@ def test_close_from_another_thread_while_sending(tmp_path: Path) -> None:
 
     thread = threading.Thread(target=pump, daemon=True)
     thread.start()
-    time.sleep(0.2)
+    deadline = time.monotonic() + 30  # a busy machine: wait for the first commit, however slow, then close mid-stream
+    while w.stored == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
     w.close()
     stop.set()
     thread.join(2)
