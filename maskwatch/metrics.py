@@ -131,6 +131,19 @@ def recall(
     return float(sum(int(f.sum()) for f in flags) / total) if total else float("nan")
 
 
+def intersection_over_smaller(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(len(a), len(b)) intersection of each pair of boxes over the smaller box's area ("IoS"; 0 for empty boxes)."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=-1)
+    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=-1)
+    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=-1)
+    smaller = np.minimum(area_a[:, None], area_b[None, :])
+    return np.where(smaller > 0, inter / np.where(smaller > 0, smaller, 1), 0.0)
+
+
 def suppress_nested(xyxy: np.ndarray, scores: np.ndarray, overlap: float = 0.8) -> np.ndarray:
     """Indices (by descending score) of the boxes to keep when a box that lies mostly inside a stronger one is
     the same face seen twice (a close face's chin or beard boxed again inside its face box).
@@ -144,12 +157,7 @@ def suppress_nested(xyxy: np.ndarray, scores: np.ndarray, overlap: float = 0.8) 
     order = np.argsort(-scores, kind="stable")
     if len(order) < 2:
         return order
-    lt = np.maximum(xyxy[:, None, :2], xyxy[None, :, :2])
-    rb = np.minimum(xyxy[:, None, 2:], xyxy[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=-1)
-    area = np.prod(np.clip(xyxy[:, 2:] - xyxy[:, :2], 0, None), axis=-1)
-    smaller = np.minimum(area[:, None], area[None, :])
-    ios = np.where(smaller > 0, inter / np.where(smaller > 0, smaller, 1), 0.0)
+    ios = intersection_over_smaller(xyxy, xyxy)
     keep: list[int] = []
     for i in order:
         if all(ios[i, k] < overlap for k in keep):

@@ -10,16 +10,9 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from maskwatch.config.base import Section
+from maskwatch.config.base import Section, checked_name
 
 Point = tuple[float, float]
-
-
-def _name(value: str, what: str) -> str:
-    value = value.strip()
-    if not value or not value.isprintable() or any(c in value for c in "/?&#"):
-        raise ValueError(f"{what} name {value!r} must be printable text without / ? & #")
-    return value
 
 
 def _in_unit_square(points: list[Point], what: str) -> None:
@@ -80,7 +73,7 @@ class ZoneConfig(Section):
     @field_validator("name")
     @classmethod
     def _zone_name(cls, value: str) -> str:
-        return _name(value, "zone")
+        return checked_name(value, "zone")
 
     @model_validator(mode="after")
     def _valid_polygon(self) -> ZoneConfig:
@@ -112,7 +105,7 @@ class LineConfig(Section):
     @field_validator("name")
     @classmethod
     def _line_name(cls, value: str) -> str:
-        return _name(value, "line")
+        return checked_name(value, "line")
 
     @model_validator(mode="after")
     def _valid_line(self) -> LineConfig:

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from maskwatch.config.base import Section
+from maskwatch.config.base import Section, checked_name
 from maskwatch.config.door import LineConfig, ZoneConfig
 
 
@@ -43,9 +43,7 @@ class SourceConfig(Section):
     @field_validator("name")
     @classmethod
     def _printable(cls, name: str) -> str:
-        if not name or not name.isprintable() or any(c in name for c in "/?&#"):
-            raise ValueError(f"source name {name!r} must be printable text without / ? & #")
-        return name
+        return checked_name(name, "source")
 
 
 def default_source_name(spec: str) -> str:

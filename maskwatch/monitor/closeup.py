@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from maskwatch.metrics import intersection_over_smaller
 from maskwatch.models.base import Detector
 from maskwatch.types import FaceDetections
 
@@ -41,17 +42,6 @@ def zoomed_out(image: np.ndarray, factor: float = ZOOM_OUT) -> tuple[np.ndarray,
 
 def longer_sides(xyxy: np.ndarray) -> np.ndarray:
     return np.maximum(xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1])
-
-
-def intersection_over_smaller(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(len(a), len(b)) intersection over the smaller box's area."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=-1)
-    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=-1)
-    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=-1)
-    smaller = np.minimum(area_a[:, None], area_b[None, :])
-    return np.where(smaller > 0, inter / np.maximum(smaller, 1e-9), 0.0)
 
 
 def needs_closeup_pass(image: np.ndarray, found: FaceDetections, trigger: float) -> bool:
