@@ -16,8 +16,10 @@ import numpy as np
 import pytest
 
 from maskwatch.demo import resolve_source
-from maskwatch.outputs.clip_buffer import FrameRing, as_image
+from maskwatch.outputs.clip_buffer import FrameRing
 from maskwatch.outputs.clips import CLIP_NAME, ClipRecorder, ClipSink, _Item, clip_file_name, prune_clips
+from maskwatch.outputs.picture import Picture
+from maskwatch.outputs.render import OverlayRenderer
 from maskwatch.runner.faults import fault_counts, reset_faults
 from maskwatch.types import Event, FaceDetections, Frame, FrameResult
 
@@ -43,7 +45,7 @@ def _alert(track: int = 3, ts: str = "2026-03-01T12:34:56.789+00:00") -> tuple[i
 
 def _feed(recorder: ClipRecorder, n: int, fps: float, alerts: dict[int, list[tuple[int, str]]], pump=True) -> None:
     for i in range(n):
-        recorder.frame(_Item(i / fps, _image(i), alerts.get(i, [])))
+        recorder.frame(_Item(i / fps, Picture.of(_image(i)), alerts.get(i, [])))
         while pump and recorder.pump():
             pass
 
@@ -103,11 +105,11 @@ def test_a_clip_longer_than_the_pre_alert_buffer_keeps_only_what_a_next_clip_can
     kept: list[float] = []
     keep = recorder._keep
 
-    def counting(t: float, image: np.ndarray) -> bytes | np.ndarray | None:
-        data = keep(t, image)
-        if data is not None:
+    def counting(t: float, picture: Picture) -> Picture | None:
+        kept_picture = keep(t, picture)
+        if kept_picture is not None:
             kept.append(t)
-        return data
+        return kept_picture
 
     recorder._keep = counting  # type: ignore[method-assign]
     _feed(recorder, 80, 10.0, {20: [_alert(3)], 51: [_alert(4, "2026-03-01T12:35:00Z")]})
@@ -126,7 +128,7 @@ def test_frames_that_come_while_the_pre_alert_ones_are_written_are_not_lost(tmp_
     _feed(recorder, 30, 10.0, {25: [_alert()]}, pump=False)  # a writer that gets no time until frame 30
     assert recorder.written == [] and len(recorder.backlog) == 25  # 21 before the alert, 4 after
     for i in range(30, 50):
-        recorder.frame(_Item(i / 10, _image(i), []))
+        recorder.frame(_Item(i / 10, Picture.of(_image(i)), []))
         recorder.pump()  # two waiting frames written per frame that arrives
         recorder.pump()
     levels, _ = _frames(recorder.written[0])
@@ -136,21 +138,23 @@ def test_frames_that_come_while_the_pre_alert_ones_are_written_are_not_lost(tmp_
 def test_the_buffer_keeps_frames_raw_within_its_budget_and_encodes_the_rest():
     frame_bytes = W * H * 3
     ring = FrameRing(seconds=1.0, max_frames=100, budget_bytes=3.5 * frame_bytes)
-    kept = [ring.add(i / 10, _image(i)) for i in range(30)]
-    assert [isinstance(k, np.ndarray) for k in kept[:3]] == [True] * 3 and isinstance(kept[3], bytes)
+    kept = [ring.add(i / 10, Picture.of(_image(i))) for i in range(30)]
+    assert all(k is not None for k in kept)
+    assert [k.in_memory for k in kept[:4]] == [True] * 3 + [False]  # type: ignore[union-attr]
     assert len(ring) == 11 and ring.raw_bytes <= 3.5 * frame_bytes  # 1 s at 10 fps, both ends included
-    raw = [t for t, k in ring if isinstance(k, np.ndarray)]
-    assert len(raw) == 3 and ring.encoded == 30 - len([k for k in kept if isinstance(k, np.ndarray)])
-    assert [_index(as_image(k)) for _, k in ring] == list(range(19, 30))  # raw and decoded alike, in order
+    raw = [t for t, k in ring if k.in_memory]
+    assert len(raw) == 3 and ring.encoded == 30 - len([k for k in kept if k.in_memory])  # type: ignore[union-attr]
+    assert [_index(k.annotated()) for _, k in ring] == list(range(19, 30))  # raw and decoded alike, in order
     ring.clear()
-    assert len(ring) == 0 and ring.raw_bytes == 0 and isinstance(ring.add(5.0, _image(1)), np.ndarray)
+    again = ring.add(5.0, Picture.of(_image(1)))
+    assert len(ring) == 0 + 1 and again is not None and again.in_memory and ring.raw_bytes == frame_bytes
 
 
 def test_a_buffer_of_no_memory_encodes_every_frame_and_a_roomy_one_none():
     for budget, encoded in ((0.0, 20), (1e9, 0)):
         ring = FrameRing(seconds=1.0, max_frames=100, budget_bytes=budget)
         for i in range(20):
-            ring.add(i / 10, _image(i))
+            ring.add(i / 10, Picture.of(_image(i)))
         assert ring.encoded == encoded
 
 
@@ -221,7 +225,7 @@ def test_a_full_disk_abandons_the_clip_removes_the_partial_and_the_run_goes_on(t
         rng = np.random.default_rng(0)
         noise = [rng.integers(0, 255, (480, 640, 3), np.uint8) for _ in range(4)]  # incompressible
         for i in range(400):
-            recorder.frame(_Item(i / 25, noise[i % 4], [_alert()] if i == 30 else []))
+            recorder.frame(_Item(i / 25, Picture.of(noise[i % 4]), [_alert()] if i == 30 else []))
             recorder.pump()
         assert recorder.failed == 1 and recorder.written == [] and recorder.clip is None
         assert fault_counts().get("clips") == 1
@@ -237,8 +241,8 @@ def test_a_full_disk_abandons_the_clip_removes_the_partial_and_the_run_goes_on(t
 class _SlowRecorder(ClipRecorder):
     """A recorder whose thread is held until ``go`` is set (a slow disk)."""
 
-    def __init__(self, folder: Path) -> None:
-        super().__init__(folder, "cam", fps=10.0, live=False, pre_s=1.0, post_s=1.0)
+    def __init__(self, folder: Path, *, live: bool = True) -> None:
+        super().__init__(folder, "cam", fps=10.0, live=live, pre_s=1.0, post_s=1.0)
         self.go = threading.Event()
         self.seen: list[tuple[float, list]] = []
 
@@ -254,7 +258,7 @@ def _result(i: int, alerts: list[int] = (), image: np.ndarray | None = None) -> 
     return FrameResult(frame, FaceDetections.empty(), events=events)
 
 
-def test_the_sink_never_waits_for_a_slow_writer_and_keeps_the_alerts(tmp_path):
+def test_a_live_sink_never_waits_for_a_slow_writer_and_keeps_the_alerts(tmp_path):
     recorder = _SlowRecorder(tmp_path)
     sink = ClipSink(recorder, queue_size=2, close_timeout_s=10.0)
     for i in range(30):
@@ -265,6 +269,52 @@ def test_the_sink_never_waits_for_a_slow_writer_and_keeps_the_alerts(tmp_path):
     sink.close()  # idempotent
     assert any(alerts == [(3, "2026-03-01T12:00:00Z")] for _, alerts in recorder.seen)  # the alert got through
     assert len(recorder.written) == 1
+
+
+def test_a_file_sink_waits_for_a_slow_writer_and_loses_no_frame(tmp_path):
+    recorder = _SlowRecorder(tmp_path, live=False)
+    threading.Timer(0.3, recorder.go.set).start()  # a writer that is late, then keeps up
+    sink = ClipSink(recorder, queue_size=2, close_timeout_s=10.0)
+    for i in range(30):
+        sink.write(_result(i, [3] if i == 20 else []), _image(i))
+    sink.close()
+    assert sink.frames_dropped == 0 and [t for t, _ in recorder.seen] == [i / 10 for i in range(30)]
+    levels, _ = _frames(recorder.written[0])
+    assert levels == list(range(10, 30))  # 1 s before the alert, and on to the end of the run
+
+
+def test_a_file_sink_waits_for_a_stuck_writer_only_wait_s(tmp_path):
+    recorder = _SlowRecorder(tmp_path, live=False)
+    sink = ClipSink(recorder, queue_size=2, wait_s=0.05, close_timeout_s=10.0)
+    for i in range(6):
+        sink.write(_result(i), _image(i))
+    assert sink.frames_dropped >= 3  # 2 wait, 1 is taken, the others were waited for 0.05 s each, then dropped
+    recorder.go.set()
+    sink.close()
+
+
+class _CountingRenderer(OverlayRenderer):
+    """A renderer that counts the frames it draws (from any thread)."""
+
+    def __init__(self) -> None:
+        super().__init__(hud=False)
+        self.drawn: list[int] = []
+
+    def draw(self, overlay, image):
+        self.drawn.append(_index(image))
+        return super().draw(overlay, image)
+
+
+def test_only_the_frames_a_clip_takes_are_drawn_and_on_the_clip_thread(tmp_path, raw_mb):
+    renderer = _CountingRenderer()
+    recorder = _recorder(tmp_path, pre_s=1.0, post_s=0.5, raw_buffer_mb=raw_mb)
+    with ClipSink(recorder) as sink:
+        for i in range(50):
+            result = _result(i, [3] if i == 30 else [])
+            sink.write_picture(result, Picture(result.frame.image, renderer.plan(result)))
+    assert sorted(renderer.drawn) == list(range(20, 36))  # 1 s before the alert at 3.0 s, 0.5 s after; no other
+    levels, _ = _frames(recorder.written[0])
+    assert levels == list(range(20, 36))
 
 
 def test_unrendered_frames_are_blurred_when_faces_are(tmp_path):

@@ -94,3 +94,39 @@ def test_stop_event_drains_and_finishes(tmp_path):
     assert stats.stopped_early and 0 < stats.frames < 200
     n, _, _ = count_frames(tmp_path / "o.mp4")
     assert n == stats.frames
+
+
+class _CountingRenderer(OverlayRenderer):
+    def __init__(self) -> None:
+        super().__init__(hud=False)
+        self.drawn = 0
+
+    def draw(self, overlay, image):
+        self.drawn += 1
+        return super().draw(overlay, image)
+
+
+class _LazySink(Sink):
+    """A lazy sink that keeps the pictures it is handed and draws none."""
+
+    lazy = True
+
+    def __init__(self) -> None:
+        self.pictures: list = []
+
+    def write_picture(self, result, picture) -> None:
+        self.pictures.append(picture)
+
+
+def test_frames_are_drawn_once_for_the_sinks_that_take_pixels_and_never_for_lazy_ones_alone(tmp_path):
+    src = write_video(tmp_path / "in.mp4", frames=12, size_wh=(160, 120))
+    renderer, lazy = _CountingRenderer(), _LazySink()
+    run(open_source(str(src)), _pipeline(), [lazy], renderer, queue_size=2, progress=False)
+    assert len(lazy.pictures) == 12 and renderer.drawn == 0  # no one asked for pixels
+    lazy.pictures[3].annotated()
+    lazy.pictures[3].annotated()
+    assert renderer.drawn == 1  # drawn when first asked, then kept
+    renderer, lazy = _CountingRenderer(), _LazySink()
+    with VideoSink(tmp_path / "out.mp4", fps=10) as video:
+        run(open_source(str(src)), _pipeline(), [video, lazy], renderer, queue_size=2, progress=False)
+    assert renderer.drawn == 12 and all(p.is_drawn for p in lazy.pictures)  # the video's drawing, shared

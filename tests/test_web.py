@@ -23,6 +23,8 @@ from prometheus_client.parser import text_string_to_metric_families
 import maskwatch.serve.channel as channel
 from maskwatch.errors import ConfigError, OutputError
 from maskwatch.monitor.base import PeopleStatus
+from maskwatch.outputs.picture import Picture
+from maskwatch.outputs.render import OverlayRenderer
 from maskwatch.runner.status import RunStatus, SourceStatus
 from maskwatch.serve.metrics import prometheus_text
 from maskwatch.serve.web import WebView, is_loopback
@@ -278,6 +280,26 @@ def test_snapshot(view: WebView, monkeypatch: pytest.MonkeyPatch) -> None:
     assert decode(body).shape == (90, 200, 3)
     assert request(view, "/snapshot.jpg")[2] == body
     assert len(encodes) == 1  # encoded once, then shared
+
+
+def test_frames_are_drawn_only_when_a_client_asks(view: WebView) -> None:
+    drawn: list[int] = []
+
+    class Counting(OverlayRenderer):
+        def draw(self, overlay, image):
+            drawn.append(int(image[0, 0, 0]))
+            return super().draw(overlay, image)
+
+    renderer = Counting(hud=False)
+    for i in range(20):
+        image = np.full((90, 200, 3), i, np.uint8)
+        frame = result(i, image=image)
+        frame.faces = FaceDetections(xyxy=[[20, 20, 60, 70]], det_score=[0.9])
+        view.write_picture(frame, Picture(image, renderer.plan(frame)))
+    assert drawn == []  # nobody watched: nothing drawn
+    body = request(view, "/snapshot.jpg")[2]
+    assert request(view, "/snapshot.jpg")[2] == body and drawn == [19]  # the latest frame, drawn once
+    assert (decode(body)[20:70, 20] != 19).any()  # with its box
 
 
 def test_stream_delivers_parts(view: WebView) -> None:

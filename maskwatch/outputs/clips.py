@@ -1,14 +1,17 @@
 """Event clips (``--clips DIR``): an mp4 of the annotated video around each alert, per source.
 
-:class:`ClipSink` is a frame sink of one source. On the inference thread it only queues the annotated frame (a
-non-blocking put: a frame that finds the queue full is left out of the clips and counted, the run never waits). Its
-own thread keeps the last ``pre_s`` seconds (:class:`~maskwatch.outputs.clip_buffer.FrameRing`: raw within a memory
-budget, JPEG beyond), and on an ``alert``
-writes them, then the frames that follow, until ``post_s`` after the last alert: an alert while a clip is being
-written extends that clip. Each clip is written under a hidden partial name and renamed when complete
-(:mod:`maskwatch.outputs.partial`). Retention (age, then total size, oldest first) runs at start and after each clip.
-A fault (a full disk, an unwritable folder) is counted with :func:`~maskwatch.runner.faults.record_fault`; the
-partial file is removed and the run goes on.
+:class:`ClipSink` is a lazy frame sink of one source (:class:`~maskwatch.outputs.picture.PictureSink`). On the
+inference thread it only queues the frame's picture, undrawn. Its own thread, at a lower CPU priority than the
+inference, keeps the last ``pre_s`` seconds (:class:`~maskwatch.outputs.clip_buffer.FrameRing`: in memory within a
+budget, JPEG beyond), and on an ``alert`` draws and writes them, then the frames that follow, until ``post_s`` after
+the last alert: an alert while a clip is being written extends that clip. Frames that no clip takes are never drawn.
+A live source never waits for the clip thread (a frame that finds its queue full is left out of the clips and
+counted); a file waits for it, up to ``wait_s``, so that its clips miss no frame.
+
+Each clip is written under a hidden partial name and renamed when complete (:mod:`maskwatch.outputs.partial`).
+Retention (age, then total size, oldest first) runs at start and after each clip. A fault (a full disk, an
+unwritable folder) is counted with :func:`~maskwatch.runner.faults.record_fault`; the partial file is removed and the
+run goes on.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ from loguru import logger
 from maskwatch.config.sources import default_source_name
 from maskwatch.errors import OutputError
 from maskwatch.media import scrub_url
-from maskwatch.outputs.clip_buffer import FrameRing, Kept, as_image
+from maskwatch.outputs.clip_buffer import FrameRing
+from maskwatch.outputs.picture import Picture
 from maskwatch.outputs.render import blur_boxes
 from maskwatch.outputs.sinks import VideoSink, check_writable
 from maskwatch.runner.faults import record_fault
@@ -122,10 +126,10 @@ def _alive(pid: int) -> bool:
 
 @dataclass
 class _Item:
-    """One frame handed to the clip thread: its time in the source, the annotated image, the alerts decided on it."""
+    """One frame handed to the clip thread: its time in the source, its picture, the alerts decided on it."""
 
     t: float
-    image: np.ndarray
+    picture: Picture
     alerts: list[tuple[int, str]] = field(default_factory=list)  # (track id, ISO time)
 
 
@@ -183,7 +187,7 @@ class ClipRecorder:
             seconds=pre_s, max_frames=max_frames, budget_bytes=raw_buffer_mb * 1e6, jpeg_quality=jpeg_quality
         )
         self.clip: _ClipVideo | None = None
-        self.backlog: deque[tuple[float, Kept]] = deque()
+        self.backlog: deque[tuple[float, Picture]] = deque()
         """Frames for the clip not written yet (as the buffer kept them): the pre-alert frames of a new clip, and
         those that came while they were being written (see :meth:`pump`)."""
         self.written: list[Path] = []
@@ -194,14 +198,14 @@ class ClipRecorder:
         clip being recorded (behind the frames still waiting in :attr:`backlog`, if any)."""
         if item.alerts:
             self._alert(item.t, item.alerts)
-        data = self._keep(item.t, item.image)
+        kept = self._keep(item.t, item.picture)
         if self.clip is None:
             return
-        if self.backlog and data is not None:
+        if self.backlog and kept is not None:
             if item.t <= self.clip.until_t + 1e-6:
-                self.backlog.append((item.t, data))
+                self.backlog.append((item.t, kept))
             return
-        self._write(item.t, item.image)
+        self._write(item.t, item.picture)
         if self.clip is not None and item.t >= self.clip.until_t - 1e-6:
             self.finish()
 
@@ -213,18 +217,20 @@ class ClipRecorder:
         as long again) and no frame after the alert is left out."""
         if not self.backlog:
             return False
-        t, data = self.backlog.popleft()
-        image = as_image(data)
-        if image is not None and self.clip is not None:
-            self._write(t, image)
+        t, picture = self.backlog.popleft()
+        if self.clip is not None:
+            self._write(t, picture)
         if self.clip is None:
             self.backlog.clear()
         elif not self.backlog and t >= self.clip.until_t - 1e-6:
             self.finish()
         return bool(self.backlog)
 
-    def _write(self, t: float, image: np.ndarray) -> None:
-        self._guard(lambda clip: clip.add(t, image))
+    def _write(self, t: float, picture: Picture) -> None:
+        """Draw the frame (if no one did) and add it to the clip; a frame that cannot be decoded is left out."""
+        image = picture.annotated()
+        if image is not None:
+            self._guard(lambda clip: clip.add(t, image))
 
     def _alert(self, t: float, alerts: list[tuple[int, str]]) -> None:
         if self.clip is not None:
@@ -234,7 +240,7 @@ class ClipRecorder:
         path = self.folder / clip_file_name(self.source, track, ts)
         self.clip = _ClipVideo(path, self._clip_fps(), self.fourcc, until_t=t + self.post_s)
         logger.info(f"clips: recording {path.name} (alert of track {track} on {self.source})")
-        self.backlog = deque((bt, data) for bt, data in self.buffer if bt >= t - self.pre_s - 1e-6)
+        self.backlog = deque((bt, kept) for bt, kept in self.buffer if bt >= t - self.pre_s - 1e-6)
 
     def _clip_fps(self) -> float:
         """The source's fps for a file; for a live source, the rate frames actually arrived at (a camera's nominal
@@ -245,7 +251,7 @@ class ClipRecorder:
                 return round((len(self.buffer) - 1) / span, 2)
         return self.fps if self.fps > 0 else 25.0
 
-    def _keep(self, t: float, image: np.ndarray) -> Kept | None:
+    def _keep(self, t: float, picture: Picture) -> Picture | None:
         """Add the frame to the pre-alert buffer (dropping what is older than ``pre_s``); what it kept.
 
         While a clip is written straight from the arriving frames, a frame more than ``pre_s`` before the clip's end
@@ -256,7 +262,7 @@ class ClipRecorder:
         if self.clip is not None and not self.backlog and t < self.clip.until_t - self.pre_s:
             self.buffer.clear()  # all older still: never needed again
             return None
-        return self.buffer.add(t, image)
+        return self.buffer.add(t, picture)
 
     def _guard(self, step) -> None:
         """Run ``step(clip)``; a failure abandons the clip (its partial removed), counted as a fault."""
@@ -273,10 +279,8 @@ class ClipRecorder:
     def finish(self) -> None:
         """Write the frames still waiting, complete the clip (renamed to its final name), then apply retention."""
         while self.backlog and self.clip is not None and self.backlog[0][0] <= self.clip.until_t + 1e-6:
-            t, data = self.backlog.popleft()
-            image = as_image(data)
-            if image is not None:
-                self._write(t, image)
+            t, picture = self.backlog.popleft()
+            self._write(t, picture)
         self.backlog.clear()
         clip, self.clip = self.clip, None
         if clip is None:
@@ -297,22 +301,35 @@ class ClipRecorder:
 
 
 class ClipSink:
-    """``--clips``: the frame sink of one source that hands frames to a :class:`ClipRecorder` on its own thread.
+    """``--clips``: the lazy frame sink of one source that hands frames to a :class:`ClipRecorder` on its own thread.
 
-    ``write`` never blocks and never raises: a frame that finds the queue (``queue_size`` frames) full is left out
-    of the clips (counted in ``frames_dropped``), but its alerts are kept. ``blur``: faces are blurred when the
-    frame reaches the sink unrendered (the renderer already blurs what it draws). ``close`` completes the clip
-    being written and waits for it at most ``close_timeout_s``.
+    ``write_picture`` never raises. For a live source (``recorder.live``) it never blocks either: a frame that finds
+    the queue (``queue_size`` frames) full is left out of the clips (counted in ``frames_dropped``), but its alerts
+    are kept. For a file it waits for room up to ``wait_s`` first (a run over a file is not in a hurry; its clips
+    should miss nothing). The thread runs at a lower CPU priority (nice + ``nice``, where the system allows it), so
+    that on a busy machine the inference comes first. ``blur``: faces are blurred when the frame reaches the sink
+    with nothing to draw (the renderer already blurs what it draws). ``close`` completes the clip being written and
+    waits for it at most ``close_timeout_s``.
     """
 
     data_only = False
     takes_events = False
+    lazy = True
 
     def __init__(
-        self, recorder: ClipRecorder, *, blur: bool = False, queue_size: int = 8, close_timeout_s: float = 30.0
+        self,
+        recorder: ClipRecorder,
+        *,
+        blur: bool = False,
+        queue_size: int = 8,
+        wait_s: float = 10.0,
+        nice: int = 10,
+        close_timeout_s: float = 30.0,
     ) -> None:
         self.recorder = recorder
         self.blur = blur
+        self.wait_s = wait_s if not recorder.live else 0.0
+        self.nice = nice
         self.close_timeout_s = close_timeout_s
         self.frames_dropped = 0
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, queue_size))
@@ -328,19 +345,29 @@ class ClipSink:
         self.close()
 
     def write(self, result: FrameResult, annotated: np.ndarray) -> None:
+        """A frame already drawn (or with nothing to draw): see :meth:`write_picture`."""
+        self.write_picture(result, Picture.of(annotated))
+
+    def write_picture(self, result: FrameResult, picture: Picture) -> None:
         if self._closed:
             return
         alerts = [(e.track_id, e.ts) for e in result.events if e.event == "alert"]
-        image = annotated
-        if self.blur and annotated is result.frame.image and len(result.faces):
-            image = blur_boxes(annotated, result.faces.xyxy)
+        if self.blur and picture.overlay is None and len(result.faces):
+            image = picture.annotated()
+            if image is result.frame.image:  # the raw frame: nothing drew it, so nothing blurred it
+                picture = Picture.of(blur_boxes(image, result.faces.xyxy))
         try:
-            self._queue.put_nowait(_Item(result.frame.timestamp_s, image, alerts))
+            item = _Item(result.frame.timestamp_s, picture, alerts)
+            if self.wait_s > 0 and self._thread.is_alive():
+                self._queue.put(item, timeout=self.wait_s)
+            else:
+                self._queue.put_nowait(item)
         except queue.Full:
             self.frames_dropped += 1
             self._late.extend(alerts)  # picked up with the next frame that gets through
 
     def _work(self) -> None:
+        lower_priority(self.nice)
         recorder = self.recorder
         while True:
             try:  # with frames waiting for the clip, write one of them whenever no new frame is there
@@ -380,6 +407,14 @@ class ClipSink:
             logger.warning(f"clips: {source}: the clip writer did not finish in {self.close_timeout_s:g} s")
         if self.frames_dropped:
             logger.info(f"clips: {self.recorder.source}: {self.frames_dropped} frames left out (the writer was behind)")
+
+
+def lower_priority(nice: int) -> None:
+    """Raise the calling thread's nice value by ``nice`` (Linux: the nice value is per thread); nothing where the
+    system does not allow it."""
+    with contextlib.suppress(AttributeError, OSError):
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(os.getpriority(os.PRIO_PROCESS, tid) + nice, 19))
 
 
 def open_clip_folder(folder: Path) -> None:

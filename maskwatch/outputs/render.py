@@ -4,13 +4,23 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
 from maskwatch.monitor.lines import CountingLine
 from maskwatch.monitor.zones import ZoneSet
-from maskwatch.types import NO_TRACK, UNDECIDED, UNDECIDED_KEY, ColorKey, FrameResult, MaskClass, default_colors
+from maskwatch.types import (
+    NO_TRACK,
+    UNDECIDED,
+    UNDECIDED_KEY,
+    ColorKey,
+    FaceDetections,
+    FrameResult,
+    MaskClass,
+    default_colors,
+)
 
 REFERENCE_SHORT_SIDE = 480
 """``thickness`` and ``font_scale`` are what a frame with this short side gets; others are scaled to match."""
@@ -80,7 +90,7 @@ class OverlayRenderer:
         self.colors = {**DEFAULT_COLORS, **(colors or {})}
         self.zones = zones if zones else None
         self.lines = tuple(lines)
-        self._crossings: Counter[tuple[str, str]] = Counter()  # (line, direction) -> crossings drawn so far
+        self._crossings: Counter[tuple[str, str]] = Counter()  # (line, direction) -> crossings planned so far
         self.blur_faces = blur_faces
         self.thickness = thickness
         self.font_scale = font_scale
@@ -93,16 +103,30 @@ class OverlayRenderer:
         # lines never get thinner than configured (they hide nothing); text shrinks on small frames
         return max(1, round(self.thickness * max(factor, 1.0))), max(self.font_scale * factor, MIN_FONT_SCALE)
 
+    def plan(self, result: FrameResult, fps: float | None = None) -> Overlay:
+        """What ``result`` gets drawn on its frame, fixed now (the crossings counted so far included) and drawn
+        later, by :meth:`Overlay.draw`, only where a frame is shown or written. Called for every frame, in order."""
+        if self.lines:
+            for event in result.events:
+                if event.event == "cross" and event.line is not None and event.direction is not None:
+                    self._crossings[(event.line, event.direction)] += 1
+        return Overlay(self, result.faces, fps, dict(self._crossings) if self.lines else {})
+
     def annotate(self, result: FrameResult, fps: float | None = None) -> np.ndarray:
         """Return the annotated frame; the input frame is left untouched."""
-        faces = result.faces
-        canvas = blur_boxes(result.frame.image, faces.xyxy) if self.blur_faces else result.frame.image.copy()
+        return self.plan(result, fps).draw(result.frame.image)
+
+    def draw(self, overlay: Overlay, image: np.ndarray) -> np.ndarray:
+        """``overlay`` drawn on a copy of ``image`` (its frame). Reads only the renderer's settings: safe from any
+        thread."""
+        faces = overlay.faces
+        canvas = blur_boxes(image, faces.xyxy) if self.blur_faces else image.copy()
         scores = faces.class_score
         h, w = canvas.shape[:2]
         thickness, font_scale = self.style_for((w, h))
         counted = self.zones.counted(faces.xyxy, (w, h)) if self.zones is not None else np.ones(len(faces), bool)
         self._zones(canvas, thickness, font_scale)
-        self._lines(canvas, result, thickness, font_scale)
+        self._lines(canvas, overlay.crossings, thickness, font_scale)
         for i in range(len(faces)):
             x1, y1, x2, y2 = (int(round(v)) for v in faces.xyxy[i])
             cid = int(faces.class_id[i])
@@ -123,7 +147,7 @@ class OverlayRenderer:
                 texts = (f"face {faces.det_score[i]:.0%}", "face")
             self._label(canvas, texts, (x1, y1, x2, y2), color, font_scale)
         if self.hud:
-            self._hud(canvas, result, fps, font_scale, counted)
+            self._hud(canvas, faces, overlay.fps, font_scale, counted)
         return canvas
 
     def _zones(self, canvas: np.ndarray, thickness: int, scale: float) -> None:
@@ -140,13 +164,11 @@ class OverlayRenderer:
             below = max(int(top[1]), round(HUD_MAX_HEIGHT * h) if self.hud else 0)  # inside, clear of the HUD
             _text(canvas, name, (int(top[0]) + 4, below + round(30 * scale)), color, scale)
 
-    def _lines(self, canvas: np.ndarray, result: FrameResult, thickness: int, scale: float) -> None:
+    def _lines(self, canvas: np.ndarray, crossings: Mapping[tuple[str, str], int], thickness: int,
+               scale: float) -> None:  # fmt: skip
         """Each counting line, an arrow from its middle to its inside, its name and crossings in / out so far."""
         if not self.lines:
             return
-        for event in result.events:
-            if event.event == "cross" and event.line is not None and event.direction is not None:
-                self._crossings[(event.line, event.direction)] += 1
         h, w = canvas.shape[:2]
         for line in self.lines:
             a = np.array(line.start) * (w - 1, h - 1)
@@ -159,7 +181,8 @@ class OverlayRenderer:
             reach = 0.05 * min(w, h)
             cv2.arrowedLine(canvas, _pt(middle), _pt(middle + reach * inward), LINE_COLOR, thickness, cv2.LINE_AA,
                             tipLength=0.35)  # fmt: skip
-            text = f"{line.name}: in {self._crossings[(line.name, 'in')]} out {self._crossings[(line.name, 'out')]}"
+            ins, outs = crossings.get((line.name, "in"), 0), crossings.get((line.name, "out"), 0)
+            text = f"{line.name}: in {ins} out {outs}"
             (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, _text_weight(scale))
             away = 0.5 * reach + abs(inward[0]) * tw / 2 + abs(inward[1]) * th / 2 + 4  # on the outside, clear of it
             centre = middle - away * inward
@@ -190,10 +213,10 @@ class OverlayRenderer:
         cv2.putText(canvas, text, (x + 2, y + th + 1), font, scale, ink, weight, cv2.LINE_AA)
 
     def _hud(
-        self, canvas: np.ndarray, result: FrameResult, fps: float | None, scale: float, counted: np.ndarray
+        self, canvas: np.ndarray, faces: FaceDetections, fps: float | None, scale: float, counted: np.ndarray
     ) -> None:
         """:func:`hud_text` in a dimmed strip at the top, shrunk (or left out) so it stays a small strip."""
-        text = hud_text(result, fps, counted)
+        text = _hud_line(faces, fps, counted)
         font = cv2.FONT_HERSHEY_SIMPLEX
         h, w = canvas.shape[:2]
         weight = _text_weight(scale)
@@ -214,7 +237,11 @@ class OverlayRenderer:
 def hud_text(result: FrameResult, fps: float | None, counted: np.ndarray | None = None) -> str:
     """The HUD's line: maskwatch's processing speed (not the video's frame rate) and the faces per class (those
     that ``counted`` marks, all when None)."""
-    counts = (result.faces if counted is None else result.faces[counted]).counts()
+    return _hud_line(result.faces, fps, counted)
+
+
+def _hud_line(faces: FaceDetections, fps: float | None, counted: np.ndarray | None) -> str:
+    counts = (faces if counted is None else faces[counted]).counts()
     parts = [f"processing {fps:.1f} fps"] if fps else []
     return "  ".join(parts + [f"{c.display}: {counts[c.key]}" for c in MaskClass])
 
@@ -237,3 +264,19 @@ def _text(canvas: np.ndarray, text: str, origin: tuple[int, int], color: tuple[i
 def _text_weight(scale: float) -> int:
     """Stroke width that keeps Hershey text legible as it grows (1 px up to scale 0.8)."""
     return max(1, round(scale * 1.25))
+
+
+@dataclass(frozen=True)
+class Overlay:
+    """What one frame gets drawn on it, as its renderer planned it when the frame was processed (its faces, the
+    processing speed, each line's crossings so far): drawn later onto the frame, from any thread, any number of
+    times (see :class:`~maskwatch.outputs.picture.Picture`)."""
+
+    renderer: OverlayRenderer
+    faces: FaceDetections
+    fps: float | None = None
+    crossings: Mapping[tuple[str, str], int] = field(default_factory=dict)
+
+    def draw(self, image: np.ndarray) -> np.ndarray:
+        """This overlay on a copy of ``image`` (the frame it was planned for, or a decoded copy of it)."""
+        return self.renderer.draw(self, image)

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 from loguru import logger
@@ -19,6 +20,7 @@ from tqdm import tqdm
 from maskwatch.capture.base import Source
 from maskwatch.capture.producer import END, Producer
 from maskwatch.monitor.base import FrameProcessor
+from maskwatch.outputs.picture import Picture, PictureSink
 from maskwatch.outputs.render import OverlayRenderer
 from maskwatch.outputs.sinks import Sink, WindowSink
 from maskwatch.runner.stats import FrameRate, RunStats
@@ -93,14 +95,14 @@ class Lane:
         """Process ``batch`` (one model batch when several), then draw, write and count each frame in order."""
         sinks = [*shared, *self.sinks]
         renderer = self.renderer if self.renderer is not None and renderer is not None else renderer
-        draw = renderer if renderer is not None and any(not s.data_only for s in sinks) else None
+        draw = renderer if renderer is not None and any(not s.data_only for s in sinks) else None  # else no pixels
         t_batch = time.perf_counter()
         results = self.process.process_batch(batch) if len(batch) > 1 else [self.process(batch[0])]
         share_ms = (time.perf_counter() - t_batch) * 1e3 / len(batch)
         for frame, result in zip(batch, results, strict=True):
             fps = self.rate.tick(time.monotonic())
-            annotated, render_ms, sinks_ms = write_frame(result, fps, draw, sinks)
-            self.last = (result, annotated)
+            render_ms, sinks_ms = write_frame(result, fps, draw, sinks)
+            self.last = (result, result.frame.image)
             self.process.observe(share_ms + render_ms + sinks_ms, result.detected)
             self.stats.dropped = self._opened()[1].stats.dropped
             self.stats.record(result, render_ms, sinks_ms, fps, (time.monotonic() - frame.captured_at) * 1e3)
@@ -142,18 +144,32 @@ class Lane:
 
 def write_frame(
     result: FrameResult, fps: float | None, renderer: OverlayRenderer | None, sinks: Sequence[Sink]
-) -> tuple[np.ndarray, float, float]:
-    """Draw ``result`` (``renderer`` None: the raw frame) and write it to every sink.
+) -> tuple[float, float]:
+    """Hand ``result`` to every sink: drawn by ``renderer`` (None: the raw frame) now when a sink that is not lazy
+    takes pixels, else drawn later by the lazy sinks that use it (:class:`~maskwatch.outputs.picture.Picture`).
+    Data-only sinks get the raw frame.
 
-    Returns the image written and the milliseconds spent rendering and in the sinks.
+    Returns the milliseconds spent rendering and in the sinks.
     """
     t_render = time.perf_counter()
-    annotated = renderer.annotate(result, fps) if renderer is not None else result.frame.image
+    picture = Picture(result.frame.image, renderer.plan(result, fps) if renderer is not None else None)
+    drawn = result.frame.image
+    if any(not sink.data_only and not is_lazy(sink) for sink in sinks):
+        image = picture.annotated()  # an in-memory picture always draws
+        drawn = image if image is not None else drawn
     t_sinks = time.perf_counter()
     for sink in sinks:
-        sink.write(result, annotated)
+        if is_lazy(sink):
+            cast(PictureSink, sink).write_picture(result, picture)
+        else:
+            sink.write(result, result.frame.image if sink.data_only else drawn)
     t_end = time.perf_counter()
-    return annotated, (t_sinks - t_render) * 1e3, (t_end - t_sinks) * 1e3
+    return (t_sinks - t_render) * 1e3, (t_end - t_sinks) * 1e3
+
+
+def is_lazy(sink: object) -> bool:
+    """Whether ``sink`` is a :class:`~maskwatch.outputs.picture.PictureSink` (draws only the frames it uses)."""
+    return bool(getattr(sink, "lazy", False))
 
 
 def take_waiting(frames: queue.Queue, first: Frame, limit: int) -> tuple[list[Frame], bool]:

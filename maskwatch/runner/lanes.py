@@ -17,6 +17,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from loguru import logger
@@ -24,9 +25,10 @@ from tqdm import tqdm
 
 from maskwatch.capture.base import Forwarded, RawFrame, Source
 from maskwatch.errors import MaskwatchError, SourceError
+from maskwatch.outputs.picture import Picture, PictureSink
 from maskwatch.outputs.render import OverlayRenderer
 from maskwatch.outputs.sinks import Sink
-from maskwatch.runner.lane import Lane
+from maskwatch.runner.lane import Lane, is_lazy
 from maskwatch.types import FrameResult
 
 
@@ -220,10 +222,15 @@ class _LockedSink:
     def __init__(self, sink: Sink, lock: threading.Lock) -> None:
         self.sink, self.lock = sink, lock
         self.data_only, self.takes_events = sink.data_only, sink.takes_events
+        self.lazy = is_lazy(sink)
 
     def write(self, result: FrameResult, annotated: np.ndarray) -> None:
         with self.lock:
             self.sink.write(result, annotated)
+
+    def write_picture(self, result: FrameResult, picture: Picture) -> None:
+        with self.lock:
+            cast(PictureSink, self.sink).write_picture(result, picture)
 
     def close(self) -> None:
         """Closed by its owner, not here."""

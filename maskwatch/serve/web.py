@@ -24,6 +24,7 @@ from loguru import logger
 
 from maskwatch.errors import ConfigError, OutputError
 from maskwatch.media import scrub_url
+from maskwatch.outputs.picture import Picture
 from maskwatch.serve.auth import MAX_FORM_BYTES, Access, log_line, scrub_token
 from maskwatch.serve.bind import is_loopback
 from maskwatch.serve.channel import Channel
@@ -46,9 +47,9 @@ _RESERVED = {"/login", "/logout"}  # answered by the access rules (maskwatch.ser
 
 class Watcher(Protocol):
     """Something that follows the view's frames and events (the door display): cheap calls, on the inference
-    thread; ``close`` ends its pages' streams."""
+    thread; ``write`` gets the frame undrawn; ``close`` ends its pages' streams."""
 
-    def write(self, result: FrameResult, annotated: np.ndarray) -> None: ...
+    def write(self, result: FrameResult, image: np.ndarray) -> None: ...
 
     def send(self, event: Event, image: np.ndarray) -> None: ...
 
@@ -247,6 +248,7 @@ class WebView:
 
     data_only = False
     takes_events = False
+    lazy = True
 
     def __init__(
         self,
@@ -357,17 +359,22 @@ class WebView:
         self.close()
 
     def write(self, result: FrameResult, annotated: np.ndarray) -> None:
-        """Keep a reference to the frame (no copy, no encoding); wake stream clients.
+        """Keep ``annotated`` as the latest frame (see :meth:`write_picture`)."""
+        self.write_picture(result, Picture.of(annotated))
 
-        With several sources the frame is kept as the latest of the source its name matches.
+    def write_picture(self, result: FrameResult, picture: Picture) -> None:
+        """Keep a reference to the frame (no copy; drawn and encoded only when a client asks); wake stream clients.
+
+        With several sources the frame is kept as the latest of the source its name matches. Watchers get the
+        frame undrawn.
         """
         with self._cond:
             channel = self._channels.get(result.frame.name) or self._channels[self._default]
-            channel.frame, channel.index = annotated, int(result.frame.index)
+            channel.frame, channel.index = picture, int(result.frame.index)
             channel.seq += 1
             self._cond.notify_all()
         for watcher in self._watchers:
-            watcher.write(result, annotated)
+            watcher.write(result, result.frame.image)
 
     def send(self, event: Event, image: np.ndarray) -> None:
         """Keep ``event`` for ``/events`` (the oldest goes beyond ``max_events``)."""

@@ -53,11 +53,11 @@ class RaisingRenderer(OverlayRenderer):
         super().__init__()
         self.calls, self.fail_at = 0, fail_at
 
-    def annotate(self, result, fps=None):
+    def draw(self, overlay, image):
         self.calls += 1
         if self.calls > self.fail_at:
             raise RuntimeError("renderer exploded")
-        return super().annotate(result, fps)
+        return super().draw(overlay, image)
 
 
 class RaisingSink(Sink):
