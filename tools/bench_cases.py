@@ -7,6 +7,11 @@ builds just these). Two cases the landscape clips do not cover:
   turns to profile part of the time; a masked man walks through the dancer's path; a masked woman stands.
 - ``r15_small_crowd_360``: seven masked pedestrians with faces of 10-20 px and one unmasked one of about 20 px.
 
+And two landscape clips of a change of mask state at a known frame (:func:`change_specs`): ``r16_mask_on`` and
+``r17_mask_off``. The val split holds one man photographed with and without a mask in the same clothes and rooms;
+his face is swapped from one photograph to the other at a known time while he walks on (as if he put the mask on,
+or took it off, at once), so the truth's new label spell starts on the frame of the swap.
+
 A profile is approximated from the person's own frontal sprite (val faces annotated in profile are few, small and
 of other people): the head is taken as a vertical cylinder and turned about its axis (:func:`turned`), which
 narrows the face, moves its centre towards the turn and hides the far cheek; the truth box is the visible face.
@@ -157,6 +162,45 @@ def small_crowd(lib: Library) -> ClipSpec:
         people,
         size_wh=PORTRAIT_WH,
     )
+
+
+CHANGE_AT_S = 5.0
+"""When the man of the mask-change clips puts the mask on or takes it off (the first frame drawn with the new face)."""
+SAME_MAN = {
+    "without_mask": [("maksssksksss528", 0), ("maksssksksss218", 0)],
+    "with_mask": [("maksssksksss546", 0), ("maksssksksss380", 0)],
+}
+"""The same man in the val split without and with a mask: (image stem, face index); pairs at the same index wear
+the same clothes in the same room (a grey T-shirt; a striped shirt)."""
+
+
+def face_named(lib: Library, stem: str, index: int) -> Sprite:
+    """Face ``index`` of the val scene ``stem`` (shared with other clips: each clip is scored alone)."""
+    return make_sprite(scene_named(lib, stem), index)
+
+
+def changes_at(before: Sprite, after: Sprite, t_change: float) -> Callable[[Sprite, float], Sprite]:
+    """A walker's pose: face ``before`` until ``t_change`` s, ``after`` from then on."""
+    return lambda sprite, t: before if t < t_change else after
+
+
+def change_specs(lib: Library) -> list[ClipSpec]:
+    """``r16_mask_on`` (no mask, then a mask from :data:`CHANGE_AT_S`) and ``r17_mask_off`` (the reverse): one man
+    walking slowly across a still camera's view, with a masked passer-by in ``r16``."""
+    bare = [face_named(lib, *f) for f in SAME_MAN["without_mask"]]
+    masked = [face_named(lib, *f) for f in SAME_MAN["with_mask"]]
+    still = [Shot(0, 0, [(0, 0.5, 0.5, 1.0)])]
+    on = _walk(1, bare[0], 0.3, 9.7, (0.12, 0.5), (0.85, 0.55), (72, 76))
+    on.pose = changes_at(bare[0], masked[0], CHANGE_AT_S)
+    off = _walk(1, masked[1], 0.3, 9.7, (0.88, 0.52), (0.15, 0.5), (74, 70), phase=0.8)
+    off.pose = changes_at(masked[1], bare[1], CHANGE_AT_S)
+    passer = _walk(
+        2, crowd_sprites(lib, "with_mask", [2])[0], 5.5, 9.8, (1.05, 0.4), (-0.05, 0.45), (50, 55), phase=1.7
+    )
+    return [
+        ClipSpec("r16_mask_on", 10, [lib.scene(59, max_faces=2)], still, [on, passer]),
+        ClipSpec("r17_mask_off", 10, [lib.scene(67, max_faces=2)], still, [off]),
+    ]
 
 
 def portrait_specs(lib: Library) -> list[ClipSpec]:

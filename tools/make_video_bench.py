@@ -94,6 +94,10 @@ class Walker:
     phase: float = 0.0
     pose: Callable[[Sprite, float], Sprite] | None = None
 
+    def sprite_at(self, t: float) -> Sprite:
+        """The face drawn at ``t`` (its label is the truth then: a pose may put a mask on or take it off)."""
+        return self.sprite if self.pose is None else self.pose(self.sprite, t)
+
     def at(self, t: float) -> tuple[float, float, float] | None:
         """(x, y, face_h) at time ``t``, or None between visits."""
         for keys in self.visits:
@@ -227,7 +231,7 @@ class Renderer:
             center = (x * base.shape[1] * s + tx, y * base.shape[0] * s + ty)
             box = self._draw(image, owner, rank, walker, t, center, face_h * s)
             faces.append((walker.pid, box, rank))
-            labels[walker.pid] = walker.sprite.label
+            labels[walker.pid] = walker.sprite_at(t).label
         for occ_scene, (ox1, oy1, ox2, oy2) in self.spec.occluders:
             if occ_scene == scene:
                 bh, bw = base.shape[:2]
@@ -248,7 +252,7 @@ class Renderer:
 
     def _draw(self, image, owner, rank, walker: Walker, t: float, center, face_h_px: float):
         """Composite ``walker``'s face at ``center``, ``face_h_px`` tall (animated); returns its face box."""
-        sp, ph = walker.sprite if walker.pose is None else walker.pose(walker.sprite, t), walker.phase
+        sp, ph = walker.sprite_at(t), walker.phase
         angle = 5.0 * math.sin(2 * math.pi * 0.35 * t + ph)
         cx, cy = center[0], center[1] + 3.0 * math.sin(2 * math.pi * 1.7 * t + ph)
         fx, fy = (sp.face[0] + sp.face[2]) / 2, (sp.face[1] + sp.face[3]) / 2
@@ -319,7 +323,7 @@ def render_clip(spec: ClipSpec, folder: Path) -> int:
     n = int(round(spec.seconds * spec.fps))
     writer = cv2.VideoWriter(str(folder / "video.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), spec.fps, spec.size_wh)
     rows: list[BoxRow] = []
-    spans: dict[int, list] = {}
+    spans: dict[int, list[list]] = {}  # pid -> its label spells [first, last, label, kind], a new one per change
     for i in range(n):
         image, faces = renderer.frame(i / spec.fps)
         writer.write(image)
@@ -327,10 +331,12 @@ def render_clip(spec: ClipSpec, folder: Path) -> int:
             considered = kind == PERSON and vis >= MIN_VISIBLE
             rows.append(BoxRow(i + 1, pid, box, considered, mot, min(vis, 1.0)))
             if considered or kind == STATIC:
-                span = spans.setdefault(pid, [i + 1, i + 1, label, kind])
-                span[1] = i + 1
+                own = spans.setdefault(pid, [])
+                if not own or own[-1][2] != label:
+                    own.append([i + 1, i + 1, label, kind])
+                own[-1][1] = i + 1
     writer.release()
-    spells = [Spell(pid, first, last, label, kind) for pid, (first, last, label, kind) in sorted(spans.items())]
+    spells = [Spell(pid, *span) for pid, own in sorted(spans.items()) for span in own]
     write_clip(
         folder,
         name=spec.name,
@@ -490,9 +496,9 @@ def clip_specs(lib: Library) -> list[ClipSpec]:
             [],
         ),
     ]
-    from bench_cases import portrait_specs  # it imports this module, so not at the top
+    from bench_cases import change_specs, portrait_specs  # it imports this module, so not at the top
 
-    return specs + hard_specs(lib) + portrait_specs(lib)
+    return specs + hard_specs(lib) + portrait_specs(lib) + change_specs(lib)
 
 
 def hard_specs(lib: Library) -> list[ClipSpec]:

@@ -15,6 +15,7 @@ from typing import Any
 
 from loguru import logger
 
+from maskwatch.commands.eval_video.changes import FAST_S, change_summary
 from maskwatch.commands.eval_video.score import MOT_KEYS, PERSON_KEYS, ClipScore, PersonCounts, mot_summary, score_clip
 from maskwatch.commands.eval_video.truth import BenchmarkError, ClipTruth, find_clips, read_clip
 from maskwatch.commands.options import emit
@@ -85,6 +86,7 @@ def summarize(scores: list[ClipScore]) -> dict[str, Any]:
     return {
         **overall,
         **total.metrics(),
+        **change_summary([change for score in scores for change in score.changes]),
         "frames": sum(s.frames for s in scores),
         "counts": counts,
         "clips": {s.name: s.to_json() for s in scores},
@@ -102,16 +104,24 @@ def _cell(value: Any) -> str:
 def table_lines(result: dict[str, Any]) -> list[str]:
     """The results as a fixed-width table: one row per clip and the overall row."""
     heads = ["clip", "frames", "IDF1", "MOTA", "IDsw", "label acc", "alert rec", "dup/pers", "false/pers"]
-    heads += ["static al", "t->alert s", "people", "counted"]
-    keys = ["frames", *MOT_KEYS, *PERSON_KEYS]
-    rows = [[name, *(_cell(clip[k]) for k in keys)] for name, clip in result["clips"].items()]
-    rows.append(["OVERALL", *(_cell(result[k]) for k in keys)])
+    heads += ["static al", "t->alert s", "people", "counted", "change s", "flicker"]
+    keys = ["frames", *MOT_KEYS, *PERSON_KEYS, "max_change_latency_s", "change_flickers"]
+    rows = [[name, *(_cell(clip.get(k)) for k in keys)] for name, clip in result["clips"].items()]
+    rows.append(["OVERALL", *(_cell(result.get(k)) for k in keys)])
     widths = [max(len(r[i]) for r in [heads, *rows]) for i in range(len(heads))]
 
     def fmt(r: list[str]) -> str:
         return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
 
-    return [fmt(heads), *(fmt(r) for r in rows)]
+    lines = [fmt(heads), *(fmt(r) for r in rows)]
+    if result.get("label_changes"):
+        lines.append(
+            f"label changes: {result['label_changes']}, shown {result['changes_shown']} "
+            f"({result['changes_shown_fast']} within {FAST_S:g} s), latency median "
+            f"{_cell(result['median_change_latency_s'])} s, max {_cell(result['max_change_latency_s'])} s "
+            f"(change s: the clip's slowest; -: none or never shown), flickers {result['change_flickers']}"
+        )
+    return lines
 
 
 def _write_jsonl(path: Path, items) -> None:

@@ -10,6 +10,8 @@ Inputs are what ``maskwatch run`` writes: the ``--detections`` records (``{"fram
   (clips without boxes: the person in view at the time, so such clips must show one person at a time).
 - A person's *label spell* is a run of ``labels.csv`` rows with one label. Its decided label is the label maskwatch
   showed on that person most often during the spell (none: undecided, counted wrong).
+- A change of a person's label (a spell that follows another with another label) is scored by
+  :mod:`~maskwatch.commands.eval_video.changes`: how long until the new label is shown and stays, and flickers.
 - An alert belongs to the truth id its track was matched to on the alert's frame (else the track's id). On an
   unmasked spell: the first is a hit, the others duplicates; on a masked spell: a false alert; on a static face: a
   static-face alert; on no one: an unmatched alert.
@@ -24,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from maskwatch.commands.eval_video.changes import ChangeShown, change_summary, changes_shown
 from maskwatch.commands.eval_video.truth import STATIC, ClipTruth, Spell
 from maskwatch.metrics import box_iou
 from maskwatch.monitor.kalman import linear_assignment
@@ -107,11 +110,13 @@ class ClipScore:
     counts: PersonCounts
     mot: dict[str, float | int | None]
     accumulator: Any = None
+    changes: list[ChangeShown] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         c = self.counts
         extra = {k: v for k, v in vars(c).items() if k != "times_to_alert_s"}
-        return {**self.mot, **c.metrics(), "frames": self.frames, "boxes": self.boxes, "counts": extra}
+        changes = {**change_summary(self.changes), "changes": [change.to_json() for change in self.changes]}
+        return {**self.mot, **c.metrics(), **changes, "frames": self.frames, "boxes": self.boxes, "counts": extra}
 
 
 def _ratio(num: float, den: float) -> float | None:
@@ -282,7 +287,8 @@ def score_clip(truth: ClipTruth, records: list[dict], events: list[dict], people
     mot: dict[str, float | int | None] = dict.fromkeys(MOT_KEYS)
     if acc is not None:
         mot = mot_summary([acc], [truth.name])[truth.name]
-    return ClipScore(truth.name, truth.frames, truth.boxes is not None, counts, mot, acc)
+    changes = changes_shown(spells, assoc.shown, truth.fps)
+    return ClipScore(truth.name, truth.frames, truth.boxes is not None, counts, mot, acc, changes)
 
 
 def _count_alerts(truth: ClipTruth, spells: list[LabelSpell], events, assoc: _Associations, counts) -> None:
