@@ -306,10 +306,10 @@ class ClipSink:
     ``write_picture`` never raises. For a live source (``recorder.live``) it never blocks either: a frame that finds
     the queue (``queue_size`` frames) full is left out of the clips (counted in ``frames_dropped``), but its alerts
     are kept. For a file it waits for room up to ``wait_s`` first (a run over a file is not in a hurry; its clips
-    should miss nothing). The thread runs at a lower CPU priority (nice + ``nice``, where the system allows it), so
-    that on a busy machine the inference comes first. ``blur``: faces are blurred when the frame reaches the sink
-    with nothing to draw (the renderer already blurs what it draws). ``close`` completes the clip being written and
-    waits for it at most ``close_timeout_s``.
+    should miss nothing). The thread runs at the lowest CPU priority (nice + ``nice``, where the system allows it):
+    on a busy machine the inference comes first, and the clips take the time it leaves. ``blur``: faces are blurred
+    when the frame reaches the sink with nothing to draw (the renderer already blurs what it draws). ``close``
+    completes the clip being written and waits for it at most ``close_timeout_s``.
     """
 
     data_only = False
@@ -323,7 +323,7 @@ class ClipSink:
         blur: bool = False,
         queue_size: int = 8,
         wait_s: float = 10.0,
-        nice: int = 10,
+        nice: int = 19,
         close_timeout_s: float = 30.0,
     ) -> None:
         self.recorder = recorder

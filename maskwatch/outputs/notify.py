@@ -9,6 +9,7 @@ backoff. The queue is bounded (the oldest waiting notification is dropped when i
 from __future__ import annotations
 
 import collections
+import mimetypes
 import re
 import threading
 import time
@@ -53,6 +54,7 @@ def load_apprise(urls: Sequence[str]) -> Any:
     for url in urls:
         if not isinstance(url, str) or not url.strip() or not hub.add(url.strip()):
             raise ConfigError(f"notify URL {mask_url(str(url))!r} is not one apprise can use (see its URL list)")
+    mimetypes.init()  # read now what the first picture sent needs, not in the middle of the run
     return hub
 
 
