@@ -207,6 +207,12 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="only time decode / inference / render / encode per frame of --video at its own size, 1 thread",
     )
+    be.add_argument(
+        "--only",
+        action="append",
+        metavar="VARIANT",
+        help="door: only the comparisons of this variant (repeatable; e.g. all, clips, 'all but clips')",
+    )
     bench_history.add_flags(be)  # maskwatch bench history --days N
     be.set_defaults(func=cmd_bench)
 

@@ -111,6 +111,19 @@ def test_a_missing_video_is_one_line() -> None:
     assert done.returncode == 2 and len(err) == 1 and "--video /nonexistent/clip.mp4 does not exist" in err[0]
 
 
+def test_an_unknown_variant_is_one_line() -> None:
+    done = maskwatch("bench", "door", "--only", "all", "--only", "clipz")
+    err = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(err) == 1 and "--only clipz: not a variant" in err[0]
+
+
+def test_only_the_comparisons_asked_for_are_run(tmp_path: Path) -> None:
+    out = tmp_path / "door.json"
+    done = maskwatch("bench", "door", "--repeats", "1", "--only", "zone", "--json", str(out), timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert set(json.loads(out.read_text())["comparisons"]) == {"zone / none"}
+
+
 @pytest.mark.slow
 def test_bench_door_on_the_demo_once(tmp_path: Path) -> None:
     out = tmp_path / "door.json"

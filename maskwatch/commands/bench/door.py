@@ -263,7 +263,7 @@ def door_lines(result: dict) -> list[str]:
 
 
 def door_command(args) -> int:
-    """``maskwatch bench door [--video CLIP] [--repeats N] [--json FILE]``."""
+    """``maskwatch bench door [--video CLIP] [--repeats N] [--only VARIANT ...] [--json FILE]``."""
     from maskwatch.commands.options import emit
     from maskwatch.errors import UsageError
     from maskwatch.outputs.sinks import check_writable
@@ -275,7 +275,12 @@ def door_command(args) -> int:
         video = demo_folder() / "demo.mp4"
     if not video.is_file():
         raise UsageError(f"--video {video} does not exist")
+    only = set(args.only) if getattr(args, "only", None) else None
+    known = {v.name for v in variants(mqtt=True)} - {"none"}
+    if only is not None and only - known:
+        unknown = ", ".join(sorted(only - known))
+        raise UsageError(f"--only {unknown}: not a variant (one of: {', '.join(sorted(known))})")
     if args.json is not None:
         check_writable(args.json)
-    result = door_bench(video, repeats=args.repeats)
+    result = door_bench(video, repeats=args.repeats, only=only)
     return emit(door_lines(result), result, args.json)
