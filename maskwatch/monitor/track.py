@@ -4,7 +4,13 @@ Each track carries a constant-velocity Kalman filter on ``(cx, cy, w/h, h)``. Ev
 the confident detections to all alive tracks, then the low-score ones to the tracks still being tracked (Zhang et
 al., ByteTrack, 2022); matching is an optimal assignment on ``1 - IoU`` with an IoU gate, and what is left of the
 tracks seen last time and the confident detections is matched again on boxes widened by half their size (a face
-that moved more than its size between detector frames: Yang et al., C-BIoU, 2023). A candidate becomes a
+that moved more than its size between detector frames: Yang et al., C-BIoU, 2023). Three rules keep a fast
+mover's identity (:mod:`maskwatch.monitor.associate`): a person's track that overlaps a face that does not look
+like them while one that does is free close by takes that one instead (the face under a dancer's last box is the
+bystander he hid); what is still left of the people seen moving and of the confident detections is matched on
+the distance from the predicted centre (a reach that grows with the face's size); and a static track (a picture)
+keeps only a face that overlaps it well and never joins the widened or motion passes (a passer-by in front of a
+poster is not the poster). A candidate becomes a
 confirmed track (a person with an id) after ``min_hits`` consecutive matches; a confirmed track survives
 ``max_lost`` frames without detections, so short occlusions keep their id. Confident matches vote on the label;
 the decided label changes when another class wins the vote window, or sooner when a change detector
@@ -26,12 +32,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from maskwatch.metrics import box_iou
+from maskwatch.monitor.associate import lookalike_swaps, motion_pairs
 from maskwatch.monitor.kalman import buffered, kf_init, kf_predict, kf_update, match, state_to_xyxy, xyxy_to_z
 from maskwatch.monitor.reid import appearance, held_elsewhere, similarity
 from maskwatch.monitor.trackstate import DORMANT, LOST, TENTATIVE, TRACKED, Track
 from maskwatch.types import CLASS_NAMES, NO_TRACK, UNDECIDED, FaceDetections
 
 _NUM_CLASSES = len(CLASS_NAMES)
+STATIC_IOU = 0.5
+"""A static track (a picture) takes only a detection that overlaps where it is by this much (IoU)."""
+MOTION_UPDATES = 2
+"""The motion pass considers tracks seen on one of the last this many detector updates."""
+MOTION_DIFFERENT = 0.5
+"""The motion pass never pairs a track with a face whose signature is less similar than this (someone else)."""
 BUFFER = 0.5
 """Second matching pass: boxes widened by this share of their width and height on every side."""
 
@@ -64,6 +78,7 @@ class FaceTracker:
         reid_max_gap_s: float = 0.0,
         reid_similarity: float = 0.65,
         hold_unmoved_s: float = 0.0,
+        motion_match: bool = True,
     ) -> None:
         self.high_score = high_score
         self.low_score = low_score
@@ -78,6 +93,9 @@ class FaceTracker:
         self.reid_max_gap_s = reid_max_gap_s
         self.reid_similarity = reid_similarity
         self.hold_unmoved_s = hold_unmoved_s
+        self.motion_match = motion_match
+        self._gap = 1  # frames from the previous detector update to this one
+        self._updated: int | None = None  # the previous detector update's frame
         self.confirmed_total = 0
         self._alive: list[Track] = []  # tentative and confirmed, in creation order
         self._dormant: list[Track] = []  # confirmed, lost beyond max_lost, kept for re-identification
@@ -112,6 +130,8 @@ class FaceTracker:
         track only continues on a face that looks like it (``reid_similarity``).
         """
         self._advance(frame_index)
+        self._gap = 1 if self._updated is None else max(int(frame_index) - self._updated, 1)
+        self._updated = int(frame_index)
         self._cut_ts = float(ts) if cut else self._cut_ts
         self._features = {}
         self._image = image if self.reid else None
@@ -125,11 +145,12 @@ class FaceTracker:
         pairs = match(
             np.array([t.xyxy for t in pool]), faces.xyxy[high], self.match_iou, allowed=self._alike(pool, high, cut)
         )
+        pairs = self._lookalikes(self._held_still(pairs, pool, faces.xyxy[high]), pool, high, faces.xyxy)
         taken = self._take(pairs, pool, high, faces, frame_index, ts, matched, vote=True)
         # faces that moved by more than their size since the last detector frame (a fast walker, a wide stride,
         # a candidate with no velocity yet): the same matching on boxes widened by half their size on every side,
         # for the tracks seen last time and the detections left over (buffered IoU, Yang et al., C-BIoU, 2023)
-        pool = [t for t in self._alive if t.state != LOST and id(t) not in matched]
+        pool = [t for t in self._alive if t.state != LOST and id(t) not in matched and not t.static]
         free = np.array([int(i) for i in high if int(i) not in taken], np.int64)
         if pool and len(free):
             pairs = match(
@@ -138,7 +159,10 @@ class FaceTracker:
                 self.match_iou,
                 allowed=self._alike(pool, free, cut),
             )
+            pairs = self._lookalikes(pairs, pool, free, faces.xyxy)
             taken |= self._take(pairs, pool, free, faces, frame_index, ts, matched, vote=True)
+        if not cut:  # after a cut, positions say nothing
+            taken |= self._by_motion(faces, high, taken, frame_index, ts, matched)
         unmatched_high = [int(i) for i in high if int(i) not in taken]
 
         pool = [t for t in self._alive if t.state == TRACKED and id(t) not in matched]
@@ -194,8 +218,58 @@ class FaceTracker:
         for track in ended:
             track.xyxy = track.det_xyxy.copy()
         self._alive, self._dormant = [], []
-        self._frame = None
+        self._frame = self._updated = None
         return ended
+
+    def _held_still(self, pairs, pool: list[Track], xyxy: np.ndarray) -> list[tuple[int, int]]:
+        """``pairs`` without those of a static track (a picture) whose detection overlaps where it is by less than
+        :data:`STATIC_IOU`: a passer-by in front of a poster is not the poster, and must not take its place."""
+        if not self.motion_match:
+            return pairs
+        return [
+            (t, d)
+            for t, d in pairs
+            if not pool[t].static or box_iou(pool[t].xyxy[None], xyxy[d][None])[0, 0] >= STATIC_IOU
+        ]
+
+    def _lookalikes(self, pairs, pool: list[Track], dets: np.ndarray, xyxy: np.ndarray) -> list[tuple[int, int]]:
+        """First-pass ``pairs`` (indexing ``pool`` and ``dets``) with a person's track moved to a free face close by
+        that looks like them when the face it overlaps does not (:func:`~maskwatch.monitor.associate.lookalike_swaps`;
+        needs signatures: re-identification on)."""
+        if self._image is None or not self.motion_match:
+            return pairs
+        paired = {d for _, d in pairs}
+        free = [j for j in range(len(dets)) if j not in paired]
+        features = [t.feature if t.confirmed else None for t in pool]
+        boxes = np.array([t.xyxy for t in pool]).reshape(-1, 4)
+        return lookalike_swaps(
+            pairs, boxes, features, xyxy[dets], free, lambda j: self._feature(int(dets[j])), self.reid_similarity
+        )
+
+    def _by_motion(
+        self, faces: FaceDetections, high: np.ndarray, taken: set[int], frame_index, ts, matched
+    ) -> set[int]:
+        """Match what is left of the tracks seen on the last :data:`MOTION_UPDATES` updates and of the confident
+        detections by distance from the predicted centre (:func:`~maskwatch.monitor.associate.motion_pairs`)."""
+        if not self.motion_match:
+            return set()
+        gap = max(self._gap, 1)
+        recent = [t for t in self._alive if (frame_index - t.last_frame) <= gap * MOTION_UPDATES]
+        pool = [t for t in recent if id(t) not in matched and t.live]  # seen to move: a person, not a picture
+        free = np.array([int(i) for i in high if int(i) not in taken], np.int64)
+        if not pool or not len(free):
+            return set()
+        unseen = np.array([max((frame_index - t.last_frame) / gap - 1.0, 0.0) for t in pool])
+        features: list[np.ndarray | None] = [t.feature if self._image is not None else None for t in pool]
+        pairs = motion_pairs(
+            np.array([t.xyxy for t in pool]).reshape(-1, 4),
+            unseen,
+            features,
+            faces.xyxy[free],
+            lambda j: self._feature(int(free[j])),
+            MOTION_DIFFERENT,
+        )
+        return self._take(pairs, pool, free, faces, frame_index, ts, matched, vote=True)
 
     def _advance(self, frame_index: int) -> None:
         """Run every track's motion model over the frames since the previous call (at least one step)."""
