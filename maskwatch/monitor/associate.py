@@ -96,7 +96,7 @@ def motion_pairs(
     track_features: list[np.ndarray | None],
     det_xyxy: np.ndarray,
     feature: Callable[[int], np.ndarray | None],
-    different: float,
+    different: float | np.ndarray,
 ) -> list[tuple[int, int]]:
     """Optimal (track, detection) pairs by the distance of the detection's centre from the track's predicted
     centre, in face heights, within ``MOTION_REACH * (1 + unseen_updates)`` of it; of a similar size; and, where
@@ -107,10 +107,11 @@ def motion_pairs(
     gap /= _heights(predicted_xyxy)[:, None]
     reach = MOTION_REACH * (1.0 + np.asarray(unseen_updates, np.float64))[:, None]
     ok = (gap <= reach) & _similar_size(predicted_xyxy, det_xyxy)
+    floor = np.broadcast_to(np.asarray(different, np.float64), (len(predicted_xyxy),))
     for t, d in zip(*np.nonzero(ok), strict=True):
         known = track_features[int(t)]
         if known is not None:
             sig = feature(int(d))
-            ok[t, d] = sig is None or similarity(known, sig) >= different
+            ok[t, d] = sig is None or similarity(known, sig) >= floor[t]
     cost = np.where(ok, gap / reach, 1.0 + 1e-6)
     return [(t, d) for t, d in linear_assignment(cost) if ok[t, d]]

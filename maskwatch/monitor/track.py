@@ -249,13 +249,16 @@ class FaceTracker:
     def _by_motion(
         self, faces: FaceDetections, high: np.ndarray, taken: set[int], frame_index, ts, matched
     ) -> set[int]:
-        """Match what is left of the tracks seen on the last :data:`MOTION_UPDATES` updates and of the confident
-        detections by distance from the predicted centre (:func:`~maskwatch.monitor.associate.motion_pairs`)."""
+        """Match what is left of the people seen moving and the candidates (with signatures: a candidate must look
+        like the face, ``reid_similarity``), seen on one of the last :data:`MOTION_UPDATES` updates, and of the
+        confident detections by distance from the predicted centre (:func:`.associate.motion_pairs`)."""
         if not self.motion_match:
             return set()
         gap = max(self._gap, 1)
         recent = [t for t in self._alive if (frame_index - t.last_frame) <= gap * MOTION_UPDATES]
-        pool = [t for t in recent if id(t) not in matched and t.live]  # seen to move: a person, not a picture
+        # seen to move (a person, not a picture), or a candidate that looks like the face (needs signatures)
+        candidates = self._image is not None
+        pool = [t for t in recent if id(t) not in matched and (t.live or (candidates and t.state == TENTATIVE))]
         free = np.array([int(i) for i in high if int(i) not in taken], np.int64)
         if not pool or not len(free):
             return set()
@@ -267,7 +270,7 @@ class FaceTracker:
             features,
             faces.xyxy[free],
             lambda j: self._feature(int(free[j])),
-            MOTION_DIFFERENT,
+            np.array([self.reid_similarity if t.state == TENTATIVE else MOTION_DIFFERENT for t in pool]),
         )
         return self._take(pairs, pool, free, faces, frame_index, ts, matched, vote=True)
 
